@@ -1,0 +1,32 @@
+#include "clock.h"
+
+#include <stdio.h>
+#include <time.h>
+
+double clock_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+double clock_wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void clock_iso8601(double wall, char *buf, size_t len)
+{
+    time_t secs = (time_t)wall;
+    int ms = (int)((wall - (double)secs) * 1000.0);
+    struct tm tm;
+    char date[32], zone[8];
+    if (ms > 999)
+        ms = 999;
+    localtime_r(&secs, &tm);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    strftime(zone, sizeof zone, "%z", &tm); /* +0000 -> +00:00 */
+    snprintf(buf, len, "%s.%03d%.3s:%.2s", date, ms, zone, zone + 3);
+}

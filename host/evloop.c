@@ -1,0 +1,70 @@
+#include "evloop.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+static int pipe_fds[2] = {-1, -1};
+static volatile sig_atomic_t interrupts;
+static volatile sig_atomic_t last_signal;
+static void (*interrupt_cb)(int);
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    char c = sig == SIGCHLD ? 'C' : 'I';
+    if (sig != SIGCHLD) {
+        interrupts++;
+        last_signal = sig;
+        if (interrupt_cb)
+            interrupt_cb(sig);
+    }
+    if (pipe_fds[1] >= 0 && write(pipe_fds[1], &c, 1) < 0) {
+        /* pipe full: a wake-up is already pending */
+    }
+    errno = saved;
+}
+
+int evloop_init(void)
+{
+    struct sigaction sa;
+    if (pipe_fds[0] >= 0)
+        return 0;
+    if (pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0)
+        return errno;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    if (sigaction(SIGCHLD, &sa, NULL) || sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL))
+        return errno;
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+int evloop_fd(void) { return pipe_fds[0]; }
+
+int evloop_drain(void)
+{
+    char buf[64];
+    int bits = 0;
+    ssize_t n;
+    while ((n = read(pipe_fds[0], buf, sizeof buf)) > 0)
+        for (ssize_t i = 0; i < n; i++)
+            bits |= buf[i] == 'C' ? EVLOOP_CHILD : EVLOOP_INTERRUPT;
+    return bits;
+}
+
+unsigned evloop_interrupts(void) { return (unsigned)interrupts; }
+int evloop_last_signal(void) { return (int)last_signal; }
+void evloop_on_interrupt(void (*fn)(int sig)) { interrupt_cb = fn; }
+
+void evloop_reset_child_signals(void)
+{
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGPIPE, SIG_DFL);
+}

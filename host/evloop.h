@@ -1,0 +1,23 @@
+/* Process-wide signal plumbing for the event loop: SIGCHLD, SIGINT and SIGTERM
+ * handlers only set counters and write a byte to a self-pipe, which every wait
+ * polls. Plain C, no Lua. */
+#ifndef HPLUA_EVLOOP_H
+#define HPLUA_EVLOOP_H
+
+enum { EVLOOP_CHILD = 1, EVLOOP_INTERRUPT = 2 };
+
+/* Installs the handlers and the self-pipe; returns 0 or an errno value. */
+int evloop_init(void);
+/* Read end of the self-pipe (nonblocking), or -1 before evloop_init. */
+int evloop_fd(void);
+/* Empties the self-pipe; returns EVLOOP_* bits of what was signalled. */
+int evloop_drain(void);
+/* Number of SIGINT/SIGTERM received so far, and the last one's number. */
+unsigned evloop_interrupts(void);
+int evloop_last_signal(void);
+/* Called from the signal handler after an interrupt: must be async-signal-safe. */
+void evloop_on_interrupt(void (*fn)(int sig));
+/* Restores default dispositions (used in children before exec). */
+void evloop_reset_child_signals(void);
+
+#endif

@@ -1,0 +1,141 @@
+/* hplua.sys: the few POSIX calls the runner needs (directories, file types,
+ * clocks, terminals) plus the guard's entry points. */
+#include "clock.h"
+#include "host.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <lauxlib.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int push_errno(lua_State *L, const char *what, int err)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", what, strerror(err));
+    return 2;
+}
+
+/* listdir(path) -> { names } (unsorted, without . and ..) | nil, err */
+static int sys_listdir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    DIR *d = opendir(path);
+    if (!d)
+        return push_errno(L, path, errno);
+    lua_newtable(L);
+    struct dirent *de;
+    lua_Integer i = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        lua_pushstring(L, de->d_name);
+        lua_rawseti(L, -2, ++i);
+    }
+    closedir(d);
+    return 1;
+}
+
+/* kind(path) -> "file" | "dir" | "other" | nil, reason (a dangling link says so) */
+static int sys_kind(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        int err = errno;
+        if (err == ENOENT && lstat(path, &st) == 0) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "%s: dangling symbolic link", path);
+            return 2;
+        }
+        return push_errno(L, path, err);
+    }
+    lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir" : "other");
+    return 1;
+}
+
+static int sys_readable(lua_State *L)
+{
+    lua_pushboolean(L, access(luaL_checkstring(L, 1), R_OK) == 0);
+    return 1;
+}
+
+static int sys_clock(lua_State *L)
+{
+    lua_pushnumber(L, clock_mono());
+    return 1;
+}
+
+static int sys_wall(lua_State *L)
+{
+    lua_pushnumber(L, clock_wall());
+    return 1;
+}
+
+/* now([wall seconds]) -> ISO 8601 with milliseconds and offset */
+static int sys_now(lua_State *L)
+{
+    char buf[48];
+    clock_iso8601(luaL_optnumber(L, 1, clock_wall()), buf, sizeof buf);
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+static int sys_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
+static int sys_exepath(lua_State *L)
+{
+    char buf[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n < 0)
+        return push_errno(L, "/proc/self/exe", errno);
+    lua_pushlstring(L, buf, (size_t)n);
+    return 1;
+}
+
+static int sys_realpath(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char *r = realpath(path, NULL);
+    if (!r)
+        return push_errno(L, path, errno);
+    lua_pushstring(L, r);
+    free(r);
+    return 1;
+}
+
+/* sleep(seconds): waits in the event loop, so output is read and callbacks run. */
+static int sys_sleep(lua_State *L)
+{
+    lua_Number s = luaL_checknumber(L, 1);
+    luaL_argcheck(L, s >= 0, 1, "seconds must not be negative");
+    double end = clock_mono() + s;
+    for (;;) {
+        double left = end - clock_mono();
+        if (left <= 0)
+            break;
+        host_turn(L, left, -1, 0, NULL);
+    }
+    return 0;
+}
+
+int luaopen_hplua_sys(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"listdir", sys_listdir}, {"kind", sys_kind},       {"readable", sys_readable},
+        {"clock", sys_clock},     {"wall", sys_wall},       {"now", sys_now},
+        {"isatty", sys_isatty},   {"exepath", sys_exepath}, {"realpath", sys_realpath},
+        {"sleep", sys_sleep},     {NULL, NULL}};
+    luaL_newlib(L, fns);
+    guard_register(L);
+    lua_pushstring(L, HPLUA_VERSION);
+    lua_setfield(L, -2, "version");
+    return 1;
+}

@@ -1,0 +1,74 @@
+/* hplua: main only creates the Lua state and runs everything else protected,
+ * in pmain, as lua.c does. The CLI itself is Lua (lua/cli.lua). */
+#include "evloop.h"
+#include "host.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXIT_INTERNAL 3
+
+static int pmain(lua_State *L)
+{
+    int argc = (int)lua_tointeger(L, 1);
+    char **argv = lua_touserdata(L, 2);
+    luaL_openlibs(L);
+    modules_install(L);
+    guard_install(L);
+    int err = proc_global_init();
+    if (err)
+        return luaL_error(L, "cannot set up signal handling: %s", strerror(err));
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "hplua.cli");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "main");
+    lua_createtable(L, argc, 0);
+    for (int i = 1; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i);
+    }
+    lua_call(L, 1, 2); /* -> exit status, signal to re-raise (script mode) */
+    return 2;
+}
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg)
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    lua_State *L = luaL_newstate();
+    if (!L) {
+        fprintf(stderr, "hplua: cannot create the Lua state: out of memory\n");
+        return EXIT_INTERNAL;
+    }
+    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, pmain);
+    lua_pushinteger(L, argc);
+    lua_pushlightuserdata(L, argv);
+    int status = EXIT_INTERNAL, resignal = 0;
+    if (lua_pcall(L, 2, 2, 1) == LUA_OK) {
+        status = (int)luaL_optinteger(L, -2, EXIT_INTERNAL);
+        resignal = (int)luaL_optinteger(L, -1, 0);
+    } else {
+        fprintf(stderr, "hplua: internal error: %s\n", lua_tostring(L, -1));
+    }
+    fflush(stdout);
+    lua_close(L);
+    /* Whatever way the run ended, no child outlives the host. */
+    proc_engine_free(host_engine());
+    if (resignal) {
+        signal(resignal, SIG_DFL);
+        raise(resignal);
+    }
+    return status;
+}

@@ -1,0 +1,62 @@
+/* Makes the embedded runner and stdlib require-able. With HPLUA_SRC set to the
+ * source tree, the same modules are read from their files instead, so a change
+ * to a .lua file needs no rebuild. Chunk names are "@hplua:<path>" either way,
+ * which is how tracebacks tell the host's frames from the test author's. */
+#include "host.h"
+#include "modules.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int load_embedded(lua_State *L)
+{
+    const hplua_embedded *m = &hplua_embedded_modules[lua_tointeger(L, lua_upvalueindex(1))];
+    const char *root = getenv("HPLUA_SRC");
+    int rc;
+    lua_pushfstring(L, "@hplua:%s", m->path);
+    const char *chunkname = lua_tostring(L, -1);
+    if (root && *root) {
+        luaL_Buffer b;
+        lua_pushfstring(L, "%s/%s", root, m->path);
+        FILE *f = fopen(lua_tostring(L, -1), "rb");
+        if (!f)
+            return luaL_error(L, "HPLUA_SRC: cannot open %s", lua_tostring(L, -1));
+        luaL_buffinit(L, &b);
+        size_t n;
+        do {
+            char *p = luaL_prepbuffer(&b);
+            n = fread(p, 1, LUAL_BUFFERSIZE, f);
+            luaL_addsize(&b, n);
+        } while (n == LUAL_BUFFERSIZE);
+        fclose(f);
+        luaL_pushresult(&b);
+        size_t len;
+        const char *src = lua_tolstring(L, -1, &len);
+        rc = luaL_loadbufferx(L, src, len, chunkname, "t");
+    } else {
+        rc = luaL_loadbufferx(L, m->src, m->len, chunkname, "t");
+    }
+    if (rc != LUA_OK)
+        return lua_error(L);
+    lua_pushstring(L, m->name);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+void modules_install(lua_State *L)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    for (int i = 0; hplua_embedded_modules[i].name; i++) {
+        lua_pushinteger(L, i);
+        lua_pushcclosure(L, load_embedded, 1);
+        lua_setfield(L, -2, hplua_embedded_modules[i].name);
+    }
+    lua_pushcfunction(L, luaopen_hplua_sys);
+    lua_setfield(L, -2, "hplua.sys");
+    lua_pushcfunction(L, luaopen_hplua_process);
+    lua_setfield(L, -2, "hplua.process");
+    lua_pushcfunction(L, luaopen_hplua_json);
+    lua_setfield(L, -2, "hplua.json");
+    lua_pop(L, 1);
+}

@@ -1,0 +1,162 @@
+-- hplua.report: the JSON run report (docs/report.md) and JUnit XML, both written
+-- atomically; also written for failed, interrupted and collection-error runs.
+local sys = require "hplua.sys"
+local json = require "hplua.json"
+local ctx = require "hplua.context"
+
+local M = {}
+local arr = json.array
+
+local function copy_list(list, f)
+  local out = arr()
+  for i, v in ipairs(list or {}) do out[i] = f and f(v) or v end
+  return out
+end
+
+local function error_record(e)
+  if not e then return nil end
+  return { message = e.message, file = e.file, line = e.line, traceback = e.traceback }
+end
+
+local function test_record(r)
+  return {
+    id = r.id, name = r.name, status = r.status, started_at = r.started_at, ended_at = r.ended_at,
+    duration = r.duration, attempts = r.attempts, error = error_record(r.error) or json.null,
+    skip_reason = r.skip_reason or json.null,
+    messages = copy_list(r.messages),
+    measurements = copy_list(r.measurements),
+    artifacts = r.artifacts or {},
+    attempt_results = copy_list(r.attempt_results, function(a)
+      return { attempt = a.attempt, status = a.status, duration = a.duration, error = error_record(a.error),
+        messages = copy_list(a.messages), measurements = copy_list(a.measurements) }
+    end),
+  }
+end
+
+local RANK = { passed = 1, skipped = 0, failed = 2, stopped = 3 }
+
+function M.build(opts, info, plan, run, exit_code)
+  local results = run and run.results or {}
+  local summary = { total = #results, passed = 0, failed = 0, skipped = 0, stopped = 0 }
+  local modules, by_module, caused = arr(), {}, nil
+  for _, r in ipairs(results) do
+    summary[r.status] = summary[r.status] + 1
+    if r.status == "failed" and not caused then caused = r.id end
+    local mod = r.test.module
+    local m = by_module[mod]
+    if not m then
+      m = { id = mod.id, name = mod.name, file = mod.file, status = "skipped", started_at = r.started_at,
+        tests = arr(), wall_start = r.wall_start }
+      by_module[mod] = m
+      modules[#modules + 1] = m
+    end
+    m.tests[#m.tests + 1] = test_record(r)
+    m.ended_at = r.ended_at
+    m.duration = (r.wall_start + (r.duration or 0)) - m.wall_start
+    if r.status == "passed" and m.status == "skipped" then m.status = "passed" end
+    if RANK[r.status] > RANK[m.status] and r.status ~= "skipped" then m.status = r.status end
+  end
+  for _, m in ipairs(modules) do m.wall_start = nil end
+  local status = "passed"
+  if exit_code == 2 and (not plan or #plan.errors == 0) then
+    status = "stopped"
+  elseif exit_code ~= 0 and exit_code ~= 5 then
+    status = "failed"
+  end
+  local processes = arr()
+  local ok, proc = pcall(require, "hplua.process")
+  if ok then
+    local res = proc.results()
+    for _, name in ipairs(proc.names()) do
+      if res[name] then processes[#processes + 1] = res[name] end
+    end
+  end
+  local ended = sys.wall()
+  return {
+    hplua = sys.version, status = status, started_at = info.started_at, ended_at = sys.now(ended),
+    duration = ended - info.wall_start, exit_code = exit_code, caused_failure = caused or json.null,
+    stand = ctx.run.stand, dut = ctx.run.dut, instruments = copy_list(ctx.run.instruments),
+    messages = copy_list(ctx.run.messages), errors = copy_list(ctx.run.errors),
+    collection_errors = copy_list(plan and plan.errors or ctx.errors),
+    summary = summary, modules = modules, processes = processes,
+    paths = copy_list(opts.paths),
+  }
+end
+
+-- XML 1.0 text: escaped specials, control characters dropped, invalid UTF-8 repaired.
+local function xml(s)
+  s = json.utf8_repair(tostring(s))
+  s = s:gsub("[%z\1-\8\11\12\14-\31]", "")
+  return (s:gsub('[<>&"\']', { ["<"] = "&lt;", [">"] = "&gt;", ["&"] = "&amp;", ['"'] = "&quot;", ["'"] = "&apos;" }))
+end
+
+function M.junit(report)
+  local out = { '<?xml version="1.0" encoding="UTF-8"?>' }
+  local s = report.summary
+  out[#out + 1] = string.format('<testsuites name="hplua" tests="%d" failures="%d" skipped="%d" time="%.3f">',
+    s.total, s.failed + s.stopped, s.skipped, report.duration)
+  local function props()
+    local p = {}
+    for _, group in ipairs { "dut", "stand" } do
+      local keys = {}
+      for k in pairs(report[group]) do keys[#keys + 1] = tostring(k) end
+      table.sort(keys)
+      for _, k in ipairs(keys) do
+        p[#p + 1] = string.format('      <property name="%s.%s" value="%s"/>', group, xml(k), xml(report[group][k]))
+      end
+    end
+    if #p == 0 then return nil end
+    return "    <properties>\n" .. table.concat(p, "\n") .. "\n    </properties>"
+  end
+  for _, m in ipairs(report.modules) do
+    local failed, skipped = 0, 0
+    for _, t in ipairs(m.tests) do
+      if t.status == "failed" or t.status == "stopped" then failed = failed + 1 end
+      if t.status == "skipped" then skipped = skipped + 1 end
+    end
+    out[#out + 1] = string.format('  <testsuite name="%s" tests="%d" failures="%d" errors="0" skipped="%d" time="%.3f" timestamp="%s">',
+      xml(m.id), #m.tests, failed, skipped, m.duration or 0, xml(m.started_at or ""))
+    local p = props()
+    if p then out[#out + 1] = p end
+    for _, t in ipairs(m.tests) do
+      out[#out + 1] = string.format('    <testcase classname="%s" name="%s" time="%.3f">', xml(m.id), xml(t.name), t.duration or 0)
+      if t.status == "failed" or t.status == "stopped" then
+        local e = t.error ~= json.null and t.error or { message = t.status }
+        local loc = e.file and string.format("%s:%d: ", e.file, e.line or 0) or ""
+        out[#out + 1] = string.format('      <failure message="%s" type="%s">%s%s</failure>', xml(loc .. e.message),
+          t.status, xml(loc .. e.message), e.traceback and ("\n" .. xml(e.traceback)) or "")
+      elseif t.status == "skipped" then
+        out[#out + 1] = string.format('      <skipped message="%s"/>', xml(t.skip_reason or "skipped"))
+      end
+      local lines = {}
+      for _, msg in ipairs(t.messages) do lines[#lines + 1] = msg.time .. " " .. msg.text end
+      for _, ms in ipairs(t.measurements) do
+        lines[#lines + 1] = require("hplua.console").format_measurement(ms)
+      end
+      if #lines > 0 then out[#out + 1] = "      <system-out>" .. xml(table.concat(lines, "\n")) .. "</system-out>" end
+      out[#out + 1] = "    </testcase>"
+    end
+    out[#out + 1] = "  </testsuite>"
+  end
+  out[#out + 1] = "</testsuites>\n"
+  return table.concat(out, "\n")
+end
+
+-- Writes every report asked for; returns true or nil, message.
+function M.write_all(opts, info, plan, run, exit_code)
+  if not opts.json and not opts.junit then return true end
+  local report = M.build(opts, info, plan, run, exit_code)
+  if opts.json then
+    local text, err = json.encode(report, true)
+    if not text then return nil, "cannot encode the JSON report: " .. err end
+    local ok, werr = json.write_atomic(opts.json, text .. "\n")
+    if not ok then return nil, werr end
+  end
+  if opts.junit then
+    local ok, werr = json.write_atomic(opts.junit, M.junit(report))
+    if not ok then return nil, werr end
+  end
+  return true
+end
+
+return M

@@ -1,0 +1,263 @@
+-- hplua: the module test authors require (`local hp = require "hplua"`).
+local ctx = require "hplua.context"
+local sys = require "hplua.sys"
+local process = require "hplua.process"
+
+local hp = {
+  version = sys.version,
+  process = process,
+  expect = require "hplua.expect",
+  clock = sys.clock,
+  now = function() return sys.now() end,
+}
+
+process._set_message_handler(function(text, key) ctx.message(text, key) end)
+
+local function type_error(what, expected, value)
+  return string.format("%s must be %s, got %s", what, expected, type(value))
+end
+
+-- Checks a declaration's options; returns nil or the first problem found.
+local test_options = {
+  depends = function(v)
+    if type(v) == "string" then return nil end
+    if type(v) ~= "table" then return type_error("depends", "a string or a table of test ids", v) end
+    for i, d in ipairs(v) do
+      if type(d) ~= "string" then return type_error("depends[" .. i .. "]", "a string", d) end
+    end
+  end,
+  critical = function(v)
+    if type(v) ~= "boolean" then return type_error("critical", "a boolean", v) end
+  end,
+  attempts = function(v)
+    if math.type(v) ~= "integer" or v < 1 then
+      return type(v) == "number" and "attempts must be a whole number of at least 1, got " .. tostring(v)
+        or type_error("attempts", "a whole number", v)
+    end
+  end,
+  timeout = function(v)
+    if type(v) ~= "number" or not (v > 0) then
+      return type(v) == "number" and "timeout must be a positive number of seconds, got " .. tostring(v)
+        or type_error("timeout", "a number of seconds", v)
+    end
+  end,
+  skip = function(v)
+    if type(v) ~= "boolean" and type(v) ~= "string" then return type_error("skip", "a boolean or a reason string", v) end
+  end,
+}
+
+local function check_options(opts, allowed, what)
+  for k, v in pairs(opts) do
+    local check = allowed[k]
+    if not check then
+      return string.format("%s: unknown option '%s'", what, tostring(k))
+    end
+    local problem = check(v)
+    if problem then return what .. ": " .. problem end
+  end
+end
+
+local function normalize_depends(v)
+  if v == nil then return {} end
+  if type(v) == "string" then return { v } end
+  return { table.unpack(v) }
+end
+
+local function collecting(fname)
+  local c = ctx.collecting
+  if not c then
+    error(fname .. " can only be called while a test file or suite.lua is loaded", 3)
+  end
+  return c
+end
+
+function hp.test(name, opts, fn)
+  local c = collecting("hp.test")
+  local file, line = ctx.caller()
+  if fn == nil and type(opts) == "function" then opts, fn = nil, opts end
+  if type(name) ~= "string" or name == "" then
+    return ctx.collection_error("hp.test: " .. type_error("the name", "a non-empty string", name), file, line)
+  end
+  local what = string.format("hp.test %q", name)
+  if type(fn) ~= "function" then
+    return ctx.collection_error(what .. ": " .. type_error("the test body", "a function", fn), file, line)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    return ctx.collection_error(what .. ": " .. type_error("options", "a table", opts), file, line)
+  end
+  opts = opts or {}
+  local problem = check_options(opts, test_options, what)
+  if problem then return ctx.collection_error(problem, file, line) end
+  if not c.module then
+    return ctx.collection_error(what .. ": tests cannot be declared in suite.lua", file, line)
+  end
+  local mod = c.module
+  local first = mod.by_name[name]
+  if first then
+    return ctx.collection_error(string.format("duplicate test name %q (first declared at %s:%d)", name, first.file, first.line), file, line)
+  end
+  local t = {
+    name = name, id = mod.id .. "::" .. name, module = mod, fn = fn, file = file, line = line,
+    depends = normalize_depends(opts.depends), critical = opts.critical, attempts = opts.attempts or 1,
+    timeout = opts.timeout, skip = opts.skip,
+  }
+  mod.tests[#mod.tests + 1] = t
+  mod.by_name[name] = t
+end
+
+local module_options = {
+  name = function(v) if type(v) ~= "string" then return type_error("name", "a string", v) end end,
+  depends = test_options.depends,
+  critical = test_options.critical,
+}
+
+function hp.module(opts)
+  local c = collecting("hp.module")
+  local file, line = ctx.caller()
+  if type(opts) ~= "table" then
+    return ctx.collection_error("hp.module: " .. type_error("the argument", "a table", opts), file, line)
+  end
+  local problem = check_options(opts, module_options, "hp.module")
+  if problem then return ctx.collection_error(problem, file, line) end
+  if not c.module then return ctx.collection_error("hp.module cannot be used in suite.lua", file, line) end
+  local mod = c.module
+  if mod.declared_at then
+    return ctx.collection_error("hp.module called twice (first at line " .. mod.declared_at .. ")", file, line)
+  end
+  mod.declared_at = line
+  mod.name = opts.name or mod.name
+  mod.depends = normalize_depends(opts.depends)
+  mod.depends_line = line
+  mod.critical = opts.critical
+end
+
+local function add_hook(kind)
+  return function(fn)
+    local c = collecting("hp." .. kind)
+    local file, line = ctx.caller()
+    if type(fn) ~= "function" then
+      return ctx.collection_error("hp." .. kind .. ": " .. type_error("the argument", "a function", fn), file, line)
+    end
+    local scope = c.module or c.suite
+    table.insert(scope.hooks[kind], { fn = fn, file = file, line = line })
+  end
+end
+hp.before_all = add_hook("before_all")
+hp.after_all = add_hook("after_all")
+hp.before_each = add_hook("before_each")
+hp.after_each = add_hook("after_each")
+
+function hp.fixture(name, fn)
+  collecting("hp.fixture")
+  local file, line = ctx.caller()
+  if type(name) ~= "string" or name == "" then
+    return ctx.collection_error("hp.fixture: " .. type_error("the name", "a non-empty string", name), file, line)
+  end
+  if type(fn) ~= "function" then
+    return ctx.collection_error(string.format("hp.fixture %q: %s", name, type_error("the setup", "a function", fn)), file, line)
+  end
+  local first = ctx.fixtures[name]
+  if first then
+    return ctx.collection_error(string.format("duplicate fixture %q (first declared at %s:%d)", name, first.file, first.line), file, line)
+  end
+  ctx.fixtures[name] = { name = name, fn = fn, file = file, line = line }
+end
+
+function hp.use(name)
+  if type(name) ~= "string" then error("hp.use: the fixture name must be a string, got " .. type(name), 2) end
+  local f = ctx.fixtures[name]
+  if not f then error(string.format("hp.use: no fixture named %q", name), 2) end
+  if not ctx.current then error("hp.use must be called while a test runs", 2) end
+  if f.error then error(string.format("fixture %q failed earlier: %s", name, f.error), 2) end
+  if not f.created then
+    f.creating = true
+    local ok, value, teardown = pcall(f.fn)
+    f.creating = nil
+    if not ok then
+      f.error = type(value) == "string" and value or tostring(value)
+      error(value, 0)
+    end
+    if teardown ~= nil and type(teardown) ~= "function" then
+      f.error = "its teardown must be a function, got " .. type(teardown)
+      error(string.format("fixture %q: %s", name, f.error), 2)
+    end
+    f.created, f.value, f.teardown = true, value, teardown
+    ctx.fixture_order[#ctx.fixture_order + 1] = f
+  end
+  return f.value
+end
+
+function hp.fail(msg)
+  error(msg == nil and "failed" or msg, 0)
+end
+
+function hp.skip(reason)
+  error(setmetatable({ reason = reason or "skipped" }, ctx.skip_mt), 0)
+end
+
+function hp.set_message(text, key)
+  if text == nil then error("hp.set_message: text expected", 2) end
+  if key ~= nil and type(key) ~= "string" then error("hp.set_message: key must be a string", 2) end
+  ctx.message(text, key)
+end
+
+function hp.sleep(seconds)
+  if type(seconds) ~= "number" then error("hp.sleep: seconds must be a number, got " .. type(seconds), 2) end
+  if seconds < 0 then error("hp.sleep: seconds must not be negative", 2) end
+  sys.sleep(seconds)
+end
+
+-- Measurements: recorded on the running test, checked against limits.
+function hp.measure(m)
+  if type(m) ~= "table" then error("hp.measure: a table expected, got " .. type(m), 2) end
+  if type(m.name) ~= "string" or m.name == "" then error("hp.measure: name must be a non-empty string", 2) end
+  if m.unit ~= nil and type(m.unit) ~= "string" then error("hp.measure: unit must be a string", 2) end
+  for _, k in ipairs { "min", "max" } do
+    if m[k] ~= nil and type(m[k]) ~= "number" then error("hp.measure: " .. k .. " must be a number, got " .. type(m[k]), 2) end
+  end
+  if (m.min or m.max) and type(m.value) ~= "number" then
+    error("hp.measure: value must be a number when min or max is given, got " .. type(m.value), 2)
+  end
+  local v = m.value
+  local tv = type(v)
+  if tv ~= "number" and tv ~= "string" and tv ~= "boolean" then
+    error("hp.measure: value must be a number, string or boolean, got " .. tv, 2)
+  end
+  if not ctx.current then error("hp.measure must be called while a test runs", 2) end
+  local passed = true
+  if m.min and v < m.min then passed = false end
+  if m.max and v > m.max then passed = false end
+  if m.expect ~= nil and v ~= m.expect then passed = false end
+  if v ~= v then passed = false end -- NaN is never within limits
+  local rec = { name = m.name, value = v, unit = m.unit, min = m.min, max = m.max, expect = m.expect, passed = passed }
+  local list = ctx.current.measurements
+  list[#list + 1] = rec
+  return passed
+end
+
+local function info_setter(field, fname)
+  return function(t)
+    if type(t) ~= "table" then error(fname .. ": a table expected, got " .. type(t), 2) end
+    for k, v in pairs(t) do ctx.run[field][k] = v end
+  end
+end
+hp.set_dut = info_setter("dut", "hp.set_dut")
+hp.set_stand = info_setter("stand", "hp.set_stand")
+
+function hp.set_instrument(t)
+  if type(t) ~= "table" then error("hp.set_instrument: a table expected, got " .. type(t), 2) end
+  if type(t.name) ~= "string" then error("hp.set_instrument: name must be a string", 2) end
+  local list = ctx.run.instruments
+  for i, old in ipairs(list) do
+    if old.name == t.name then list[i] = t; return end
+  end
+  list[#list + 1] = t
+end
+
+function hp.artifact(name, value)
+  if type(name) ~= "string" then error("hp.artifact: name must be a string", 2) end
+  if not ctx.current then error("hp.artifact must be called while a test runs", 2) end
+  ctx.current.artifacts[name] = value
+end
+
+return hp
