@@ -217,7 +217,12 @@ static int json_decode(lua_State *L)
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(s, len, &end, 1);
+    if (strlen(s) != len) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "invalid JSON: NUL byte at byte %d", (int)strlen(s) + 1);
+        return 2;
+    }
+    cJSON *j = cJSON_ParseWithOpts(s, &end, 1);
     if (!j) {
         size_t off = end && end >= s ? (size_t)(end - s) : 0;
         size_t line = 1;
