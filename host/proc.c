@@ -23,6 +23,142 @@
 
 void proc_engine_init(proc_engine *e) { memset(e, 0, sizeof *e); }
 
+/* The watchdog: a small process forked before the first child. It learns every
+ * child's process group through a pipe and, when the pipe reaches EOF because
+ * hplua died without cleaning up (SIGKILL), kills those groups. PR_SET_PDEATHSIG
+ * alone would only reach the direct children, not a shell's grandchildren. */
+static pid_t watchdog_pid;
+static int watchdog_fd = -1;
+/* Every descendant inherits HPLUA_RUNS, which lists a token per hplua above it;
+ * the watchdog also kills whatever carries ours (a daemon that left its group). */
+static char run_token[64];
+
+static bool environ_has_token(const char *pid)
+{
+    static char buf[1 << 16];
+    char path[300];
+    snprintf(path, sizeof path, "/proc/%s/environ", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof buf);
+    close(fd);
+    return n > 0 && memmem(buf, (size_t)n, run_token, strlen(run_token)) != NULL;
+}
+
+static void kill_token_holders(void)
+{
+    char self[32];
+    snprintf(self, sizeof self, "%d", (int)getpid());
+    for (int round = 0; round < 3; round++) {
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        if (!d)
+            return;
+        while ((de = readdir(d)))
+            if (de->d_name[0] >= '1' && de->d_name[0] <= '9' && strcmp(de->d_name, self) != 0 &&
+                environ_has_token(de->d_name))
+                kill(atoi(de->d_name), SIGKILL);
+        closedir(d);
+    }
+}
+
+static void watchdog_main(int fd)
+{
+    pid_t groups[4096];
+    size_t n = 0;
+    char buf[4096], line[32];
+    size_t ll = 0;
+    ssize_t got;
+    bool clean = false;
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGPIPE, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* Hold no other descriptor: a reader of hplua's stdout must see EOF when hplua ends. */
+    int devnull = open("/dev/null", O_RDWR);
+    for (int i = 0; i < 3; i++)
+        if (devnull >= 0 && devnull != i)
+            dup2(devnull, i);
+    for (int i = 3; i < 65536; i++)
+        if (i != fd && i != devnull)
+            close(i);
+    while ((got = read(fd, buf, sizeof buf)) != 0) {
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        for (ssize_t i = 0; i < got; i++) {
+            if (buf[i] != '\n') {
+                if (ll < sizeof line - 1)
+                    line[ll++] = buf[i];
+                continue;
+            }
+            line[ll] = 0;
+            ll = 0;
+            pid_t g = (pid_t)atoi(line + 1);
+            if (line[0] == '+' && n < sizeof groups / sizeof groups[0]) {
+                groups[n++] = g;
+            } else if (line[0] == 'c') {
+                n = 0; /* clean exit: hplua has ended every group itself */
+                clean = true;
+            } else if (line[0] == '-') {
+                for (size_t k = 0; k < n; k++)
+                    if (groups[k] == g) {
+                        groups[k] = groups[--n];
+                        break;
+                    }
+            }
+        }
+    }
+    for (size_t k = 0; k < n; k++)
+        kill(-groups[k], SIGKILL);
+    if (!clean)
+        kill_token_holders();
+    _exit(0);
+}
+
+static void watchdog_start(void)
+{
+    int fds[2];
+    if (watchdog_fd >= 0 || pipe2(fds, O_CLOEXEC) != 0)
+        return;
+    const char *old = getenv("HPLUA_RUNS");
+    char value[4096];
+    snprintf(run_token, sizeof run_token, "hplua-%d-%.0f", (int)getpid(), clock_mono() * 1e6);
+    if (old && strlen(old) < sizeof value - sizeof run_token - 2)
+        snprintf(value, sizeof value, "%s:%s", old, run_token);
+    else
+        snprintf(value, sizeof value, "%s", run_token);
+    setenv("HPLUA_RUNS", value, 1);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[1]);
+        watchdog_main(fds[0]);
+    }
+    close(fds[0]);
+    if (pid < 0) {
+        close(fds[1]);
+        return;
+    }
+    watchdog_pid = pid;
+    watchdog_fd = fds[1];
+}
+
+static void watchdog_note(char op, pid_t pgid)
+{
+    char line[32];
+    int len = snprintf(line, sizeof line, "%c%d\n", op, (int)pgid);
+    if (watchdog_fd >= 0 && write(watchdog_fd, line, (size_t)len) < 0) {
+        /* the watchdog is gone: PR_SET_PDEATHSIG still covers direct children */
+    }
+}
+
 int proc_global_init(void)
 {
     /* Orphaned grandchildren are re-parented to us, so the final clean-up finds them. */
@@ -197,6 +333,7 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
 {
     int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1}, pfail[2] = {-1, -1};
     int rc = 0;
+    watchdog_start();
     proc *p = calloc(1, sizeof *p);
     if (!p) {
         snprintf(err, errlen, "out of memory");
@@ -254,6 +391,7 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
         goto fail;
     }
     rc = 0;
+    watchdog_note('+', pid);
     p->pid = pid;
     p->state = PROC_RUNNING;
     p->timeout = s->timeout;
@@ -352,6 +490,8 @@ static void mark_exited(proc_engine *e, proc *p, int status)
     close_fd(&p->fd_in);
     p->kill_at = 0;
     e->running--;
+    if (kill(-p->pid, 0) != 0)
+        watchdog_note('-', p->pid); /* the group is empty: its id may be reused */
 }
 
 static bool reap(proc_engine *e)
@@ -555,7 +695,8 @@ static void signal_descendants(int sig)
     pid_t pids[4096];
     size_t n = list_descendants(pids, sizeof pids / sizeof pids[0]);
     for (size_t i = 0; i < n; i++)
-        kill(pids[i], sig);
+        if (pids[i] != watchdog_pid)
+            kill(pids[i], sig);
 }
 
 static void reap_orphans(void)
@@ -564,7 +705,8 @@ static void reap_orphans(void)
     pid_t pids[4096];
     size_t n = list_descendants(pids, sizeof pids / sizeof pids[0]);
     for (size_t i = 0; i < n; i++)
-        waitpid(pids[i], NULL, WNOHANG);
+        if (pids[i] != watchdog_pid)
+            waitpid(pids[i], NULL, WNOHANG);
 }
 
 void proc_terminate_everything(proc_engine *e, double grace)
@@ -594,5 +736,6 @@ void proc_engine_free(proc_engine *e)
     for (size_t i = 0; i < e->n; i++)
         proc_free(e->procs[i]);
     free(e->procs);
+    watchdog_note('c', 0);
     memset(e, 0, sizeof *e);
 }

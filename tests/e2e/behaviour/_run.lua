@@ -1,0 +1,84 @@
+-- Helpers for behaviour suites: run hplua on a fixture suite as a real child.
+local hp = require "hplua"
+local sys = require "hplua.sys"
+local json = require "hplua.json"
+
+local M = { fixtures = assert(os.getenv("HPLUA_FIXTURES"), "HPLUA_FIXTURES not set"), exe = sys.exepath() }
+local counter = 0
+
+-- Starts hplua ARGS in the fixtures folder with a JSON report; returns the handle
+-- and the report's path.
+function M.start(args, opts)
+  opts = opts or {}
+  counter = counter + 1
+  local report = os.tmpname()
+  local argv = { M.exe, "--json", report }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local p = hp.process.start(string.format("hplua-%d", counter), argv,
+    { cwd = M.fixtures, env = opts.env, timeout = opts.timeout or 120, on_line = opts.on_line })
+  return p, report
+end
+
+function M.read_report(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  os.remove(path)
+  if text == "" then return nil end
+  return assert(json.decode(text))
+end
+
+-- Runs hplua to the end; returns the result and the decoded report.
+function M.run(args, opts)
+  local p, report = M.start(args, opts)
+  local res = p:wait()
+  return res, M.read_report(report)
+end
+
+-- Waits until cond() is true (loosely bounded).
+function M.wait_for(cond, limit, what)
+  local deadline = hp.clock() + (limit or 10)
+  while not cond() do
+    if hp.clock() > deadline then error("gave up waiting for " .. (what or "a condition"), 2) end
+    hp.sleep(0.01)
+  end
+end
+
+-- Processes whose command line contains text (by /proc), excluding ourselves.
+function M.find_processes(text)
+  local found = {}
+  for _, pid in ipairs(sys.listdir("/proc") or {}) do
+    if pid:match("^%d+$") then
+      local f = io.open("/proc/" .. pid .. "/cmdline")
+      if f then
+        local cmd = (f:read("a") or ""):gsub("%z", " ")
+        f:close()
+        if cmd:find(text, 1, true) then found[#found + 1] = pid .. ": " .. cmd end
+      end
+    end
+  end
+  return found
+end
+
+function M.unique_marker()
+  -- a sleep duration nobody else uses: 4000 s plus a fraction from our pid and a counter
+  counter = counter + 1
+  return string.format("4%03d.%d%04d", counter % 1000, math.floor(hp.clock() * 1000) % 100000, (sys.getpid and sys.getpid() or 0) % 10000)
+end
+
+function M.kill(pid, sig)
+  local r = hp.process.start("kill-" .. pid .. "-" .. sig .. "-" .. counter, { "kill", "-" .. sig, tostring(pid) }):wait()
+  counter = counter + 1
+  assert(r.exit_code == 0, "kill failed: " .. r.stderr)
+end
+
+function M.test_by_id(report, id)
+  for _, m in ipairs(report.modules) do
+    for _, t in ipairs(m.tests) do
+      if t.id == id then return t end
+    end
+  end
+end
+
+return M
