@@ -9,6 +9,7 @@
 
 #include <lauxlib.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 
 enum { FIRED_NONE, FIRED_TIMEOUT, FIRED_INTERRUPT };
@@ -42,8 +43,11 @@ static void raise_fired(lua_State *L, int why)
 {
     guard.fired = why;
     lua_sethook(L, hook, LUA_MASKCOUNT, 1);
-    if (why == FIRED_TIMEOUT)
-        luaL_error(L, "timeout after %g s", guard.timeout);
+    if (why == FIRED_TIMEOUT) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "timeout after %g s", guard.timeout);
+        luaL_error(L, "%s", msg);
+    }
     int sig = evloop_last_signal();
     luaL_error(L, "interrupted by %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 }

@@ -13,6 +13,10 @@ local function copy_list(list, f)
   return out
 end
 
+local function measurement_record(m)
+  return { name = m.name, value = m.value, unit = m.unit, min = m.min, max = m.max, expect = m.expect, passed = m.passed }
+end
+
 local function error_record(e)
   if not e then return nil end
   return { message = e.message, file = e.file, line = e.line, traceback = e.traceback }
@@ -24,11 +28,11 @@ local function test_record(r)
     duration = r.duration, attempts = r.attempts, error = error_record(r.error) or json.null,
     skip_reason = r.skip_reason or json.null,
     messages = copy_list(r.messages),
-    measurements = copy_list(r.measurements),
+    measurements = copy_list(r.measurements, measurement_record),
     artifacts = r.artifacts or {},
     attempt_results = copy_list(r.attempt_results, function(a)
       return { attempt = a.attempt, status = a.status, duration = a.duration, error = error_record(a.error),
-        messages = copy_list(a.messages), measurements = copy_list(a.measurements) }
+        messages = copy_list(a.messages), measurements = copy_list(a.measurements, measurement_record) }
     end),
   }
 end

@@ -212,10 +212,12 @@ local function outcome(info, prefix)
     traceback = info.traceback, kind = info.kind }
 end
 
+-- The failure a test's out-of-limit measurements add up to, located at the first.
 local function measurement_failure(list)
-  local bad = {}
+  local bad, first = {}, nil
   for _, m in ipairs(list) do
     if not m.passed then
+      first = first or m
       local limits = {}
       if m.min ~= nil or m.max ~= nil then
         limits[#limits + 1] = string.format("[%s, %s]", m.min ~= nil and tostring(m.min) or "-inf", m.max ~= nil and tostring(m.max) or "inf")
@@ -225,7 +227,7 @@ local function measurement_failure(list)
         table.concat(limits, ", "))
     end
   end
-  if #bad > 0 then return "measurement failed: " .. table.concat(bad, "; ") end
+  if #bad > 0 then return "measurement failed: " .. table.concat(bad, "; "), first end
 end
 
 local Run = {}
@@ -317,8 +319,8 @@ function Run:attempt(t, n, timeout)
     end
   end
   if status == "passed" then
-    local why = measurement_failure(rec.measurements)
-    if why then status, err = "failed", { message = why, file = t.file, line = t.line } end
+    local why, m = measurement_failure(rec.measurements)
+    if why then status, err = "failed", { message = why, file = m.file, line = m.line } end
   end
   ctx.current = nil
   rec.status, rec.error, rec.skip_reason, rec.duration = status, err, skip_reason, sys.clock() - started

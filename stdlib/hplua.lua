@@ -230,6 +230,7 @@ function hp.measure(m)
   if m.expect ~= nil and v ~= m.expect then passed = false end
   if v ~= v then passed = false end -- NaN is never within limits
   local rec = { name = m.name, value = v, unit = m.unit, min = m.min, max = m.max, expect = m.expect, passed = passed }
+  if not passed then rec.file, rec.line = ctx.caller() end
   local list = ctx.current.measurements
   list[#list + 1] = rec
   return passed

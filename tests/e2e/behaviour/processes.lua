@@ -1,0 +1,121 @@
+-- hp.process against real children: output, exits, errors, callbacks, timeouts.
+local hp = require "hplua"
+
+hp.test("collects megabytes on stdout and stderr at once, byte-exact", function()
+  local r = hp.process.lua("big", [[
+    local chunk = string.rep("0123456789abcdef", 4096) -- 64 KiB
+    for i = 1, 48 do io.stdout:write(chunk); io.stderr:write(chunk:upper()) end
+  ]]):wait(30)
+  hp.expect(r.exit_code).to_equal(0)
+  hp.expect(#r.stdout).to_equal(48 * 65536)
+  hp.expect(#r.stderr).to_equal(48 * 65536)
+  hp.expect(r.stdout == string.rep("0123456789abcdef", 4096 * 48)).to_be(true)
+  hp.expect(r.stderr == string.rep("0123456789ABCDEF", 4096 * 48)).to_be(true)
+end)
+
+hp.test("wait returns promptly after the child exits", function()
+  local p = hp.process.start("quick", { "sleep", "0.05" })
+  local t0 = hp.clock()
+  local r = p:wait(5)
+  local took = hp.clock() - t0
+  hp.expect(r.exit_code).to_equal(0)
+  hp.expect(took).to_be_less_than(0.1 + 0.05) -- loose: the child itself takes 50 ms
+  hp.expect(r.duration).to_be_greater_than(0.04)
+end)
+
+hp.test("a command that cannot start raises an error naming it", function()
+  local err = hp.expect(function() hp.process.start("missing", { "no-such-command-hplua" }) end)
+    .to_fail("cannot start process 'missing' %(no%-such%-command%-hplua%): command not found")
+  hp.expect(function() hp.process.start("badcwd", { "true" }, { cwd = "/no/such/dir" }) end)
+    .to_fail("chdir: No such file or directory")
+  hp.expect(function() hp.process.start("noexec", { "/etc/passwd" }) end).to_fail("Permission denied")
+  hp.expect(hp.process.alive).to_fail() -- a name is required
+  return err
+end)
+
+hp.test("misuse raises errors naming the argument", function()
+  hp.process.start("dup", { "true" })
+  hp.expect(function() hp.process.start("dup", { "true" }) end).to_fail("bad argument #1 .*'dup' is already used")
+  hp.expect(function() hp.process.start("t1", { "true" }, { timeout = "5" }) end)
+    .to_fail("bad argument #3 .*option 'timeout' must be a number, got string")
+  hp.expect(function() hp.process.start("t2", { "true" }, { timeout = -1 }) end).to_fail("must not be negative")
+  hp.expect(function() hp.process.start("t3", { "true" }, { tiemout = 1 }) end).to_fail("unknown option 'tiemout'")
+  hp.expect(function() hp.process.start("t4", { "echo", 5 }) end).to_fail("argv%[2%] must be a string")
+  hp.expect(function() hp.process.start("t5", 42) end).to_fail("bad argument #2")
+  hp.expect(function() hp.process.wait({ "nobody" }) end).to_fail("no process named 'nobody'")
+end)
+
+hp.test("on_line sees lines while the test waits", function()
+  local seen = {}
+  local p = hp.process.start("lines", "for i in 1 2 3; do echo line $i; sleep 0.05; done; printf tail",
+    { on_line = function(l) seen[#seen + 1] = { l, hp.clock() } end })
+  hp.sleep(0.08)
+  hp.expect(#seen >= 1).to_be_truthy() -- delivered during hp.sleep, before the end
+  p:wait(5)
+  local lines = {}
+  for i, s in ipairs(seen) do lines[i] = s[1] end
+  hp.expect(lines).to_equal { "line 1", "line 2", "line 3", "tail" }
+end)
+
+hp.test("wait with a timeout returns what finished so far", function()
+  hp.process.start("fast", { "true" })
+  hp.process.start("slow", { "sleep", "5" })
+  local res, why, partial = hp.process.wait({ "fast", "slow" }, 0.3)
+  hp.expect(res).to_be_nil()
+  hp.expect(why).to_equal("timeout")
+  hp.expect(partial.fast.exit_code).to_equal(0)
+  hp.expect(partial.slow).to_be_nil()
+  hp.expect(hp.process.alive("slow")).to_be(true)
+  hp.expect(hp.process.collect("slow")).to_be_nil()
+  local r = hp.process.terminate("slow", 1)
+  hp.expect(r.terminated).to_be(true)
+  hp.expect(r.signal).to_equal(15)
+  hp.expect(hp.process.alive("slow")).to_be(false)
+end)
+
+hp.test("a process timeout terminates it and says so", function()
+  local r = hp.process.start("limited", { "sleep", "10" }, { timeout = 0.2 }):wait(5)
+  hp.expect(r.timed_out).to_be(true)
+  hp.expect(r.signal).to_equal(15)
+end)
+
+hp.test("env, cwd, stdin and stderr = stdout", function()
+  local r = hp.process.start("envcwd", "echo $HPLUA_X; pwd; cat; echo err >&2",
+    { env = { HPLUA_X = "hello" }, cwd = "/tmp", stdin = "from stdin\n", stderr = "stdout" }):wait(5)
+  hp.expect(r.stdout).to_equal("hello\n/tmp\nfrom stdin\nerr\n")
+  hp.expect(r.stderr).to_equal("")
+end)
+
+hp.test("results, names and the result shape", function()
+  local r = hp.process.start("shape", { "sh", "-c", "exit 3" }):wait()
+  for _, k in ipairs { "name", "pid", "command", "exit_code", "stdout", "stderr", "started_at", "ended_at",
+    "duration", "timed_out", "terminated" } do
+    hp.expect(r[k]).never.to_be_nil()
+  end
+  hp.expect(r.exit_code).to_equal(3)
+  hp.expect(r.command).to_equal("sh -c exit 3")
+  hp.expect(r.started_at).to_match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%d[+-]%d%d:%d%d$")
+  hp.expect(hp.process.results().shape.exit_code).to_equal(3)
+  hp.expect(hp.process.names()).to_contain("shape")
+end)
+
+hp.test("start and finish are recorded as messages on the test", function(t)
+  hp.process.start("noted", { "echo", "hi" }):wait()
+  -- messages are visible to the runner; the console prints them with -v
+  local ctx = require "hplua.context"
+  local texts = {}
+  for _, m in ipairs(ctx.current.messages) do texts[#texts + 1] = m.text end
+  hp.expect(texts[1]).to_match("^Process noted started %(pid %d+%): echo hi$")
+  hp.expect(texts[2]).to_match("^Process noted finished at .* %(duration: %d+%.%d%ds, exit code 0; stdout: 1 lines")
+end)
+
+hp.test("a <close> handle terminates its child", function()
+  local pid
+  do
+    local p <close> = hp.process.start("scoped", { "sleep", "10" })
+    pid = p.pid
+  end
+  hp.expect(hp.process.alive("scoped")).to_be(false)
+  hp.expect(hp.process.collect("scoped").terminated).to_be(true)
+  return pid
+end)
