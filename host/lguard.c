@@ -160,13 +160,14 @@ int guard_msgh(lua_State *L)
     } else {
         lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
     }
-    const char *msg = lua_tostring(L, -1);
+    size_t msg_len;
+    const char *msg = lua_tolstring(L, -1, &msg_len);
     int msg_idx = lua_gettop(L);
 
     int frame_level = -1, line = 0;
     size_t skip = t == LUA_TSTRING ? location_prefix(L, msg, &frame_level, &line) : 0;
     lua_createtable(L, 0, 5);
-    lua_pushstring(L, msg + skip);
+    lua_pushlstring(L, msg + skip, msg_len - skip);
     lua_setfield(L, -2, "message");
     lua_pushstring(L, kind);
     lua_setfield(L, -2, "kind");

@@ -85,6 +85,34 @@ static int is_array(lua_State *L, int idx, lua_Integer *n)
     return count > 0 && count == max;
 }
 
+static int cmp_keys(const void *a, const void *b)
+{
+    return strcmp((*(cJSON *const *)a)->string, (*(cJSON *const *)b)->string);
+}
+
+/* Object keys in sorted order, so reports are stable from run to run. */
+static void sort_object(cJSON *obj)
+{
+    size_t n = 0;
+    for (cJSON *c = obj->child; c; c = c->next)
+        n++;
+    if (n < 2)
+        return;
+    cJSON **items = malloc(n * sizeof *items);
+    if (!items)
+        return;
+    n = 0;
+    for (cJSON *c = obj->child; c; c = c->next)
+        items[n++] = c;
+    qsort(items, n, sizeof *items, cmp_keys);
+    for (size_t i = 0; i < n; i++) {
+        items[i]->prev = i ? items[i - 1] : items[n - 1]; /* cJSON: child->prev is the last item */
+        items[i]->next = i + 1 < n ? items[i + 1] : NULL;
+    }
+    obj->child = items[0];
+    free(items);
+}
+
 /* Converts the value at idx; on failure returns NULL with a message pushed. */
 static cJSON *to_json(lua_State *L, int idx, int depth)
 {
@@ -148,6 +176,8 @@ static cJSON *to_json(lua_State *L, int idx, int depth)
             free(fixed);
             lua_pop(L, 3);
         }
+        if (obj)
+            sort_object(obj);
         return obj;
     }
     case LUA_TLIGHTUSERDATA:

@@ -224,13 +224,16 @@ static char **build_argv(lua_State *L, int cmd, int *shell)
         luaL_argerror(L, cmd, "argv table is empty");
     if (n > INT_MAX / 2)
         luaL_argerror(L, cmd, "argv table is too long");
-    char **argv = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *argv, 0);
+    char **argv = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *argv, 1);
+    lua_newtable(L); /* keeps numbers converted to strings alive */
     for (lua_Integer i = 1; i <= n; i++) {
-        if (lua_geti(L, cmd, i) != LUA_TSTRING)
+        int t = lua_geti(L, cmd, i);
+        if (t != LUA_TSTRING && t != LUA_TNUMBER)
             luaL_argerror(L, cmd, lua_pushfstring(L, "argv[%d] must be a string, got %s", (int)i, luaL_typename(L, -1)));
         argv[i - 1] = (char *)lua_tostring(L, -1);
-        lua_pop(L, 1); /* still referenced by the table */
+        lua_rawseti(L, -2, i);
     }
+    lua_setiuservalue(L, -2, 1);
     argv[n] = NULL;
     *shell = 0;
     return argv;

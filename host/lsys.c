@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -100,6 +101,12 @@ static int sys_exepath(lua_State *L)
     return 1;
 }
 
+static int sys_getpid(lua_State *L)
+{
+    lua_pushinteger(L, getpid());
+    return 1;
+}
+
 static int sys_realpath(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
@@ -126,13 +133,36 @@ static int sys_sleep(lua_State *L)
     return 0;
 }
 
+/* wait_readable(fd, [timeout]) -> true when fd is readable, false on timeout. Waits in
+ * the event loop: child output is read, deadlines and Ctrl-C are honoured. */
+static int sys_wait_readable(lua_State *L)
+{
+    int fd = (int)luaL_checkinteger(L, 1);
+    double timeout = luaL_optnumber(L, 2, -1);
+    double end = timeout >= 0 ? clock_mono() + timeout : 0;
+    for (;;) {
+        short revents = 0;
+        double left = timeout >= 0 ? end - clock_mono() : -1;
+        if (timeout >= 0 && left <= 0) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+        int ev = host_turn(L, left, fd, POLLIN, &revents);
+        if (ev & PROC_EV_EXTRA) {
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+    }
+}
+
 int luaopen_hplua_sys(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"listdir", sys_listdir}, {"kind", sys_kind},       {"readable", sys_readable},
         {"clock", sys_clock},     {"wall", sys_wall},       {"now", sys_now},
         {"isatty", sys_isatty},   {"exepath", sys_exepath}, {"realpath", sys_realpath},
-        {"sleep", sys_sleep},     {NULL, NULL}};
+        {"sleep", sys_sleep},     {"wait_readable", sys_wait_readable}, {"getpid", sys_getpid},
+        {NULL, NULL}};
     luaL_newlib(L, fns);
     guard_register(L);
     lua_pushstring(L, HPLUA_VERSION);

@@ -137,7 +137,27 @@ local function run_script(script)
   return EXIT.failed
 end
 
+local function load_answers(path)
+  local f, err = io.open(path)
+  if not f then return nil, "--answers: " .. err end
+  local text = f:read("a")
+  f:close()
+  local json = require "hplua.json"
+  local answers, jerr = json.decode(text)
+  if answers == nil then return nil, "--answers " .. path .. ": " .. jerr end
+  if type(answers) ~= "table" or getmetatable(answers) then
+    return nil, "--answers " .. path .. ": a JSON object (dialog id -> answer) is needed"
+  end
+  return answers
+end
+
 local function run_tests(opts)
+  local answers
+  if opts.answers then
+    local err
+    answers, err = load_answers(opts.answers)
+    if not answers then return usage_error(err) end
+  end
   for _, p in ipairs(opts.paths) do
     local kind, err = sys.kind(p)
     if not kind then
@@ -149,6 +169,7 @@ local function run_tests(opts)
   local ctx = require "hplua.context"
   local console = require "hplua.console"
   local reporter = opts.tap and console.tap() or console.console(opts)
+  ctx.answers = answers
   local run_info = { started_at = sys.now(), wall_start = sys.wall() }
   local plan = runner.collect(opts.paths)
   if not plan then

@@ -7,6 +7,7 @@ local hp = {
   version = sys.version,
   process = process,
   expect = require "hplua.expect",
+  dialog = require "hplua.dialog",
   clock = sys.clock,
   now = function() return sys.now() end,
 }

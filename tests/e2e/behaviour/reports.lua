@@ -1,0 +1,136 @@
+-- The JSON report, JUnit XML and TAP read by real consumers: a JSON Schema
+-- validator, junitparser and Perl's prove; specials and invalid UTF-8 included.
+local hp = require "hplua"
+local run = require "_run"
+
+local tests_dir = run.fixtures .. "/.."
+local schema = tests_dir .. "/report.schema.json"
+local checker = tests_dir .. "/tools/check_report.py"
+local n = 0
+
+local function python(args)
+  n = n + 1
+  local argv = { "/usr/bin/python3", checker }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local r = hp.process.start("python-" .. n, argv):wait(60)
+  if r.exit_code ~= 0 then error("checker failed: " .. r.stdout .. r.stderr, 2) end
+  return r
+end
+
+-- Runs hplua with --json and --junit; validates both; returns result and report.
+local function run_checked(args, junit_counts, env)
+  local junit = os.tmpname()
+  local full = { "--junit", junit }
+  for _, a in ipairs(args) do full[#full + 1] = a end
+  local p, json_path = run.start(full, { env = env })
+  local res = p:wait(60)
+  python { "json", json_path, schema }
+  if junit_counts then
+    python { "junit", junit, table.unpack(junit_counts) }
+  end
+  os.remove(junit)
+  return res, run.read_report(json_path)
+end
+
+hp.test("a passing run", function()
+  local res, rep = run_checked({ "pass" }, { 3, 0, 1 })
+  hp.expect(res.exit_code).to_equal(0)
+  hp.expect(rep.status).to_equal("passed")
+  hp.expect(rep.caused_failure).to_be_nil()
+  hp.expect(rep.summary).to_equal { total = 3, passed = 2, failed = 0, skipped = 1, stopped = 0 }
+end)
+
+hp.test("a failing run names the first failure", function()
+  local res, rep = run_checked({ "fail" }, { 4, 3, 0 })
+  hp.expect(res.exit_code).to_equal(1)
+  hp.expect(rep.status).to_equal("failed")
+  hp.expect(rep.caused_failure).to_equal("1_fail::fails with error")
+  local t = run.test_by_id(rep, "1_fail::fails with error")
+  hp.expect(t.error.message).to_equal("the supply is off")
+  hp.expect(t.error.file).to_equal("fail/1_fail.lua")
+  hp.expect(t.error.line).to_equal(4)
+end)
+
+hp.test("a collection-error run: errors listed, nothing run", function()
+  local res, rep = run_checked({ "collect_errors" }, { 0, 0, 0 })
+  hp.expect(res.exit_code).to_equal(2)
+  hp.expect(rep.status).to_equal("failed")
+  hp.expect(#rep.collection_errors).to_equal(7)
+  hp.expect(rep.collection_errors[1]).to_equal { file = "collect_errors/1_syntax.lua", line = 4,
+    message = "unexpected symbol near '='" }
+  hp.expect(#rep.modules).to_equal(0)
+end)
+
+hp.test("an interrupted run is complete and stopped", function()
+  local junit = os.tmpname()
+  local waiting = false
+  local p, json_path = run.start({ "--junit", junit, "interrupt" },
+    { on_line = function(l) if l == "WAITING" then waiting = true end end })
+  run.wait_for(function() return waiting end, 20, "the fixture")
+  run.kill(p.pid, "TERM")
+  hp.expect(p:wait(10).exit_code).to_equal(2)
+  python { "json", json_path, schema }
+  python { "junit", junit, 3, 1, 1 }
+  local rep = run.read_report(json_path)
+  hp.expect(rep.status).to_equal("stopped")
+  hp.expect(rep.summary.stopped).to_equal(1)
+  os.remove(junit)
+end)
+
+hp.test("specials and invalid UTF-8 survive every format", function()
+  local res, rep = run_checked({ "specials" }, { 3, 1, 1 })
+  hp.expect(res.exit_code).to_equal(1)
+  local t = rep.modules[1].tests[1]
+  -- NUL cannot travel through cJSON (C strings): it becomes U+FFFD too
+  local repaired = "<tag attr=\"v\" other='w'> & ]]> \u{FFFD}\1\2\27[31m \u{FFFD}\u{FFFD} \u{FFFD}\u{FFFD} caf\u{E9} # not a TAP directive\nsecond line"
+  hp.expect(t.messages[1].text).to_equal(repaired)
+  hp.expect(t.messages[1].key).to_equal("k")
+  hp.expect(rep.dut.serial).to_equal(repaired)
+  hp.expect(t.artifacts.blob.list).to_equal { 1, 2, 3 }
+  local failed = rep.modules[1].tests[2]
+  hp.expect(failed.measurements[1].passed).to_be(false) -- NaN is never within limits
+  hp.expect(failed.error.message).to_equal(repaired)
+  -- TAP of the same run goes through prove
+  local r = hp.process.start("prove-specials", { "prove", "--exec", run.exe .. " --tap", "specials/1_specials.lua" },
+    { cwd = run.fixtures }):wait(60)
+  hp.expect(r.stdout).to_match("Failed 1/3 subtests")
+end)
+
+hp.test("prove reads hplua's TAP with matching counts", function()
+  local r = hp.process.start("prove-pass", { "prove", "-v", "--exec", run.exe .. " --tap", "pass/1_ok.lua" },
+    { cwd = run.fixtures }):wait(60)
+  hp.expect(r.exit_code).to_equal(0)
+  hp.expect(r.stdout).to_match("ok 3 %- 1_ok::three # SKIP skipped")
+  hp.expect(r.stdout).to_match("Files=1, Tests=3")
+  hp.expect(r.stdout).to_match("Result: PASS")
+  r = hp.process.start("prove-fail", { "prove", "--exec", run.exe .. " --tap", "fail/1_fail.lua", "pass/1_ok.lua" },
+    { cwd = run.fixtures }):wait(60)
+  hp.expect(r.exit_code).never.to_equal(0)
+  hp.expect(r.stdout).to_match("Failed 3/4 subtests")
+  hp.expect(r.stdout).to_match("Files=2, Tests=7")
+  hp.expect(r.stdout).to_match("Result: FAIL")
+end)
+
+hp.test("dialogs: --answers, a real terminal, and neither", function()
+  local res, rep = run_checked({ "--answers", "dialog/answers.json", "dialog/1_ask.lua" }, { 1, 0, 0 })
+  hp.expect(res.exit_code).to_equal(0)
+  hp.expect(res.stdout).to_contain("ANSWERS serial=SN-7 volts=12.5 led=true fw=debug")
+  hp.expect(rep.modules[1].tests[1].messages[1].text).to_equal("Dialog serial: SN-7")
+  -- a pseudo-terminal through script(1): a bad number and a bad yes/no are asked again
+  local r = hp.process.start("pty", { "script", "-qec", run.exe .. " --color never -q dialog/1_ask.lua", "/dev/null" },
+    { cwd = run.fixtures, stdin = "SN-9\nabc\n99\n3.3\nmaybe\ny\n2\n" }):wait(30)
+  hp.expect(r.exit_code).to_equal(0)
+  hp.expect(r.stdout).to_contain("a number is needed")
+  hp.expect(r.stdout).to_contain("at most 50 is allowed")
+  hp.expect(r.stdout).to_contain("answer yes or no")
+  hp.expect(r.stdout).to_contain("ANSWERS serial=SN-9 volts=3.3 led=true fw=debug")
+  -- no terminal and no answers: the test fails saying how to answer
+  local res2 = run.run({ "dialog/1_ask.lua" })
+  hp.expect(res2.exit_code).to_equal(1)
+  hp.expect(res2.stdout).to_contain('dialog "serial" needs an operator: run on a terminal, or give --answers FILE')
+  -- an answer of the wrong type fails the test; a broken file is a usage error
+  hp.expect(run.run({ "--answers", "dialog/bad_answers.json", "dialog/1_ask.lua" }).exit_code).to_equal(1)
+  local bad = run.run({ "--answers", "dialog/broken.json", "dialog/1_ask.lua" })
+  hp.expect(bad.exit_code).to_equal(4)
+  hp.expect(bad.stderr).to_contain("--answers dialog/broken.json: invalid JSON at line 2")
+end)
