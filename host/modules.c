@@ -6,7 +6,9 @@
 #include "modules.h"
 
 #include <lauxlib.h>
+#include <limits.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 static int load_embedded(lua_State *L)
@@ -59,4 +61,22 @@ void modules_install(lua_State *L)
     lua_pushcfunction(L, luaopen_hplua_json);
     lua_setfield(L, -2, "hplua.json");
     lua_pop(L, 1);
+    /* Installed instrument modules (hplua.pc's moduledir, PREFIX/LIBDIR/hplua beside
+     * PREFIX/bin/hplua) are found by require. */
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash)
+            *slash = 0; /* PREFIX/bin */
+        slash = strrchr(exe, '/');
+        if (slash)
+            *slash = 0; /* PREFIX */
+        lua_getglobal(L, "package");
+        lua_getfield(L, -1, "cpath");
+        lua_pushfstring(L, "%s;%s/%s/?.so", lua_tostring(L, -1), exe, HPLUA_MODDIR_REL);
+        lua_setfield(L, -3, "cpath");
+        lua_pop(L, 2);
+    }
 }
