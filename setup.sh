@@ -18,7 +18,8 @@ esac
 packages="build-essential cmake pkg-config liblua5.4-dev libcjson-dev lua5.4 lua-busted"
 # Only the tests need these: real consumers of the reports (a JSON Schema validator,
 # junitparser, Perl's prove) and script(1) for a pseudo-terminal.
-[ "$mode" = test ] && packages="$packages python3-jsonschema python3-junitparser perl bsdutils"
+# The benchmark smoke run compares with Debian's pytest.
+[ "$mode" = test ] && packages="$packages python3-jsonschema python3-junitparser perl bsdutils python3-pytest python3-pytest-dependency"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -19,14 +19,19 @@ double clock_wall(void)
 
 void clock_iso8601(double wall, char *buf, size_t len)
 {
+    /* The formatted second is cached: reports format thousands of times a second. */
+    static time_t cached_secs = (time_t)-1;
+    static char date[32], zone[8];
     time_t secs = (time_t)wall;
     int ms = (int)((wall - (double)secs) * 1000.0);
-    struct tm tm;
-    char date[32], zone[8];
     if (ms > 999)
         ms = 999;
-    localtime_r(&secs, &tm);
-    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
-    strftime(zone, sizeof zone, "%z", &tm); /* +0000 -> +00:00 */
+    if (secs != cached_secs) {
+        struct tm tm;
+        localtime_r(&secs, &tm);
+        strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+        strftime(zone, sizeof zone, "%z", &tm); /* +0000 -> +00:00 */
+        cached_secs = secs;
+    }
     snprintf(buf, len, "%s.%03d%.3s:%.2s", date, ms, zone, zone + 3);
 }

@@ -17,6 +17,13 @@ int guard_msgh(lua_State *L);
 /* Adds run_guarded, interrupted and errinfo to the table on top of the stack. */
 void guard_register(lua_State *L);
 
+/* Is a guarded call (test code) running? */
+int guard_armed(void);
+
+/* main.c: the Lua heap limit of --max-memory (0: none), enforced in test code. */
+void host_set_memory_limit(size_t bytes);
+size_t host_memory_limit(void);
+
 /* lproc.c: the one process engine and the turn of the event loop every wait uses. */
 proc_engine *host_engine(void);
 /* Waits up to timeout seconds (<0: no limit but the guard's) for anything; honours

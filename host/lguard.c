@@ -85,6 +85,8 @@ void guard_check(lua_State *L)
         raise_fired(L, why);
 }
 
+int guard_armed(void) { return guard.armed; }
+
 double guard_deadline(void) { return guard.armed ? guard.deadline : 0; }
 
 /* Author frames: Lua code loaded from a file that is not part of the host. */
@@ -235,11 +237,19 @@ static int run_guarded(lua_State *L)
     guard.armed = 0;
     guard.fired = FIRED_NONE;
     lua_sethook(L, NULL, 0, 0);
+    if (rc == LUA_ERRMEM)
+        lua_gc(L, LUA_GCCOLLECT); /* what the test built is garbage now */
     lua_pushboolean(L, rc == LUA_OK);
     lua_insert(L, -2);
     if (rc != LUA_OK && !lua_istable(L, -1)) {
         /* memory error or error in the handler: still give a table */
         const char *m = lua_tostring(L, -1);
+        char buf[128];
+        if (rc == LUA_ERRMEM && host_memory_limit()) {
+            snprintf(buf, sizeof buf, "out of memory: the Lua heap would exceed --max-memory %g MB",
+                     (double)host_memory_limit() / (1024.0 * 1024.0));
+            m = buf;
+        }
         lua_createtable(L, 0, 2);
         lua_pushstring(L, m ? m : "error in error handling");
         lua_setfield(L, -2, "message");

@@ -55,8 +55,11 @@ void host_message(lua_State *L, const char *key, const char *text)
 static size_t count_lines(const proc_buf *b)
 {
     size_t n = 0;
-    for (size_t i = 0; i < b->len; i++)
-        n += b->data[i] == '\n';
+    const char *p = b->data, *end = b->data + b->len;
+    while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        n++;
+        p++;
+    }
     if (b->len && b->data[b->len - 1] != '\n')
         n++;
     return n;
@@ -171,6 +174,8 @@ static void push_result(lua_State *L, proc *p)
     lua_pushstring(L, when);
     lua_setfield(L, -2, "ended_at");
     set_num(L, "duration", p->end_mono - p->start_mono);
+    lua_pushinteger(L, p->max_rss_kb);
+    lua_setfield(L, -2, "max_rss_kb");
     lua_pushboolean(L, p->timed_out);
     lua_setfield(L, -2, "timed_out");
     lua_pushboolean(L, p->terminated);

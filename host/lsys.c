@@ -155,6 +155,15 @@ static int sys_wait_readable(lua_State *L)
     }
 }
 
+/* set_memory_limit(megabytes): caps the Lua heap while test code runs (0: no cap) */
+static int sys_set_memory_limit(lua_State *L)
+{
+    lua_Number mb = luaL_checknumber(L, 1);
+    luaL_argcheck(L, mb >= 0, 1, "must not be negative");
+    host_set_memory_limit((size_t)(mb * 1024 * 1024));
+    return 0;
+}
+
 int luaopen_hplua_sys(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -162,6 +171,7 @@ int luaopen_hplua_sys(lua_State *L)
         {"clock", sys_clock},     {"wall", sys_wall},       {"now", sys_now},
         {"isatty", sys_isatty},   {"exepath", sys_exepath}, {"realpath", sys_realpath},
         {"sleep", sys_sleep},     {"wait_readable", sys_wait_readable}, {"getpid", sys_getpid},
+        {"set_memory_limit", sys_set_memory_limit},
         {NULL, NULL}};
     luaL_newlib(L, fns);
     guard_register(L);

@@ -1,5 +1,6 @@
 #include "proc.h"
 
+#include "bigmem.h"
 #include "clock.h"
 #include "evloop.h"
 
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -182,8 +184,8 @@ static void proc_free(proc *p)
     free(p->name);
     free(p->command);
     free(p->stdin_data);
-    free(p->out.data);
-    free(p->err.data);
+    bigmem_realloc(p->out.data, p->out.cap, 0);
+    bigmem_realloc(p->err.data, p->err.cap, 0);
     free(p);
 }
 
@@ -431,7 +433,7 @@ static bool read_pipe(int *fd, proc_buf *b)
     while (*fd >= 0) {
         if (b->cap - b->len < READ_CHUNK) {
             size_t cap = b->cap ? b->cap * 2 : READ_CHUNK * 2;
-            char *nd = realloc(b->data, cap);
+            char *nd = bigmem_realloc(b->data, b->cap, cap);
             if (!nd)
                 return got; /* keep the data we have; try again next turn */
             b->data = nd;
@@ -469,8 +471,9 @@ static void write_stdin(proc *p)
     close_fd(&p->fd_in);
 }
 
-static void mark_exited(proc_engine *e, proc *p, int status)
+static void mark_exited(proc_engine *e, proc *p, int status, const struct rusage *ru)
 {
+    p->max_rss_kb = ru ? ru->ru_maxrss : 0;
     p->end_mono = clock_mono();
     p->end_wall = clock_wall();
     p->state = PROC_EXITED;
@@ -500,11 +503,12 @@ static bool reap(proc_engine *e)
     for (size_t i = 0; i < e->n && e->running; i++) {
         proc *p = e->procs[i];
         int status;
+        struct rusage ru;
         if (p->state != PROC_RUNNING)
             continue;
-        pid_t r = waitpid(p->pid, &status, WNOHANG);
+        pid_t r = wait4(p->pid, &status, WNOHANG, &ru);
         if (r == p->pid) {
-            mark_exited(e, p, status);
+            mark_exited(e, p, status, &ru);
             any = true;
         }
     }

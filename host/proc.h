@@ -30,6 +30,7 @@ typedef struct proc {
     double kill_at;  /* monotonic time of the SIGKILL escalation, 0 = none */
     int exit_code;   /* -1 when killed by a signal */
     int term_signal; /* 0 when it exited */
+    long max_rss_kb; /* peak resident set size of the child (wait4), 0 until it ends */
     bool timed_out, terminated;
     bool reported;    /* the binding has announced its end */
     size_t lines_seen; /* the binding's on_line cursor into out */

@@ -164,6 +164,7 @@ local function run_tests(opts)
       return usage_error(err:find("No such file", 1, true) and ("path not found: " .. p) or err)
     end
   end
+  if opts.max_memory then sys.set_memory_limit(opts.max_memory) end
   local runner = require "hplua.runner"
   local report = require "hplua.report"
   local ctx = require "hplua.context"

@@ -24,12 +24,12 @@ end
 
 local function test_record(r)
   return {
-    id = r.id, name = r.name, status = r.status, started_at = r.started_at, ended_at = r.ended_at,
+    id = r.id, name = r.name, status = r.status, started_at = sys.now(r.wall_start), ended_at = sys.now(r.wall_end),
     duration = r.duration, attempts = r.attempts, error = error_record(r.error) or json.null,
     skip_reason = r.skip_reason or json.null,
     messages = copy_list(r.messages),
     measurements = copy_list(r.measurements, measurement_record),
-    artifacts = r.artifacts or {},
+    artifacts = next(r.artifacts) and r.artifacts or {},
     attempt_results = copy_list(r.attempt_results, function(a)
       return { attempt = a.attempt, status = a.status, duration = a.duration, error = error_record(a.error),
         messages = copy_list(a.messages), measurements = copy_list(a.measurements, measurement_record) }
@@ -49,13 +49,13 @@ function M.build(opts, info, plan, run, exit_code)
     local mod = r.test.module
     local m = by_module[mod]
     if not m then
-      m = { id = mod.id, name = mod.name, file = mod.file, status = "skipped", started_at = r.started_at,
+      m = { id = mod.id, name = mod.name, file = mod.file, status = "skipped", started_at = sys.now(r.wall_start),
         tests = arr(), wall_start = r.wall_start }
       by_module[mod] = m
       modules[#modules + 1] = m
     end
     m.tests[#m.tests + 1] = test_record(r)
-    m.ended_at = r.ended_at
+    m.ended_at = sys.now(r.wall_end)
     m.duration = (r.wall_start + (r.duration or 0)) - m.wall_start
     if r.status == "passed" and m.status == "skipped" then m.status = "passed" end
     if RANK[r.status] > RANK[m.status] and r.status ~= "skipped" then m.status = r.status end

@@ -9,6 +9,8 @@ local process = hp.process
 
 local M = {}
 
+local NONE = setmetatable({}, { __newindex = function() error("internal: NONE is read-only") end })
+
 local HOOK_KINDS = { "before_all", "after_all", "before_each", "after_each" }
 
 local function new_hooks()
@@ -289,13 +291,14 @@ function Run:attempt(t, n, timeout)
   ctx.current = rec
   local started = sys.clock()
   local arg = { id = t.id, name = t.name, attempt = n, module = t.module.id }
+  local chain = t.module.chain
   local status, err, skip_reason = "passed", nil, nil
-  for _, scope in ipairs(t.module.chain) do
+  for _, scope in ipairs(chain) do
     if scope.error then status, err = scope.error_status or "failed", scope.error break end
   end
-  local ran_each = {}
   if status == "passed" then
-    for _, scope in ipairs(t.module.chain) do
+    local entered = 0 -- scopes whose before_each hooks ran (their after_each will run)
+    for i, scope in ipairs(chain) do
       for _, h in ipairs(scope.hooks.before_each) do
         local ok, info = self:guarded(h.fn, arg, timeout)
         if not ok then
@@ -303,22 +306,22 @@ function Run:attempt(t, n, timeout)
           break
         end
       end
-      ran_each[#ran_each + 1] = scope
+      entered = i
       if status ~= "passed" then break end
     end
     if status == "passed" then
       local ok, info = self:guarded(t.fn, arg, timeout)
       if not ok then status, err, skip_reason = outcome(info) end
     end
-    for i = #ran_each, 1, -1 do
-      local hooks = ran_each[i].hooks.after_each
+    for i = entered, 1, -1 do
+      local hooks = chain[i].hooks.after_each
       for j = #hooks, 1, -1 do
         local ok, info = self:guarded(hooks[j].fn, arg, timeout)
         if not ok and status == "passed" then status, err, skip_reason = outcome(info, "after_each failed: ") end
       end
     end
   end
-  if status == "passed" then
+  if status == "passed" and #rec.measurements > 0 then
     local why, m = measurement_failure(rec.measurements)
     if why then status, err = "failed", { message = why, file = m.file, line = m.line } end
   end
@@ -331,8 +334,7 @@ function Run:execute(t, result)
   local timeout = t.timeout or self.opts.timeout
   for n = 1, t.attempts do
     local rec = self:attempt(t, n, timeout)
-    result.attempt_results[n] = { attempt = n, status = rec.status, duration = rec.duration, error = rec.error,
-      messages = rec.messages, measurements = rec.measurements }
+    result.attempt_results[n] = rec
     result.attempts = n
     result.status, result.error, result.skip_reason = rec.status, rec.error, rec.skip_reason
     result.messages, result.measurements, result.artifacts = rec.messages, rec.measurements, rec.artifacts
@@ -354,14 +356,14 @@ end
 
 function Run:run_test(t)
   local result = { test = t, id = t.id, name = t.name, status = "skipped", attempts = 0, attempt_results = {},
-    messages = {}, measurements = {}, artifacts = {} }
+    messages = NONE, measurements = NONE, artifacts = NONE }
   t.result = result
   local n = sys.interrupted()
   if n and not self.stop_reason then
     self.interrupted = true
     self.stop_reason = "run interrupted"
   end
-  result.started_at, result.wall_start = sys.now(), sys.wall()
+  result.wall_start = sys.wall() -- ISO times are formatted when a report is written
   local started = sys.clock()
   local reason, explicit = self:skip_reason(t)
   if reason then
@@ -372,7 +374,7 @@ function Run:run_test(t)
     self:execute(t, result)
   end
   result.duration = sys.clock() - started
-  result.ended_at = sys.now()
+  result.wall_end = result.wall_start + result.duration
   if result.status == "stopped" then
     self.interrupted = true
     self.stop_reason = self.stop_reason or "run interrupted"

@@ -58,8 +58,9 @@ local function check_options(opts, allowed, what)
   end
 end
 
+local NO_DEPENDS = {}
 local function normalize_depends(v)
-  if v == nil then return {} end
+  if v == nil then return NO_DEPENDS end
   if type(v) == "string" then return { v } end
   return { table.unpack(v) }
 end

@@ -1,0 +1,243 @@
+-- hplua benchmarks, side by side with their baselines, from one run.
+--   hplua --exec bench/bench.lua --hplua PATH --bin DIR [--out FILE] [--smoke]
+-- DIR holds the C helpers (spawn, exiter). --smoke uses tiny sizes (ctest runs it).
+local hp = require "hplua"
+local json = require "hplua.json"
+
+local opts = { out = nil, smoke = false }
+do
+  local i = 1
+  while arg[i] do
+    local a = arg[i]
+    if a == "--smoke" then opts.smoke = true
+    elseif a == "--hplua" or a == "--bin" or a == "--out" then opts[a:sub(3)] = assert(arg[i + 1], a .. " needs a value"); i = i + 1
+    else error("unknown argument " .. a) end
+    i = i + 1
+  end
+end
+local HPLUA = assert(opts.hplua, "--hplua PATH is required")
+local BIN = assert(opts.bin, "--bin DIR is required")
+local PY = "/usr/bin/python3"
+local S = opts.smoke
+local size = {
+  startup_runs = S and 3 or 30, tests = S and 50 or 2000, test_runs = S and 1 or 5, pytest_runs = S and 1 or 3,
+  children = S and 20 or 500, spawn_runs = S and 1 or 5, latency = S and 10 or 200, poll_latency = S and 5 or 200,
+  capture = S and (1 << 20) or (256 << 20), capture_both = S and (1 << 20) or (64 << 20), capture_runs = S and 1 or 3,
+}
+
+local tmp = os.tmpname()
+os.remove(tmp)
+assert(os.execute("mkdir -p " .. tmp))
+
+local seq = 0
+local function run(argv, opts2)
+  seq = seq + 1
+  local r = hp.process.start("bench-" .. seq, argv, opts2):wait()
+  if r.exit_code ~= 0 and not (opts2 and opts2.ok_status == r.exit_code) then
+    error(string.format("%s failed (%s): %s%s", table.concat(argv, " "), tostring(r.exit_code or r.signal), r.stdout, r.stderr))
+  end
+  return r
+end
+
+local function median(xs)
+  table.sort(xs)
+  local n = #xs
+  if n % 2 == 1 then return xs[(n + 1) // 2] end
+  return (xs[n // 2] + xs[n // 2 + 1]) / 2
+end
+
+local function pct(xs, p)
+  table.sort(xs)
+  return xs[math.max(1, math.ceil(#xs * p))]
+end
+
+-- Runs argv `runs` times; median wall seconds and the peak RSS.
+local function time_cmd(argv, runs, o)
+  local ts, rss = {}, 0
+  for _ = 1, runs do
+    local r = run(argv, o)
+    ts[#ts + 1] = r.duration
+    rss = math.max(rss, r.max_rss_kb)
+  end
+  return median(ts), rss
+end
+
+-- Runs a program that prints its own elapsed seconds; median of those.
+local function time_inner(argv, runs, warmup)
+  for _ = 1, warmup or 0 do run(argv) end
+  local ts, rss = {}, 0
+  for _ = 1, runs do
+    local r = run(argv)
+    ts[#ts + 1] = assert(tonumber(r.stdout:match("([%d.e-]+)%s*$")), "no time printed by " .. argv[1])
+    rss = math.max(rss, r.max_rss_kb)
+  end
+  return median(ts), rss
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+local rows = {}
+local function row(name, unit, h, h_rss, base_name, b, b_rss, goal, better)
+  local ratio
+  if h and b and h > 0 and b > 0 then ratio = better == "lower" and b / h or h / b end
+  rows[#rows + 1] = { benchmark = name, unit = unit, hplua = h, hplua_rss_kb = h_rss, baseline = base_name,
+    baseline_value = b, baseline_rss_kb = b_rss, speedup = ratio, goal = goal }
+  io.stderr:write(string.format("  %s vs %s done\n", name, base_name))
+end
+
+io.stderr:write("benchmarks" .. (S and " (smoke sizes)" or "") .. " in " .. tmp .. "\n")
+
+-- 1. start-up
+do
+  local h, hr = time_cmd({ HPLUA, "--version" }, size.startup_runs)
+  local l, lr = time_cmd({ "lua5.4", "-e", "" }, size.startup_runs)
+  local p, pr = time_cmd({ PY, "-c", "import pytest" }, size.startup_runs)
+  row("start-up", "s", h, hr, "lua5.4 -e ''", l, lr, "<= 2x lua5.4", "lower")
+  row("start-up", "s", h, hr, "python3 -c 'import pytest'", p, pr, "", "lower")
+end
+
+-- 2. trivial tests and a dependency chain, vs pytest
+do
+  local n = size.tests
+  local lua, py, luac, pyc = {}, {}, {}, {}
+  lua[1] = 'local hp = require "hplua"'
+  luac[1] = lua[1]
+  py[1] = "import pytest"
+  pyc[1] = py[1]
+  for i = 1, n do
+    lua[#lua + 1] = string.format('hp.test("t%d", function() end)', i)
+    luac[#luac + 1] = i == 1 and 'hp.test("t1", function() end)'
+      or string.format('hp.test("t%d", { depends = "t%d" }, function() end)', i, i - 1)
+    py[#py + 1] = string.format("def test_%d():\n    pass", i)
+    pyc[#pyc + 1] = (i == 1 and "@pytest.mark.dependency()\n"
+      or string.format('@pytest.mark.dependency(depends=["test_%d"])\n', i - 1)) .. string.format("def test_%d():\n    pass", i)
+  end
+  for _, d in ipairs { "flat", "chain" } do assert(os.execute("mkdir -p " .. tmp .. "/" .. d)) end
+  write(tmp .. "/flat/trivial.lua", table.concat(lua, "\n") .. "\n")
+  write(tmp .. "/flat/test_trivial.py", table.concat(py, "\n") .. "\n")
+  write(tmp .. "/chain/chain.lua", table.concat(luac, "\n") .. "\n")
+  write(tmp .. "/chain/test_chain.py", table.concat(pyc, "\n") .. "\n")
+  for _, case in ipairs { { "flat", "trivial", "trivial tests" }, { "chain", "chain", "tests in a dependency chain" } } do
+    local dir = tmp .. "/" .. case[1]
+    local h, hr = time_cmd({ HPLUA, "-q", dir .. "/" .. case[2] .. ".lua" }, size.test_runs)
+    local p, pr = time_cmd({ PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", dir .. "/test_" .. case[2] .. ".py" },
+      size.pytest_runs, { cwd = dir })
+    row(string.format("%d %s", n, case[3]), "s", h, hr, "pytest", p, pr,
+      case[1] == "flat" and ">= 30x faster, RSS <= 10 MB" or "", "lower")
+  end
+end
+
+-- 3. start and collect short children
+do
+  local n = size.children
+  write(tmp .. "/spawn.lua", string.format([[
+local hp = require "hplua"
+local t0 = hp.clock()
+for i = 1, %d do hp.process.start("c" .. i, { "true" }):wait() end
+print(hp.clock() - t0)
+]], n))
+  write(tmp .. "/spawn.py", string.format([[
+import subprocess, time
+t0 = time.monotonic()
+for i in range(%d):
+    p = subprocess.Popen(["true"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.communicate()
+print(time.monotonic() - t0)
+]], n))
+  local h, hr = time_inner({ HPLUA, "--exec", tmp .. "/spawn.lua" }, size.spawn_runs)
+  local c, cr = time_inner({ BIN .. "/spawn", tostring(n), "true" }, size.spawn_runs)
+  local p, pr = time_inner({ PY, tmp .. "/spawn.py" }, size.spawn_runs)
+  row(n .. " children started and collected", "s", h, hr, "C posix_spawn+waitpid", c, cr, "<= 1.25x C", "lower")
+  row(n .. " children started and collected", "s", h, hr, "Python Popen+communicate", p, pr, "", "lower")
+end
+
+-- 4. exit-detection latency
+do
+  write(tmp .. "/latency.lua", string.format([[
+local hp = require "hplua"
+local lat = {}
+for i = 1, %d do
+  local r = hp.process.start("e" .. i, { %q, tostring((i * 37) %% 50) }):wait()
+  lat[#lat + 1] = hp.clock() - tonumber(r.stdout)
+end
+table.sort(lat)
+print(lat[(#lat + 1) // 2], lat[math.ceil(#lat * 0.99)])
+]], size.latency, BIN .. "/exiter"))
+  write(tmp .. "/latency.py", string.format([[
+import subprocess, time
+lat = []
+for i in range(%d):
+    p = subprocess.Popen([%q, str((i * 37) %% 50)], stdout=subprocess.PIPE)
+    while p.poll() is None:
+        time.sleep(0.2)
+    lat.append(time.monotonic() - float(p.stdout.read()))
+lat.sort()
+print(lat[(len(lat) - 1) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99 + 0.999) - 1)])
+]], size.poll_latency, BIN .. "/exiter"))
+  local h = run({ HPLUA, "--exec", tmp .. "/latency.lua" })
+  local p = run({ PY, tmp .. "/latency.py" })
+  local hm, h99 = h.stdout:match("(%S+)%s+(%S+)")
+  local pm, p99 = p.stdout:match("(%S+)%s+(%S+)")
+  row("exit latency, median", "ms", tonumber(hm) * 1000, h.max_rss_kb, "0.2 s polling loop", tonumber(pm) * 1000, p.max_rss_kb, "< 1 ms", "lower")
+  row("exit latency, p99", "ms", tonumber(h99) * 1000, h.max_rss_kb, "0.2 s polling loop", tonumber(p99) * 1000, p.max_rss_kb, "< 5 ms", "lower")
+end
+
+-- 5. capture throughput
+do
+  local function case(bytes, both, label)
+    local cmd = both and string.format("head -c %d /dev/zero & head -c %d /dev/zero >&2; wait", bytes, bytes)
+      or string.format("head -c %d /dev/zero", bytes)
+    local total = both and 2 * bytes or bytes
+    write(tmp .. "/capture.lua", string.format([[
+local hp = require "hplua"
+local t0 = hp.clock()
+local r = hp.process.start("cap", %q):wait()
+assert(#r.stdout + #r.stderr == %d)
+print(hp.clock() - t0)
+]], cmd, total))
+    write(tmp .. "/capture.py", string.format([[
+import subprocess, time
+t0 = time.monotonic()
+out, err = subprocess.Popen(%q, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE).communicate()
+assert len(out) + len(err) == %d
+print(time.monotonic() - t0)
+]], cmd, total))
+    -- one warm-up run each: on a VM the first touch of fresh memory is much slower
+    local h, hr = time_inner({ HPLUA, "--exec", tmp .. "/capture.lua" }, size.capture_runs, 1)
+    local p, pr = time_inner({ PY, tmp .. "/capture.py" }, size.capture_runs, 1)
+    local gb = total / 1e9
+    row(label, "GB/s", gb / h, hr, "Python communicate", gb / p, pr, both and "" or ">= 1 GB/s", "higher")
+  end
+  case(size.capture, false, string.format("capture %d MiB stdout", size.capture >> 20))
+  case(size.capture_both, true, string.format("capture %d MiB stdout + stderr", size.capture_both >> 20))
+end
+
+-- the table
+local function fmt(v, unit)
+  if v == nil then return "-" end
+  if unit == "s" then return string.format("%.4f s", v) end
+  if unit == "ms" then return string.format("%.3f ms", v) end
+  return string.format("%.2f %s", v, unit)
+end
+local lines = { string.format("%-40s %14s %9s  %-28s %14s %9s %9s  %s", "benchmark", "hplua", "RSS MB", "baseline",
+  "baseline", "RSS MB", "hplua is", "goal") }
+for _, r in ipairs(rows) do
+  local better
+  if r.speedup then better = r.speedup >= 1 and string.format("%.2fx", r.speedup) or string.format("1/%.2fx", 1 / r.speedup) end
+  lines[#lines + 1] = string.format("%-40s %14s %9.1f  %-28s %14s %9.1f %9s  %s", r.benchmark, fmt(r.hplua, r.unit),
+    (r.hplua_rss_kb or 0) / 1024, r.baseline, fmt(r.baseline_value, r.unit), (r.baseline_rss_kb or 0) / 1024,
+    better or "-", r.goal or "")
+end
+print(table.concat(lines, "\n"))
+print("('hplua is' = how many times faster hplua is than the baseline; medians; RSS = peak of the measured process)")
+if opts.out then
+  local ok, err = json.write_atomic(opts.out, json.encode({ smoke = S, sizes = size, rows = rows, hplua = hp.version,
+    date = hp.now() }, true) .. "\n")
+  assert(ok, err)
+  print("results: " .. opts.out)
+end
+os.execute("rm -rf " .. tmp)
