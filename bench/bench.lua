@@ -20,7 +20,7 @@ local BIN = assert(opts.bin, "--bin DIR is required")
 local PY = "/usr/bin/python3"
 local S = opts.smoke
 local size = {
-  startup_runs = S and 3 or 30, tests = S and 50 or 2000, test_runs = S and 1 or 5, pytest_runs = S and 1 or 3,
+  startup_runs = S and 3 or 30, tests = S and 50 or 2000, test_runs = S and 1 or 9, pytest_runs = S and 1 or 3,
   children = S and 20 or 500, spawn_runs = S and 1 or 5, latency = S and 10 or 200, poll_latency = S and 5 or 200,
   capture = S and (1 << 20) or (256 << 20), capture_both = S and (1 << 20) or (64 << 20), capture_runs = S and 1 or 3,
 }

@@ -39,10 +39,14 @@ static int guard_due(void)
 
 static void hook(lua_State *L, lua_Debug *ar);
 
+static void set_mode(lua_State *L, int mode);
+static volatile sig_atomic_t hook_mode; /* 0 none, 1 every HOOK_COUNT, 2 signal or fired */
+
 static void raise_fired(lua_State *L, int why)
 {
     guard.fired = why;
-    lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+    if (hook_mode != 2)
+        set_mode(L, 2);
     if (why == FIRED_TIMEOUT) {
         char msg[64];
         snprintf(msg, sizeof msg, "timeout after %g s", guard.timeout);
@@ -52,6 +56,20 @@ static void raise_fired(lua_State *L, int why)
     luaL_error(L, "interrupted by %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* lua_sethook costs O(stack depth) in Lua 5.4, so the hook only calls it when
+ * the mode changes (the count hook re-arms by itself). */
+
+static void set_mode(lua_State *L, int mode)
+{
+    hook_mode = mode;
+    if (mode == 0)
+        lua_sethook(L, NULL, 0, 0);
+    else if (mode == 1)
+        lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_COUNT);
+    else
+        lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+}
+
 static void hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
@@ -59,17 +77,19 @@ static void hook(lua_State *L, lua_Debug *ar)
     if (why)
         raise_fired(L, why);
     else if (!guard.armed)
-        lua_sethook(L, NULL, 0, 0);
-    else
-        lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_COUNT);
+        set_mode(L, 0);
+    else if (hook_mode != 1)
+        set_mode(L, 1);
 }
 
 static void on_interrupt(int sig)
 {
     (void)sig;
     /* lua_sethook is safe to call from a signal handler (lua.c does the same). */
-    if (guard.main && guard.armed)
+    if (guard.main && guard.armed) {
+        hook_mode = 2;
         lua_sethook(guard.main, hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    }
 }
 
 void guard_install(lua_State *L)
@@ -115,7 +135,7 @@ static size_t location_prefix(lua_State *L, const char *msg, int *frame_level, i
                 *line = n;
                 return (size_t)(q + 2 - msg);
             }
-            for (int level = 0; lua_getstack(L, level, &ar); level++) {
+            for (int level = 0; level < 50 && lua_getstack(L, level, &ar); level++) {
                 lua_getinfo(L, "S", &ar);
                 if (is_author(&ar) && strlen(ar.short_src) == plen && strncmp(ar.short_src, msg, plen) == 0) {
                     *frame_level = level;
@@ -128,6 +148,28 @@ static size_t location_prefix(lua_State *L, const char *msg, int *frame_level, i
         p++;
     }
     return 0;
+}
+
+#define TB_HEAD 12
+#define TB_TAIL 8
+
+/* The deepest valid stack level, by binary search (as luaL_traceback does). */
+static int last_level(lua_State *L)
+{
+    lua_Debug ar;
+    int li = 1, le = 1;
+    while (lua_getstack(L, le, &ar)) {
+        li = le;
+        le *= 2;
+    }
+    while (li < le) {
+        int m = (li + le) / 2;
+        if (lua_getstack(L, m, &ar))
+            li = m + 1;
+        else
+            le = m;
+    }
+    return le - 1;
 }
 
 static int tostring_protected(lua_State *L)
@@ -144,7 +186,7 @@ int guard_msgh(lua_State *L)
                                                         : "error";
     /* The guarded call is over from here on: stop the hook before running anything. */
     if (guard.fired)
-        lua_sethook(L, NULL, 0, 0);
+        set_mode(L, 0);
     guard.armed = 0;
     int t = lua_type(L, 1);
     if (t == LUA_TSTRING || t == LUA_TNUMBER) {
@@ -188,7 +230,17 @@ int guard_msgh(lua_State *L)
         lua_setfield(L, -3, "line");
         have_loc = 1;
     }
-    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+    /* A deep stack (a runaway recursion) shows its first and last frames only;
+     * lua_getstack costs O(level), so the middle is never visited. */
+    int last = last_level(L);
+    for (int level = 1; level <= last && lua_getstack(L, level, &ar); level++) {
+        if (level == TB_HEAD + 1 && last - TB_TAIL > level) {
+            char gap[64];
+            snprintf(gap, sizeof gap, "...(skipping %d levels)\n", last - TB_TAIL - level + 1);
+            luaL_addstring(&tb, gap);
+            level = last - TB_TAIL;
+            continue;
+        }
         lua_getinfo(L, "Sln", &ar);
         if (!is_author(&ar) || ar.currentline <= 0)
             continue;
@@ -232,11 +284,11 @@ static int run_guarded(lua_State *L)
     guard.timeout = timeout;
     guard.deadline = timeout > 0 ? clock_mono() + timeout : 0;
     guard.interrupts_at_arm = evloop_interrupts();
-    lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_COUNT);
+    set_mode(L, 1);
     int rc = lua_pcall(L, 1, 1, 4);
     guard.armed = 0;
     guard.fired = FIRED_NONE;
-    lua_sethook(L, NULL, 0, 0);
+    set_mode(L, 0);
     if (rc == LUA_ERRMEM)
         lua_gc(L, LUA_GCCOLLECT); /* what the test built is garbage now */
     lua_pushboolean(L, rc == LUA_OK);
@@ -270,6 +322,24 @@ static int interrupted(lua_State *L)
     return 2;
 }
 
+/* sys.caller() -> file, line of the nearest author frame (the test file calling an
+ * API function), or "?", 0. C, because hp.test calls it for every declaration. */
+static int caller(lua_State *L)
+{
+    lua_Debug ar;
+    for (int level = 1; level < 64 && lua_getstack(L, level, &ar); level++) {
+        lua_getinfo(L, "Sl", &ar);
+        if (is_author(&ar)) {
+            lua_pushstring(L, ar.source + 1);
+            lua_pushinteger(L, ar.currentline);
+            return 2;
+        }
+    }
+    lua_pushliteral(L, "?");
+    lua_pushinteger(L, 0);
+    return 2;
+}
+
 /* sys.errinfo(err) outside a guarded call: same table as guarded failures. */
 static int errinfo(lua_State *L)
 {
@@ -280,6 +350,6 @@ static int errinfo(lua_State *L)
 void guard_register(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"run_guarded", run_guarded}, {"interrupted", interrupted}, {"errinfo", errinfo}, {NULL, NULL}};
+        {"run_guarded", run_guarded}, {"interrupted", interrupted}, {"errinfo", errinfo}, {"caller", caller}, {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

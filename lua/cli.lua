@@ -151,6 +151,7 @@ local function load_answers(path)
   return answers
 end
 
+collectgarbage("generational")
 local function run_tests(opts)
   local answers
   if opts.answers then

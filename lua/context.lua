@@ -19,16 +19,7 @@ end
 M.reset()
 
 -- Location of the caller of an API function: the nearest frame outside the host.
-function M.caller()
-  for level = 3, 20 do
-    local info = debug.getinfo(level, "Sl")
-    if not info then break end
-    if info.source:sub(1, 1) == "@" and info.source:sub(1, 7) ~= "@hplua:" then
-      return info.source:sub(2), info.currentline
-    end
-  end
-  return "?", 0
-end
+M.caller = sys.caller
 
 function M.collection_error(message, file, line)
   if not file then file, line = M.caller() end

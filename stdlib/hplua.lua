@@ -59,6 +59,7 @@ local function check_options(opts, allowed, what)
 end
 
 local NO_DEPENDS = {}
+local NO_OPTIONS = {}
 local function normalize_depends(v)
   if v == nil then return NO_DEPENDS end
   if type(v) == "string" then return { v } end
@@ -80,20 +81,21 @@ function hp.test(name, opts, fn)
   if type(name) ~= "string" or name == "" then
     return ctx.collection_error("hp.test: " .. type_error("the name", "a non-empty string", name), file, line)
   end
-  local what = string.format("hp.test %q", name)
   if type(fn) ~= "function" then
-    return ctx.collection_error(what .. ": " .. type_error("the test body", "a function", fn), file, line)
+    return ctx.collection_error(string.format("hp.test %q: ", name) .. type_error("the test body", "a function", fn), file, line)
   end
-  if opts ~= nil and type(opts) ~= "table" then
-    return ctx.collection_error(what .. ": " .. type_error("options", "a table", opts), file, line)
-  end
-  opts = opts or {}
-  local problem = check_options(opts, test_options, what)
-  if problem then return ctx.collection_error(problem, file, line) end
-  if not c.module then
-    return ctx.collection_error(what .. ": tests cannot be declared in suite.lua", file, line)
+  if opts == nil then
+    opts = NO_OPTIONS
+  elseif type(opts) ~= "table" then
+    return ctx.collection_error(string.format("hp.test %q: ", name) .. type_error("options", "a table", opts), file, line)
+  else
+    local problem = check_options(opts, test_options, string.format("hp.test %q", name))
+    if problem then return ctx.collection_error(problem, file, line) end
   end
   local mod = c.module
+  if not mod then
+    return ctx.collection_error(string.format("hp.test %q: tests cannot be declared in suite.lua", name), file, line)
+  end
   local first = mod.by_name[name]
   if first then
     return ctx.collection_error(string.format("duplicate test name %q (first declared at %s:%d)", name, first.file, first.line), file, line)
