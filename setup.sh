@@ -19,7 +19,7 @@ packages="build-essential cmake pkg-config liblua5.4-dev libcjson-dev lua5.4 lua
 # Only the tests need these: real consumers of the reports (a JSON Schema validator,
 # junitparser, Perl's prove) and script(1) for a pseudo-terminal.
 # The benchmark smoke run compares with Debian's pytest.
-[ "$mode" = test ] && packages="$packages python3-jsonschema python3-junitparser perl bsdutils python3-pytest python3-pytest-dependency"
+[ "$mode" = test ] && packages="$packages python3-jsonschema python3-junitparser perl bsdutils python3-pytest python3-pytest-dependency valgrind"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

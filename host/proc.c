@@ -272,9 +272,15 @@ static int child_main(void *arg)
         _exit(127);
     if (a->s->cwd && chdir(a->s->cwd) != 0)
         child_fail(a->errpipe, "chdir");
-    /* Move the pipe ends clear of 0..2 first, so dup2 cannot clobber one another. */
-    int in = fcntl(a->in, F_DUPFD_CLOEXEC, 3), out = fcntl(a->out, F_DUPFD_CLOEXEC, 3);
-    int err = fcntl(a->err, F_DUPFD_CLOEXEC, 3);
+    /* A pipe end that sits on 0..2 (hplua was started with a standard stream
+     * closed) is first moved clear, so the dup2s cannot clobber one another. */
+    int in = a->in, out = a->out, err = a->err;
+    if (in < 3)
+        in = fcntl(in, F_DUPFD_CLOEXEC, 3);
+    if (out < 3)
+        out = fcntl(out, F_DUPFD_CLOEXEC, 3);
+    if (err < 3)
+        err = err == a->out ? out : fcntl(err, F_DUPFD_CLOEXEC, 3);
     if (in < 0 || out < 0 || err < 0 || move_fd(in, 0) || move_fd(out, 1) || move_fd(err, 2))
         child_fail(a->errpipe, "dup2");
     sigprocmask(SIG_SETMASK, &a->mask, NULL);

@@ -2,6 +2,7 @@
 local ctx = require "hplua.context"
 local sys = require "hplua.sys"
 local process = require "hplua.process"
+local json = require "hplua.json"
 
 local hp = {
   version = sys.version,
@@ -240,10 +241,18 @@ function hp.measure(m)
   return passed
 end
 
+-- Run information and artifacts are recorded as they are at the call, as JSON
+-- data: a value that cannot go into the report is refused here, not at the end.
+local function snapshot(value, fname)
+  local text, err = json.encode(value)
+  if not text then error(fname .. ": not JSON-able: " .. err, 3) end
+  return json.decode(text)
+end
+
 local function info_setter(field, fname)
   return function(t)
     if type(t) ~= "table" then error(fname .. ": a table expected, got " .. type(t), 2) end
-    for k, v in pairs(t) do ctx.run[field][k] = v end
+    for k, v in pairs(snapshot(t, fname)) do ctx.run[field][k] = v end
   end
 end
 hp.set_dut = info_setter("dut", "hp.set_dut")
@@ -252,6 +261,7 @@ hp.set_stand = info_setter("stand", "hp.set_stand")
 function hp.set_instrument(t)
   if type(t) ~= "table" then error("hp.set_instrument: a table expected, got " .. type(t), 2) end
   if type(t.name) ~= "string" then error("hp.set_instrument: name must be a string", 2) end
+  t = snapshot(t, "hp.set_instrument")
   local list = ctx.run.instruments
   for i, old in ipairs(list) do
     if old.name == t.name then list[i] = t; return end
@@ -262,7 +272,7 @@ end
 function hp.artifact(name, value)
   if type(name) ~= "string" then error("hp.artifact: name must be a string", 2) end
   if not ctx.current then error("hp.artifact must be called while a test runs", 2) end
-  ctx.current.artifacts[name] = value
+  ctx.current.artifacts[name] = snapshot(value, "hp.artifact")
 end
 
 return hp
