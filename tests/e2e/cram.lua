@@ -6,6 +6,7 @@
 --   a line ending in " (re)" is a Lua pattern for the whole line
 --   [N]            the exit status; ends the block
 --
+-- $CRAMTMP is a fresh folder for the transcript's scratch files.
 -- Before comparing, durations such as "0.01s" become "N.NNs".
 local file = assert(arg[1], "usage: cram.lua FILE.t")
 local fixtures = assert(os.getenv("HPLUA_FIXTURES"), "HPLUA_FIXTURES not set")
@@ -32,10 +33,14 @@ for line in io.lines(file) do
   end
 end
 
+local cramtmp = os.tmpname()
+os.remove(cramtmp)
+assert(os.execute("mkdir -p '" .. cramtmp .. "'"))
+
 local failed = 0
 for _, c in ipairs(cases) do
   assert(c.status, file .. ":" .. c.line .. ": command block without [N]")
-  local p = io.popen("cd '" .. fixtures .. "' && (" .. c.cmd .. ") 2>&1 </dev/null; echo \"[$?]\"")
+  local p = io.popen("export CRAMTMP='" .. cramtmp .. "'; cd '" .. fixtures .. "' && (" .. c.cmd .. ") 2>&1 </dev/null; echo \"[$?]\"")
   local out = p:read("a")
   p:close()
   local actual = {}
@@ -64,5 +69,6 @@ for _, c in ipairs(cases) do
     for _, l in ipairs(actual) do io.write("    |", l, "\n") end
   end
 end
+os.execute("rm -rf '" .. cramtmp .. "'")
 io.write(string.format("%d passed, %d failed\n", #cases - failed, failed))
 if failed > 0 then error(failed .. " transcript(s) differ", 0) end

@@ -10,7 +10,7 @@ $ hplua collect_errors > /dev/null
 [2]
 
 # 3: an internal error (here: the runner's own sources cannot be found).
-$ HPLUA_SRC=/nonexistent hplua pass >/dev/null 2>/tmp/hplua-exit3.txt; s=$?; head -n 1 /tmp/hplua-exit3.txt; exit $s
+$ HPLUA_SRC=/nonexistent hplua pass >/dev/null 2>$CRAMTMP/exit3.txt; s=$?; head -n 1 $CRAMTMP/exit3.txt; exit $s
 hplua: internal error: HPLUA_SRC: cannot open /nonexistent/lua/cli.lua
 [3]
 
@@ -43,6 +43,6 @@ usage: hplua [OPTIONS] [PATH ...]     run the test suite(s); PATH defaults to ./
 [0]
 
 # With no PATH, ./tests is run.
-$ cd pass/.. && mkdir -p /tmp/hplua-default/tests && cp pass/1_ok.lua /tmp/hplua-default/tests/ && cd /tmp/hplua-default && hplua -q
+$ cd pass/.. && mkdir -p $CRAMTMP/default/tests && cp pass/1_ok.lua $CRAMTMP/default/tests/ && cd $CRAMTMP/default && hplua -q
 2 passed, 0 failed, 1 skipped in 0.00s
 [0]
