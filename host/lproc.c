@@ -589,7 +589,17 @@ static int p_set_message_handler(lua_State *L)
 
 static proc *check_handle(lua_State *L)
 {
-    return *(proc **)luaL_checkudata(L, 1, HANDLE_MT);
+    proc *p = *(proc **)luaL_checkudata(L, 1, HANDLE_MT);
+    if (!p)
+        luaL_error(L, "process handle used after it was collected");
+    return p;
+}
+
+/* The engine owns the child; a collected handle only forgets it. */
+static int h_gc(lua_State *L)
+{
+    *(proc **)luaL_checkudata(L, 1, HANDLE_MT) = NULL;
+    return 0;
 }
 
 static int h_collect(lua_State *L)
@@ -677,9 +687,10 @@ int luaopen_hplua_process(lua_State *L)
                                    {NULL, NULL}};
     static const luaL_Reg methods[] = {
         {"collect", h_collect}, {"wait", h_wait}, {"alive", h_alive}, {"terminate", h_terminate}, {NULL, NULL}};
-    /* The handle does not own the child (the engine does): dropping it changes
-     * nothing, while <close> ends the child if it still runs. */
-    static const luaL_Reg meta[] = {{"__index", h_index}, {"__close", h_close}, {"__tostring", h_tostring}, {NULL, NULL}};
+    /* The handle does not own the child (the engine does): collecting it changes
+     * nothing for the child, while <close> ends the child if it still runs. */
+    static const luaL_Reg meta[] = {
+        {"__index", h_index}, {"__close", h_close}, {"__gc", h_gc}, {"__tostring", h_tostring}, {NULL, NULL}};
     if (luaL_newmetatable(L, HANDLE_MT)) {
         luaL_setfuncs(L, meta, 0);
         luaL_newlib(L, methods);
