@@ -403,9 +403,10 @@ static int p_lua(lua_State *L) { return start_common(L, 1); }
 
 /* ---- waiting ---- */
 
-static int p_collect(lua_State *L)
+/* collect and alive serve both hp.process.X(name) and handle:X(): one turn of
+ * the loop without waiting, then the state. */
+static int collect_proc(lua_State *L, proc *p)
 {
-    proc *p = check_name(L, 1);
     host_turn(L, 0, -1, 0, NULL);
     if (p->state == PROC_RUNNING)
         return 0;
@@ -413,13 +414,15 @@ static int p_collect(lua_State *L)
     return 1;
 }
 
-static int p_alive(lua_State *L)
+static int alive_proc(lua_State *L, proc *p)
 {
-    proc *p = check_name(L, 1);
     host_turn(L, 0, -1, 0, NULL);
     lua_pushboolean(L, p->state == PROC_RUNNING);
     return 1;
 }
+
+static int p_collect(lua_State *L) { return collect_proc(L, check_name(L, 1)); }
+static int p_alive(lua_State *L) { return alive_proc(L, check_name(L, 1)); }
 
 /* Waits for procs[0..n) until all ended or timeout (<0: none). */
 static int wait_list(lua_State *L, proc **procs, size_t n, double timeout)
@@ -602,15 +605,8 @@ static int h_gc(lua_State *L)
     return 0;
 }
 
-static int h_collect(lua_State *L)
-{
-    proc *p = check_handle(L);
-    host_turn(L, 0, -1, 0, NULL);
-    if (p->state == PROC_RUNNING)
-        return 0;
-    push_result(L, p);
-    return 1;
-}
+static int h_collect(lua_State *L) { return collect_proc(L, check_handle(L)); }
+static int h_alive(lua_State *L) { return alive_proc(L, check_handle(L)); }
 
 static int h_wait(lua_State *L)
 {
@@ -622,14 +618,6 @@ static int h_wait(lua_State *L)
     }
     lua_getfield(L, -1, p->name); /* nil, "timeout", {} */
     return 2;
-}
-
-static int h_alive(lua_State *L)
-{
-    proc *p = check_handle(L);
-    host_turn(L, 0, -1, 0, NULL);
-    lua_pushboolean(L, p->state == PROC_RUNNING);
-    return 1;
 }
 
 static int h_terminate(lua_State *L)

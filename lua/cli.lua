@@ -34,6 +34,12 @@ local function usage_error(msg)
   return EXIT.usage
 end
 
+local function positive(name, value, unit)
+  local n = tonumber(value)
+  if not n or n <= 0 then return nil, string.format("%s needs a positive number of %s, got '%s'", name, unit, value) end
+  return n
+end
+
 -- Parses argv; returns opts or nil, message.
 function M.parse(args)
   local opts = { paths = {}, keywords = {}, color = "auto", verbose = false, quiet = false }
@@ -67,8 +73,8 @@ function M.parse(args)
       elseif name == "-x" or name == "--exitfirst" then
         opts.exitfirst = true
       elseif name == "--timeout" then
-        local n = tonumber(value)
-        if not n or n <= 0 then return nil, "--timeout needs a positive number of seconds, got '" .. value .. "'" end
+        local n, err = positive(name, value, "seconds")
+        if not n then return nil, err end
         opts.timeout = n
       elseif name == "--json" then
         opts.json = value
@@ -88,8 +94,8 @@ function M.parse(args)
       elseif name == "--answers" then
         opts.answers = value
       elseif name == "--max-memory" then
-        local n = tonumber(value)
-        if not n or n <= 0 then return nil, "--max-memory needs a positive number of megabytes, got '" .. value .. "'" end
+        local n, err = positive(name, value, "megabytes")
+        if not n then return nil, err end
         opts.max_memory = n
       elseif name == "--version" then
         opts.version = true

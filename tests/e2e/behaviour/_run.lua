@@ -61,6 +61,18 @@ function M.find_processes(text)
   return found
 end
 
+-- Processes still carrying marker after a grace period (an empty list is good).
+function M.survivors(marker, grace)
+  local found
+  local deadline = hp.clock() + grace
+  repeat
+    found = M.find_processes(marker)
+    if #found == 0 then break end
+    hp.sleep(0.05)
+  until hp.clock() > deadline
+  return found
+end
+
 function M.unique_marker()
   -- a sleep duration nobody else uses: 4000 s plus a fraction from our pid and a counter
   counter = counter + 1

@@ -14,14 +14,7 @@ hp.test("SIGINT/SIGTERM/SIGKILL at random points: no survivor, report complete o
     if p:alive() then run.kill(p.pid, sig) end
     local res = p:wait(20)
     hp.expect(res).never.to_be_nil()
-    local survivors
-    local deadline = hp.clock() + (sig == "KILL" and 5 or 1)
-    repeat
-      survivors = run.find_processes(marker)
-      if #survivors == 0 then break end
-      hp.sleep(0.05)
-    until hp.clock() > deadline
-    hp.expect(survivors).to_equal({})
+    hp.expect(run.survivors(marker, sig == "KILL" and 5 or 1)).to_equal({})
     local f = io.open(report)
     local text = f and f:read("a") or ""
     if f then f:close() end

@@ -21,14 +21,7 @@ local function scenario(mode, signal)
     local res = p:wait(30)
     hp.expect(res).never.to_be_nil()
     -- After SIGKILL the watchdog needs a moment; the others cleaned up before exiting.
-    local survivors
-    local deadline = hp.clock() + (signal == "KILL" and 5 or 0.5)
-    repeat
-      survivors = run.find_processes(marker)
-      if #survivors == 0 then break end
-      hp.sleep(0.05)
-    until hp.clock() > deadline
-    hp.expect(survivors).to_equal({})
+    hp.expect(run.survivors(marker, signal == "KILL" and 5 or 0.5)).to_equal({})
     return res, run.read_report(report)
   end
 end
