@@ -1,4 +1,4 @@
-/* Makes the embedded runner and stdlib require-able. With HPLUA_SRC set to the
+/* Makes the embedded runner and stdlib (bytecode) require-able. With HPLUA_SRC set to the
  * source tree, the same modules are read from their files instead, so a change
  * to a .lua file needs no rebuild. Chunk names are "@hplua:<path>" either way,
  * which is how tracebacks tell the host's frames from the test author's. */
@@ -37,7 +37,7 @@ static int load_embedded(lua_State *L)
         const char *src = lua_tolstring(L, -1, &len);
         rc = luaL_loadbufferx(L, src, len, chunkname, "t");
     } else {
-        rc = luaL_loadbufferx(L, m->src, m->len, chunkname, "t");
+        rc = luaL_loadbufferx(L, m->src, m->len, chunkname, "b"); /* built by cmake/embed.c */
     }
     if (rc != LUA_OK)
         return lua_error(L);
