@@ -77,7 +77,7 @@ function Console:test_done(t, r)
   end
   out(self:paint(r.status, LABEL[r.status]) .. " " .. t.id .. detail .. "\n")
   if self.verbose then
-    for _, m in ipairs(r.messages) do out("    " .. m.text .. "\n") end
+    -- messages were printed live, under the test's id (Console:message)
     for _, m in ipairs(r.measurements) do
       out("    " .. (m.passed and "" or self:paint("failed", "")) .. M.format_measurement(m) .. "\n")
     end
@@ -86,6 +86,17 @@ function Console:test_done(t, r)
       if not m.passed then out("    " .. self:paint("failed", M.format_measurement(m)) .. "\n") end
     end
   end
+end
+
+-- -v: messages are printed as they are recorded, under a line naming their test
+-- (as pytest's live log does); the test's result line follows when it ends.
+function Console:message(rec, msg)
+  if not self.verbose then return end
+  if rec and self.header_for ~= rec then
+    self.header_for = rec
+    out(self:paint("dim", rec.test.id .. (rec.attempt > 1 and string.format(" (attempt %d)", rec.attempt) or "")) .. "\n")
+  end
+  out("    " .. msg.text .. "\n")
 end
 
 function Console:retry(t, rec)
