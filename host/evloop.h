@@ -12,9 +12,11 @@ int evloop_init(void);
 int evloop_fd(void);
 /* Empties the self-pipe; returns EVLOOP_* bits of what was signalled. */
 int evloop_drain(void);
-/* Number of SIGINT/SIGTERM received so far, and the last one's number. */
+/* Number of SIGINT/SIGTERM/SIGHUP received so far, and the last one's number. */
 unsigned evloop_interrupts(void);
 int evloop_last_signal(void);
+/* "SIGINT", "SIGTERM" or "SIGHUP". */
+const char *evloop_signal_name(int sig);
 /* Called from the signal handler after an interrupt: must be async-signal-safe. */
 void evloop_on_interrupt(void (*fn)(int sig));
 /* Restores default dispositions (used in children before exec). */

@@ -53,7 +53,7 @@ static void raise_fired(lua_State *L, int why)
         luaL_error(L, "%s", msg);
     }
     int sig = evloop_last_signal();
-    luaL_error(L, "interrupted by %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    luaL_error(L, "interrupted by %s", evloop_signal_name(sig));
 }
 
 /* lua_sethook costs O(stack depth) in Lua 5.4, so the hook only calls it when
@@ -318,8 +318,9 @@ static int interrupted(lua_State *L)
     if (!n)
         return 0;
     lua_pushinteger(L, n);
-    lua_pushstring(L, evloop_last_signal() == SIGTERM ? "SIGTERM" : "SIGINT");
-    return 2;
+    lua_pushstring(L, evloop_signal_name(evloop_last_signal()));
+    lua_pushinteger(L, evloop_last_signal());
+    return 3;
 }
 
 /* sys.caller() -> file, line of the nearest author frame (the test file calling an

@@ -134,8 +134,8 @@ local function run_script(script)
   process._cleanup(1)
   if ok then return EXIT.ok end
   if info.kind == "interrupt" then
-    local _, signame = sys.interrupted()
-    return EXIT.interrupted, signame == "SIGTERM" and 15 or 2
+    local _, _, signo = sys.interrupted()
+    return EXIT.interrupted, signo
   end
   local where = info.file and string.format("%s:%d: ", info.file, info.line or 0) or ""
   io.stderr:write("hplua: " .. where .. info.message .. "\n")
