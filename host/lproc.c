@@ -80,8 +80,8 @@ static void announce_end(lua_State *L, proc *p)
 }
 
 /* Runs on_line callbacks for complete lines (and the last partial line once the
- * child has ended), then announces ends. Raises what a callback raises. */
-static void pump(lua_State *L)
+ * child has ended). Raises what a callback raises; the cursor moves first. */
+static void deliver_lines(lua_State *L)
 {
     push_state(L, "on_line");
     int cbs = lua_gettop(L);
@@ -105,6 +105,10 @@ static void pump(lua_State *L)
         lua_settop(L, cbs);
     }
     lua_pop(L, 1);
+}
+
+static void announce_ends(lua_State *L)
+{
     for (size_t i = 0; i < engine.n; i++) {
         proc *p = engine.procs[i];
         if (p->state == PROC_EXITED && !p->reported) {
@@ -126,7 +130,8 @@ int host_turn(lua_State *L, double timeout, int fd, short events, short *revents
             timeout = left;
     }
     int ev = proc_poll(&engine, timeout, fd, events, revents);
-    pump(L);
+    deliver_lines(L);
+    announce_ends(L);
     guard_check(L);
     return ev;
 }
@@ -575,7 +580,7 @@ static int p_cleanup(lua_State *L)
     double grace = opt_grace(L, 1);
     int live = (int)engine.running;
     proc_terminate_everything(&engine, grace);
-    pump(L);
+    announce_ends(L); /* the run is over: no test waits for lines any more */
     lua_pushinteger(L, live);
     return 1;
 }
