@@ -251,6 +251,8 @@ end
 
 function Run:open_scope(scope)
   scope.opened = true
+  -- before_all hooks require from their own folder; the test's search path comes back after
+  local path, cpath = package.path, package.cpath
   set_search_path(self.base, scope.search_dir or dirname(scope.file))
   for _, h in ipairs(scope.hooks.before_all) do
     local ok, info = self:guarded(h.fn, nil, self.opts.timeout)
@@ -258,9 +260,10 @@ function Run:open_scope(scope)
       local status, err = outcome(info, "before_all failed: ")
       scope.error = err or { message = "before_all skipped" }
       scope.error_status = status
-      return
+      break
     end
   end
+  package.path, package.cpath = path, cpath
 end
 
 function Run:close_scope(scope)
@@ -416,8 +419,12 @@ function M.execute(plan, selected, opts, reporter)
     error(string.format("os.exit(%s) called from test code: a test cannot end the run; use hp.fail or error", tostring(code)), 2)
   end
   local started = sys.clock()
+  local dir
   for _, t in ipairs(selected) do
-    set_search_path(run.base, t.module.search_dir)
+    if t.module.search_dir ~= dir then
+      dir = t.module.search_dir
+      set_search_path(run.base, dir)
+    end
     run:run_test(t)
   end
   run:finish()
