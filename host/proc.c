@@ -20,7 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define READ_CHUNK 65536
+#define READ_MIN 4096
+#define DEFAULT_PIPE_SIZE 65536
 #define PIPE_SIZE (1 << 20)
 
 void proc_engine_init(proc_engine *e) { memset(e, 0, sizeof *e); }
@@ -82,13 +83,14 @@ static void watchdog_main(int fd)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     /* Hold no other descriptor: a reader of hplua's stdout must see EOF when hplua ends. */
-    int devnull = open("/dev/null", O_RDWR);
+    int null_fd = open("/dev/null", O_RDWR);
     for (int i = 0; i < 3; i++)
-        if (devnull >= 0 && devnull != i)
-            dup2(devnull, i);
-    for (int i = 3; i < 65536; i++)
-        if (i != fd && i != devnull)
-            close(i);
+        if (null_fd >= 0 && null_fd != i)
+            dup2(null_fd, i);
+    /* keep only the pipe, as descriptor 3 */
+    if (fd != 3 && dup2(fd, 3) == 3)
+        fd = 3;
+    close_range(4, ~0U, 0);
     while ((got = read(fd, buf, sizeof buf)) != 0) {
         if (got < 0) {
             if (errno == EINTR)
@@ -230,8 +232,9 @@ int proc_resolve(const char *file, const char *path_env, char *buf, size_t len)
     return err;
 }
 
-/* What the child does between clone and exec. It shares our memory (CLONE_VM)
- * until exec, so it only makes system calls and reports failure through errpipe. */
+/* What the child does between clone and exec. It may share our memory
+ * (CLONE_VM) until exec, so it only makes system calls; a failure goes through
+ * errpipe. */
 struct child_args {
     const proc_spec *s;
     int in, out, err, errpipe;
@@ -239,7 +242,8 @@ struct child_args {
     sigset_t mask;
 };
 
-static void child_fail(int errpipe, const char *step)
+/* errno (two bytes) and the failed step, then exit. */
+static void child_fail(struct child_args *a, const char *step)
 {
     int e = errno;
     char msg[16];
@@ -249,7 +253,7 @@ static void child_fail(int errpipe, const char *step)
     if (n > sizeof msg - 2)
         n = sizeof msg - 2;
     memcpy(msg + 2, step, n);
-    if (write(errpipe, msg, n + 2) < 0) {
+    if (write(a->errpipe, msg, n + 2) < 0) {
         /* nothing more to do */
     }
     _exit(127);
@@ -271,7 +275,7 @@ static int child_main(void *arg)
     if (getppid() != a->parent)
         _exit(127);
     if (a->s->cwd && chdir(a->s->cwd) != 0)
-        child_fail(a->errpipe, "chdir");
+        child_fail(a, "chdir");
     /* A pipe end that sits on 0..2 (hplua was started with a standard stream
      * closed) is first moved clear, so the dup2s cannot clobber one another. */
     int in = a->in, out = a->out, err = a->err;
@@ -282,11 +286,11 @@ static int child_main(void *arg)
     if (err < 3)
         err = err == a->out ? out : fcntl(err, F_DUPFD_CLOEXEC, 3);
     if (in < 0 || out < 0 || err < 0 || move_fd(in, 0) || move_fd(out, 1) || move_fd(err, 2))
-        child_fail(a->errpipe, "dup2");
+        child_fail(a, "dup2");
     sigprocmask(SIG_SETMASK, &a->mask, NULL);
     extern char **environ;
     execve(a->s->path, a->s->argv, a->s->envp ? a->s->envp : environ);
-    child_fail(a->errpipe, "exec");
+    child_fail(a, "exec");
     return 127;
 }
 
@@ -337,6 +341,15 @@ static int push_proc(proc_engine *e, proc *p)
     return 0;
 }
 
+/* Standard input of a child that is given none: /dev/null, opened once. */
+static int devnull(void)
+{
+    static int fd = -1;
+    if (fd < 0)
+        fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd;
+}
+
 int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t errlen)
 {
     int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1}, pfail[2] = {-1, -1};
@@ -361,14 +374,14 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
         snprintf(err, errlen, "out of memory");
         return ENOMEM;
     }
-    if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || (!s->merge_stderr && pipe2(perr, O_CLOEXEC)) ||
-        pipe2(pfail, O_CLOEXEC)) {
+    if ((s->stdin_len && pipe2(pin, O_CLOEXEC)) || (!s->stdin_len && devnull() < 0) || pipe2(pout, O_CLOEXEC) ||
+        (!s->merge_stderr && pipe2(perr, O_CLOEXEC)) || pipe2(pfail, O_CLOEXEC)) {
         rc = errno;
         snprintf(err, errlen, "cannot create pipes: %s", strerror(rc));
         goto fail;
     }
-    fcntl(pout[0], F_SETPIPE_SZ, PIPE_SIZE);
-    struct child_args a = {s, pin[0], pout[1], s->merge_stderr ? pout[1] : perr[1], pfail[1], getpid(), {{0}}};
+    struct child_args a = {s, s->stdin_len ? pin[0] : devnull(), pout[1], s->merge_stderr ? pout[1] : perr[1],
+                           pfail[1], getpid(), {{0}}};
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &a.mask);
@@ -381,6 +394,9 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
         snprintf(err, errlen, "cannot start process: %s", strerror(rc));
         goto fail;
     }
+    /* Failures between clone and exec come back through the close-on-exec pipe
+     * (the memory CLONE_VM shares cannot be relied on: valgrind and the ASan
+     * build run the child as a fork). EOF means the exec succeeded. */
     close_fd(&pfail[1]);
     char msg[16];
     ssize_t n;
@@ -390,7 +406,7 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
     if (n >= 2) {
         rc = (unsigned char)msg[0] | (unsigned char)msg[1] << 8;
         int slen = (int)n - 2;
-        if (slen >= 4 && memcmp(msg + 2, "exec", 4) == 0)
+        if (slen == 4 && memcmp(msg + 2, "exec", 4) == 0)
             snprintf(err, errlen, "%s", strerror(rc));
         else
             snprintf(err, errlen, "%.*s: %s", slen, msg + 2, strerror(rc));
@@ -410,10 +426,8 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
     fcntl(p->fd_out, F_SETFL, O_NONBLOCK);
     if (p->fd_err >= 0)
         fcntl(p->fd_err, F_SETFL, O_NONBLOCK);
-    if (p->stdin_len)
+    if (p->fd_in >= 0)
         fcntl(p->fd_in, F_SETFL, O_NONBLOCK);
-    else
-        close_fd(&p->fd_in);
     e->running++;
     *out = p;
 fail:
@@ -432,13 +446,15 @@ fail:
     return rc;
 }
 
-/* Reads what is available; returns true when something was read. Closes at EOF. */
+/* Reads what is available; returns true when something was read. Closes at EOF.
+ * Buffers start small and double; a pipe found full is enlarged once, so a child
+ * that writes a lot is read in big gulps. */
 static bool read_pipe(int *fd, proc_buf *b)
 {
     bool got = false;
     while (*fd >= 0) {
-        if (b->cap - b->len < READ_CHUNK) {
-            size_t cap = b->cap ? b->cap * 2 : READ_CHUNK * 2;
+        if (b->cap - b->len < READ_MIN) {
+            size_t cap = b->cap ? b->cap * 2 : READ_MIN * 4;
             char *nd = bigmem_realloc(b->data, b->cap, cap);
             if (!nd)
                 return got; /* keep the data we have; try again next turn */
@@ -450,6 +466,10 @@ static bool read_pipe(int *fd, proc_buf *b)
             b->len += (size_t)n;
             b->data[b->len] = 0;
             got = true;
+            if (n >= DEFAULT_PIPE_SIZE && !b->big_pipe) {
+                b->big_pipe = true;
+                fcntl(*fd, F_SETPIPE_SZ, PIPE_SIZE);
+            }
             continue;
         }
         if (n < 0 && errno == EINTR)

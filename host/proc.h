@@ -12,6 +12,7 @@
 typedef struct proc_buf {
     char *data;
     size_t len, cap;
+    bool big_pipe; /* the pipe was enlarged after it was found full */
 } proc_buf;
 
 typedef enum { PROC_RUNNING, PROC_EXITED } proc_state;
