@@ -79,14 +79,19 @@ static void announce_end(lua_State *L, proc *p)
     host_message(L, NULL, text);
 }
 
+/* Children with an on_line callback, until their last line is delivered. */
+static proc *line_procs;
+
 /* Runs on_line callbacks for complete lines (and the last partial line once the
  * child has ended). Raises what a callback raises; the cursor moves first. */
 static void deliver_lines(lua_State *L)
 {
+    if (!line_procs)
+        return;
     push_state(L, "on_line");
     int cbs = lua_gettop(L);
-    for (size_t i = 0; i < engine.n; i++) {
-        proc *p = engine.procs[i];
+    for (proc **link = &line_procs; *link;) {
+        proc *p = *link;
         if (p->lines_seen < p->out.len && lua_getfield(L, cbs, p->name) == LUA_TFUNCTION) {
             int fn = lua_gettop(L);
             for (;;) {
@@ -103,12 +108,19 @@ static void deliver_lines(lua_State *L)
             }
         }
         lua_settop(L, cbs);
+        if (p->state != PROC_RUNNING && p->lines_seen == p->out.len)
+            *link = p->line_next; /* all delivered: off the list */
+        else
+            link = &p->line_next;
     }
     lua_pop(L, 1);
 }
 
 static void announce_ends(lua_State *L)
 {
+    if (!engine.unreported)
+        return;
+    engine.unreported = 0;
     for (size_t i = 0; i < engine.n; i++) {
         proc *p = engine.procs[i];
         if (p->state == PROC_EXITED && !p->reported) {
@@ -392,6 +404,8 @@ static int start_common(lua_State *L, int lua_child)
                 lua_pushvalue(L, -2);
                 lua_setfield(L, -2, name);
                 lua_pop(L, 2);
+                p->line_next = line_procs;
+                line_procs = p;
             }
             char text[512];
             snprintf(text, sizeof text, "Process %s started (pid %d): %.400s", p->name, (int)p->pid, p->command);

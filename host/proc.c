@@ -329,6 +329,14 @@ static char *join_argv(char *const *argv)
 
 static int push_proc(proc_engine *e, proc *p)
 {
+    if (e->running == e->live_cap) {
+        size_t cap = e->live_cap ? e->live_cap * 2 : 16;
+        proc **nl = realloc(e->live, cap * sizeof *nl);
+        if (!nl)
+            return ENOMEM;
+        e->live = nl;
+        e->live_cap = cap;
+    }
     if (e->n == e->cap) {
         size_t cap = e->cap ? e->cap * 2 : 16;
         proc **np = realloc(e->procs, cap * sizeof *np);
@@ -428,7 +436,7 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
         fcntl(p->fd_err, F_SETFL, O_NONBLOCK);
     if (p->fd_in >= 0)
         fcntl(p->fd_in, F_SETFL, O_NONBLOCK);
-    e->running++;
+    e->live[e->running++] = p; /* room was made before the spawn */
     *out = p;
 fail:
     close_fd(&pin[0]);
@@ -518,7 +526,12 @@ static void mark_exited(proc_engine *e, proc *p, int status, const struct rusage
     close_fd(&p->fd_err);
     close_fd(&p->fd_in);
     p->kill_at = 0;
-    e->running--;
+    for (size_t i = 0; i < e->running; i++)
+        if (e->live[i] == p) {
+            e->live[i] = e->live[--e->running];
+            break;
+        }
+    e->unreported++;
     if (kill(-p->pid, 0) != 0)
         watchdog_note('-', p->pid); /* the group is empty: its id may be reused */
 }
@@ -526,12 +539,10 @@ static void mark_exited(proc_engine *e, proc *p, int status, const struct rusage
 static bool reap(proc_engine *e)
 {
     bool any = false;
-    for (size_t i = 0; i < e->n && e->running; i++) {
-        proc *p = e->procs[i];
+    for (size_t i = e->running; i-- > 0;) { /* backwards: mark_exited removes live[i] */
+        proc *p = e->live[i];
         int status;
         struct rusage ru;
-        if (p->state != PROC_RUNNING)
-            continue;
         pid_t r = wait4(p->pid, &status, WNOHANG, &ru);
         if (r == p->pid) {
             mark_exited(e, p, status, &ru);
@@ -561,10 +572,8 @@ void proc_terminate(proc *p, double grace)
 static double check_deadlines(proc_engine *e, double now)
 {
     double next = 0;
-    for (size_t i = 0; i < e->n; i++) {
-        proc *p = e->procs[i];
-        if (p->state != PROC_RUNNING)
-            continue;
+    for (size_t i = 0; i < e->running; i++) {
+        proc *p = e->live[i];
         if (p->timeout > 0 && !p->timed_out) {
             double due = p->start_mono + p->timeout;
             if (now >= due) {
@@ -603,8 +612,8 @@ int proc_poll(proc_engine *e, double timeout, int extra_fd, short extra_events, 
     fds[nfds++] = (struct pollfd){evloop_fd(), POLLIN, 0};
     if (extra_fd >= 0)
         fds[nfds++] = (struct pollfd){extra_fd, extra_events, 0};
-    for (size_t i = 0; i < e->n && nfds + 3 <= cap; i++) {
-        proc *p = e->procs[i];
+    for (size_t i = 0; i < e->running && nfds + 3 <= cap; i++) {
+        proc *p = e->live[i];
         if (p->fd_out >= 0)
             fds[nfds++] = (struct pollfd){p->fd_out, POLLIN, 0};
         if (p->fd_err >= 0)
@@ -640,8 +649,8 @@ int proc_poll(proc_engine *e, double timeout, int extra_fd, short extra_events, 
         for (; k < nfds; k++) {
             if (!fds[k].revents)
                 continue;
-            for (size_t i = 0; i < e->n; i++) {
-                proc *p = e->procs[i];
+            for (size_t i = 0; i < e->running; i++) {
+                proc *p = e->live[i];
                 if (p->fd_out == fds[k].fd) {
                     if (read_pipe(&p->fd_out, &p->out))
                         ev |= PROC_EV_DATA;
@@ -766,6 +775,7 @@ void proc_engine_free(proc_engine *e)
     for (size_t i = 0; i < e->n; i++)
         proc_free(e->procs[i]);
     free(e->procs);
+    free(e->live);
     watchdog_note('c', 0);
     memset(e, 0, sizeof *e);
 }

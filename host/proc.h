@@ -34,13 +34,16 @@ typedef struct proc {
     long max_rss_kb; /* peak resident set size of the child (wait4), 0 until it ends */
     bool timed_out, terminated;
     bool reported;    /* the binding has announced its end */
-    size_t lines_seen; /* the binding's on_line cursor into out */
+    size_t lines_seen;       /* the binding's on_line cursor into out */
+    struct proc *line_next; /* the binding's list of children with an on_line callback */
 } proc;
 
 typedef struct proc_engine {
-    proc **procs;
+    proc **procs; /* every child started, in start order */
     size_t n, cap;
-    size_t running;
+    proc **live; /* the running ones (the only ones with open pipes), any order */
+    size_t running, live_cap;
+    size_t unreported; /* ended since the binding last looked (proc.reported) */
 } proc_engine;
 
 typedef struct proc_spec {
