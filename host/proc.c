@@ -26,14 +26,15 @@
 
 void proc_engine_init(proc_engine *e) { memset(e, 0, sizeof *e); }
 
-/* The watchdog: a small process forked before the first child. It learns every
- * child's process group through a pipe and, when the pipe reaches EOF because
- * hplua died without cleaning up (SIGKILL), kills those groups. PR_SET_PDEATHSIG
- * alone would only reach the direct children, not a shell's grandchildren. */
+/* The watchdog: a small process forked before the first child, holding the read
+ * end of a pipe. When the pipe reaches EOF without a clean-exit note — hplua died
+ * without cleaning up (SIGKILL) — it kills every process that carries this run's
+ * token: every descendant inherits HPLUA_RUNS, which lists a token per hplua above
+ * it. PR_SET_PDEATHSIG alone would only reach the direct children, not a shell's
+ * grandchildren or a daemon that left its process group. Nothing is sent per
+ * child, so starting a child costs the watchdog nothing. */
 static pid_t watchdog_pid;
 static int watchdog_fd = -1;
-/* Every descendant inherits HPLUA_RUNS, which lists a token per hplua above it;
- * the watchdog also kills whatever carries ours (a daemon that left its group). */
 static char run_token[64];
 
 static bool environ_has_token(const char *pid)
@@ -68,10 +69,7 @@ static void kill_token_holders(void)
 
 static void watchdog_main(int fd)
 {
-    pid_t groups[4096];
-    size_t n = 0;
-    char buf[4096], line[32];
-    size_t ll = 0;
+    char buf[256];
     ssize_t got;
     bool clean = false;
     signal(SIGINT, SIG_IGN);
@@ -97,31 +95,9 @@ static void watchdog_main(int fd)
                 continue;
             break;
         }
-        for (ssize_t i = 0; i < got; i++) {
-            if (buf[i] != '\n') {
-                if (ll < sizeof line - 1)
-                    line[ll++] = buf[i];
-                continue;
-            }
-            line[ll] = 0;
-            ll = 0;
-            pid_t g = (pid_t)atoi(line + 1);
-            if (line[0] == '+' && n < sizeof groups / sizeof groups[0]) {
-                groups[n++] = g;
-            } else if (line[0] == 'c') {
-                n = 0; /* clean exit: hplua has ended every group itself */
-                clean = true;
-            } else if (line[0] == '-') {
-                for (size_t k = 0; k < n; k++)
-                    if (groups[k] == g) {
-                        groups[k] = groups[--n];
-                        break;
-                    }
-            }
-        }
+        if (memchr(buf, 'c', (size_t)got))
+            clean = true; /* hplua has ended every descendant itself */
     }
-    for (size_t k = 0; k < n; k++)
-        kill(-groups[k], SIGKILL);
     if (!clean)
         kill_token_holders();
     _exit(0);
@@ -154,12 +130,11 @@ static void watchdog_start(void)
     watchdog_fd = fds[1];
 }
 
-static void watchdog_note(char op, pid_t pgid)
+/* Tells the watchdog that hplua cleaned up and is ending normally. */
+static void watchdog_clean_exit(void)
 {
-    char line[32];
-    int len = snprintf(line, sizeof line, "%c%d\n", op, (int)pgid);
-    if (watchdog_fd >= 0 && write(watchdog_fd, line, (size_t)len) < 0) {
-        /* the watchdog is gone: PR_SET_PDEATHSIG still covers direct children */
+    if (watchdog_fd >= 0 && write(watchdog_fd, "c", 1) < 0) {
+        /* the watchdog is gone already */
     }
 }
 
@@ -423,7 +398,6 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
         goto fail;
     }
     rc = 0;
-    watchdog_note('+', pid);
     p->pid = pid;
     p->state = PROC_RUNNING;
     p->timeout = s->timeout;
@@ -532,8 +506,6 @@ static void mark_exited(proc_engine *e, proc *p, int status, const struct rusage
             break;
         }
     e->unreported++;
-    if (kill(-p->pid, 0) != 0)
-        watchdog_note('-', p->pid); /* the group is empty: its id may be reused */
 }
 
 static bool reap(proc_engine *e)
@@ -776,6 +748,6 @@ void proc_engine_free(proc_engine *e)
         proc_free(e->procs[i]);
     free(e->procs);
     free(e->live);
-    watchdog_note('c', 0);
+    watchdog_clean_exit();
     memset(e, 0, sizeof *e);
 }
