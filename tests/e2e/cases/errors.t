@@ -63,8 +63,3 @@ traceback:
     fail/1_fail.lua:10: in function <fail/1_fail.lua:9>
 1 passed, 3 failed, 0 skipped in 0.00s
 [1]
-
-# Colours: never by default off a terminal; always on request; NO_COLOR wins over auto.
-$ hplua --color always -q pass | od -c | head -n 1 | grep -c 033
-1
-[0]
