@@ -302,24 +302,26 @@ static char *join_argv(char *const *argv)
     return s;
 }
 
+/* Makes room for one more pointer in an array that doubles. */
+static int grow(proc ***arr, size_t *cap, size_t used)
+{
+    if (used < *cap)
+        return 0;
+    size_t ncap = *cap ? *cap * 2 : 16;
+    proc **na = realloc(*arr, ncap * sizeof *na);
+    if (!na)
+        return ENOMEM;
+    *arr = na;
+    *cap = ncap;
+    return 0;
+}
+
+/* Records p; room in the live array is made now so that the start cannot fail
+ * after the spawn. */
 static int push_proc(proc_engine *e, proc *p)
 {
-    if (e->running == e->live_cap) {
-        size_t cap = e->live_cap ? e->live_cap * 2 : 16;
-        proc **nl = realloc(e->live, cap * sizeof *nl);
-        if (!nl)
-            return ENOMEM;
-        e->live = nl;
-        e->live_cap = cap;
-    }
-    if (e->n == e->cap) {
-        size_t cap = e->cap ? e->cap * 2 : 16;
-        proc **np = realloc(e->procs, cap * sizeof *np);
-        if (!np)
-            return ENOMEM;
-        e->procs = np;
-        e->cap = cap;
-    }
+    if (grow(&e->live, &e->live_cap, e->running) || grow(&e->procs, &e->cap, e->n))
+        return ENOMEM;
     e->procs[e->n++] = p;
     return 0;
 }
