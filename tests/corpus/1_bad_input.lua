@@ -146,6 +146,9 @@ case("unknown option", { args = { "--frobnicate" }, status = 4, expect = "hplua:
 case("missing path", { args = { "no/such/dir" }, status = 4, expect = "hplua: error: path not found: no/such/dir" })
 case("bad --timeout", { args = { "--timeout", "soon", "." }, status = 4, expect = "--timeout needs a positive number of seconds, got 'soon'" })
 case("bad --max-memory", { args = { "--max-memory", "-1", "." }, status = 4, expect = "--max-memory needs a positive number of megabytes" })
+case("report in a folder that does not exist", { files = { ["1_x.lua"] = HP .. "hp.test('ok', function() end)\n" },
+  args = { "--json", "no/such/dir/report.json", "." }, status = 1,
+  expect = { "1 passed, 0 failed", "hplua: error: cannot write no/such/dir/report.json: No such file or directory" } })
 case("bad --color", { args = { "--color", "rainbow" }, status = 4, expect = "--color must be auto, always or never" })
 
 hp.after_all(function() os.execute("rm -rf '" .. root .. "'") end)

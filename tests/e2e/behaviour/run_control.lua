@@ -56,3 +56,16 @@ end
 
 hp.test("SIGINT during a wait: stopped, rest skipped, teardown run, exit 2", interrupted())
 hp.test("SIGINT during a busy loop too", interrupted({ HPLUA_BUSY = "1" }))
+
+hp.test("SIGINT during collection: exit 2, a stopped report, nothing run", function()
+  local loading = false
+  local p, report = run.start({ "slow_collect" }, { on_line = function(l) if l == "LOADING" then loading = true end end })
+  run.wait_for(function() return loading end, 20, "the file to start loading")
+  run.kill(p.pid, "INT")
+  local res = p:wait(10)
+  hp.expect(res.exit_code).to_equal(2)
+  hp.expect(res.stdout).to_contain("interrupted during collection")
+  local rep = run.read_report(report)
+  hp.expect(rep.status).to_equal("stopped")
+  hp.expect(rep.summary.total).to_equal(0)
+end)
