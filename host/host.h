@@ -30,6 +30,9 @@ proc_engine *host_engine(void);
  * the test's deadline and Ctrl-C (raising), runs on_line callbacks and records
  * process ends. Returns PROC_EV_* bits. */
 int host_turn(lua_State *L, double timeout, int fd, short events, short *revents);
+/* Turns of the loop until fd is ready for events (returns 1) or timeout seconds
+ * pass (returns 0; timeout < 0: no limit but the guard's). fd -1: just wait. */
+int host_wait(lua_State *L, int fd, short events, double timeout);
 /* Records a message on the current test through the runner's handler. */
 void host_message(lua_State *L, const char *key, const char *text);
 

@@ -1,5 +1,4 @@
 /* The public C API of hplua.h, for instrument modules. */
-#include "clock.h"
 #include "host.h"
 #include "hplua.h"
 
@@ -69,15 +68,7 @@ int hplua_measure(lua_State *L, const char *name, double value, const char *unit
 
 int hplua_wait_fd(lua_State *L, int fd, int events, double timeout)
 {
-    double end = timeout >= 0 ? clock_mono() + timeout : 0;
-    for (;;) {
-        double left = timeout >= 0 ? end - clock_mono() : -1;
-        if (timeout >= 0 && left <= 0)
-            return HPLUA_TIMEOUT;
-        short revents = 0;
-        if (host_turn(L, left, fd, (short)events, &revents) & PROC_EV_EXTRA)
-            return HPLUA_READY;
-    }
+    return host_wait(L, fd, (short)events, timeout) ? HPLUA_READY : HPLUA_TIMEOUT;
 }
 
 const char *hplua_current_test(lua_State *L)

@@ -148,6 +148,19 @@ int host_turn(lua_State *L, double timeout, int fd, short events, short *revents
     return ev;
 }
 
+int host_wait(lua_State *L, int fd, short events, double timeout)
+{
+    double end = timeout >= 0 ? clock_mono() + timeout : 0;
+    for (;;) {
+        double left = timeout >= 0 ? end - clock_mono() : -1;
+        if (timeout >= 0 && left <= 0)
+            return 0;
+        short revents = 0;
+        if (host_turn(L, left, fd, events, &revents) & PROC_EV_EXTRA)
+            return 1;
+    }
+}
+
 static proc *check_name(lua_State *L, int arg)
 {
     const char *name = luaL_checkstring(L, arg);

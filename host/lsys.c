@@ -123,13 +123,7 @@ static int sys_sleep(lua_State *L)
 {
     lua_Number s = luaL_checknumber(L, 1);
     luaL_argcheck(L, s >= 0, 1, "seconds must not be negative");
-    double end = clock_mono() + s;
-    for (;;) {
-        double left = end - clock_mono();
-        if (left <= 0)
-            break;
-        host_turn(L, left, -1, 0, NULL);
-    }
+    host_wait(L, -1, 0, s);
     return 0;
 }
 
@@ -138,21 +132,8 @@ static int sys_sleep(lua_State *L)
 static int sys_wait_readable(lua_State *L)
 {
     int fd = (int)luaL_checkinteger(L, 1);
-    double timeout = luaL_optnumber(L, 2, -1);
-    double end = timeout >= 0 ? clock_mono() + timeout : 0;
-    for (;;) {
-        short revents = 0;
-        double left = timeout >= 0 ? end - clock_mono() : -1;
-        if (timeout >= 0 && left <= 0) {
-            lua_pushboolean(L, 0);
-            return 1;
-        }
-        int ev = host_turn(L, left, fd, POLLIN, &revents);
-        if (ev & PROC_EV_EXTRA) {
-            lua_pushboolean(L, 1);
-            return 1;
-        }
-    }
+    lua_pushboolean(L, host_wait(L, fd, POLLIN, luaL_optnumber(L, 2, -1)));
+    return 1;
 }
 
 /* set_memory_limit(megabytes): caps the Lua heap while test code runs (0: no cap) */
