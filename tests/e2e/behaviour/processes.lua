@@ -119,3 +119,15 @@ hp.test("a <close> handle terminates its child", function()
   hp.expect(hp.process.collect("scoped").terminated).to_be(true)
   return pid
 end)
+
+hp.test("output is drained while the test computes without waiting", function()
+  -- 4 MiB is far more than a pipe holds: the child can only finish if hplua reads
+  -- while this test is busy in pure Lua
+  hp.process.start("chatty", "head -c 4194304 /dev/zero")
+  local t = hp.clock() + 1
+  local x = 0
+  while hp.clock() < t do x = x + 1 end
+  local r = hp.process.collect("chatty") -- never blocks
+  hp.expect(r).never.to_be_nil()
+  hp.expect(#r.stdout).to_equal(4194304)
+end)
