@@ -49,9 +49,10 @@ hp.test("a child that closes its output early but keeps running", function()
 end)
 
 hp.test("a child that ignores SIGTERM is killed after the grace", function()
-  local p = hp.process.start("stubborn", "trap '' TERM; echo ready; while :; do sleep 0.05; done")
   local ready = false
-  repeat ready = hp.process.alive("stubborn") and p:collect() == nil hp.sleep(0.05) until ready
+  local p = hp.process.start("stubborn", "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+    { on_line = function(l) ready = ready or l == "ready" end })
+  run.wait_for(function() return ready end, 10, "the trap to be set")
   local t0 = hp.clock()
   local r = p:terminate(0.3)
   hp.expect(r.signal).to_equal(9)
