@@ -157,7 +157,6 @@ local function load_answers(path)
   return answers
 end
 
-collectgarbage("generational")
 local function run_tests(opts)
   local answers
   if opts.answers then
