@@ -14,7 +14,7 @@ void guard_check(lua_State *L);
 double guard_deadline(void);
 /* Pushes the error-information table for the error object at idx (no Lua error escapes). */
 int guard_msgh(lua_State *L);
-/* Adds run_guarded, interrupted and errinfo to the table on top of the stack. */
+/* Adds run_guarded, interrupted and caller to the table on top of the stack. */
 void guard_register(lua_State *L);
 
 /* Is a guarded call (test code) running? */

@@ -360,16 +360,9 @@ static int caller(lua_State *L)
     return 2;
 }
 
-/* sys.errinfo(err) outside a guarded call: same table as guarded failures. */
-static int errinfo(lua_State *L)
-{
-    lua_settop(L, 1);
-    return guard_msgh(L);
-}
-
 void guard_register(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"run_guarded", run_guarded}, {"interrupted", interrupted}, {"errinfo", errinfo}, {"caller", caller}, {NULL, NULL}};
+        {"run_guarded", run_guarded}, {"interrupted", interrupted}, {"caller", caller}, {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

@@ -58,12 +58,6 @@ static int sys_kind(lua_State *L)
     return 1;
 }
 
-static int sys_readable(lua_State *L)
-{
-    lua_pushboolean(L, access(luaL_checkstring(L, 1), R_OK) == 0);
-    return 1;
-}
-
 static int sys_clock(lua_State *L)
 {
     lua_pushnumber(L, clock_mono());
@@ -107,17 +101,6 @@ static int sys_getpid(lua_State *L)
     return 1;
 }
 
-static int sys_realpath(lua_State *L)
-{
-    const char *path = luaL_checkstring(L, 1);
-    char *r = realpath(path, NULL);
-    if (!r)
-        return push_errno(L, path, errno);
-    lua_pushstring(L, r);
-    free(r);
-    return 1;
-}
-
 /* sleep(seconds): waits in the event loop, so output is read and callbacks run. */
 static int sys_sleep(lua_State *L)
 {
@@ -147,13 +130,18 @@ static int sys_set_memory_limit(lua_State *L)
 
 int luaopen_hplua_sys(lua_State *L)
 {
-    static const luaL_Reg fns[] = {
-        {"listdir", sys_listdir}, {"kind", sys_kind},       {"readable", sys_readable},
-        {"clock", sys_clock},     {"wall", sys_wall},       {"now", sys_now},
-        {"isatty", sys_isatty},   {"exepath", sys_exepath}, {"realpath", sys_realpath},
-        {"sleep", sys_sleep},     {"wait_readable", sys_wait_readable}, {"getpid", sys_getpid},
-        {"set_memory_limit", sys_set_memory_limit},
-        {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"listdir", sys_listdir},
+                                   {"kind", sys_kind},
+                                   {"clock", sys_clock},
+                                   {"wall", sys_wall},
+                                   {"now", sys_now},
+                                   {"isatty", sys_isatty},
+                                   {"exepath", sys_exepath},
+                                   {"sleep", sys_sleep},
+                                   {"wait_readable", sys_wait_readable},
+                                   {"getpid", sys_getpid},
+                                   {"set_memory_limit", sys_set_memory_limit},
+                                   {NULL, NULL}};
     luaL_newlib(L, fns);
     guard_register(L);
     lua_pushstring(L, HPLUA_VERSION);
