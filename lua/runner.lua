@@ -416,8 +416,6 @@ function Run:skip_reason(t)
   end
 end
 
-local EMPTY = setmetatable({}, { __newindex = function() error("internal: EMPTY is read-only") end })
-
 function Run:finish_test(t, result)
   local s = self.summary
   s.total = s.total + 1
@@ -437,7 +435,7 @@ end
 
 function Run:run_test(t)
   local result = { test = t, id = t.id, name = t.name, status = "skipped", attempts = 0, attempt_results = {},
-    messages = EMPTY, measurements = EMPTY, artifacts = EMPTY }
+    messages = {}, measurements = {}, artifacts = {} }
   t.result = result
   if sys.interrupted() and not self.stop_reason then
     self.interrupted = true
