@@ -24,6 +24,7 @@ options:
   --answers FILE        JSON object answering operator dialogs by id
   --max-memory MB       cap the Lua heap of the run
   --events FILE         write the run's events as NDJSON to FILE (or fd:N)
+  --limits FILE         limits (JSON or Lua) for measurements that state none of their own
   --serial S            the DUT's serial number (hp.run.serial)
   --arg KEY=VALUE       a run argument for the tests (hp.run.args.KEY; repeatable)
   --version, --help     print and exit
@@ -49,7 +50,7 @@ function M.parse(args)
   local takes_value = {
     ["-k"] = true, ["--timeout"] = true, ["--json"] = true, ["--junit"] = true, ["--color"] = true,
     ["--answers"] = true, ["--max-memory"] = true, ["-e"] = true, ["--exec"] = true, ["--events"] = true,
-    ["--control"] = true, ["--run-id"] = true, ["--serial"] = true, ["--arg"] = true, ["--slot"] = true,
+    ["--control"] = true, ["--run-id"] = true, ["--serial"] = true, ["--arg"] = true, ["--slot"] = true, ["--limits"] = true,
   }
   local i = 1
   while i <= #args do
@@ -101,6 +102,8 @@ function M.parse(args)
         local n, err = positive(name, value, "megabytes")
         if not n then return nil, err end
         opts.max_memory = n
+      elseif name == "--limits" then
+        opts.limits = value
       elseif name == "--events" then
         opts.events = value
       elseif name == "--control" then
@@ -215,6 +218,10 @@ local function run_tests(opts)
     local control, err = require("hplua.control").open(opts.control)
     if not control then return usage_error(err) end
     ctx.control = control
+  end
+  if opts.limits then
+    local ok, err = require("hplua.measure").load(opts.limits)
+    if not ok then return usage_error(err) end
   end
   if opts.max_memory then sys.set_memory_limit(opts.max_memory) end
   local runner = require "hplua.runner"

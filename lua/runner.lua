@@ -235,17 +235,14 @@ end
 
 -- The failure a test's out-of-limit measurements add up to, located at the first.
 local function measurement_failure(list)
+  local format = require "hplua.format"
   local bad, first = {}, nil
   for _, m in ipairs(list) do
     if not m.passed then
       first = first or m
-      local limits = {}
-      if m.min ~= nil or m.max ~= nil then
-        limits[#limits + 1] = string.format("[%s, %s]", m.min ~= nil and tostring(m.min) or "-inf", m.max ~= nil and tostring(m.max) or "inf")
-      end
-      if m.expect ~= nil then limits[#limits + 1] = "expected " .. tostring(m.expect) end
-      bad[#bad + 1] = string.format("%s = %s%s out of limits %s", m.name, tostring(m.value), m.unit and (" " .. m.unit) or "",
-        table.concat(limits, ", "))
+      local limits = format.limits(m)
+      bad[#bad + 1] = string.format("%s = %s%s %s", m.name, format.value(m.value), m.unit and (" " .. m.unit) or "",
+        limits ~= "" and ("out of limits " .. limits) or "failed")
     end
   end
   if #bad > 0 then return "measurement failed: " .. table.concat(bad, "; "), first end
@@ -604,6 +601,7 @@ function Run:main(paths, keywords)
   self.duration = seconds(sys.clock() - self.started)
   self:emit("run_finished", { status = status, exit_code = code, summary = self.summary,
     caused_failure = self.caused_failure or null, duration = self.duration, phase = phase,
+    warnings = phase == "run" and json.array(require("hplua.measure").unused_warnings()) or nil,
     ended_at = sys.now(self.wall_start + self.duration) })
   return code
 end

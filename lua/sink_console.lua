@@ -82,10 +82,13 @@ function Console:test_finished(ev)
   end
   out(self:paint(ev.status, LABEL[ev.status]) .. " " .. ev.test .. detail .. "\n")
   for _, m in ipairs(ev.measurements) do
-    if self.verbose then
-      out("    " .. (m.passed and "" or self:paint("failed", "")) .. format.measurement(m) .. "\n")
+    if m.status == "marginal" then
+      self.marginal = (self.marginal or 0) + 1
+      out("    " .. self:paint("skipped", format.measurement(m)) .. "\n")
     elseif not m.passed then
       out("    " .. self:paint("failed", format.measurement(m)) .. "\n")
+    elseif self.verbose then
+      out("    " .. format.measurement(m) .. "\n")
     end
   end
 end
@@ -137,6 +140,7 @@ function Console:run_finished(ev)
     out("\n" .. self:paint("bold", "ERRORS") .. "\n")
     for _, e in ipairs(self.errors) do out(located(e)) end
   end
+  for _, w in ipairs(ev.warnings or {}) do out(self:paint("skipped", "warning: " .. w) .. "\n") end
   if ev.status == "stopped" then out(self:paint("stopped", "run interrupted") .. "\n") end
   local s = ev.summary
   local parts = {
@@ -145,6 +149,7 @@ function Console:run_finished(ev)
     self:paint(s.skipped > 0 and "skipped" or "bold", s.skipped .. " skipped"),
   }
   if s.stopped > 0 then parts[#parts + 1] = self:paint("stopped", s.stopped .. " stopped") end
+  if self.marginal then parts[#parts + 1] = self:paint("skipped", self.marginal .. " marginal") end
   if #self.errors > 0 then parts[#parts + 1] = self:paint("failed", #self.errors .. (#self.errors == 1 and " error" or " errors")) end
   out(table.concat(parts, ", ") .. string.format(" in %.2fs", ev.duration) .. "\n")
 end

@@ -66,9 +66,12 @@ function Report:process_ended(ev)
   self.processes[#self.processes + 1] = r
 end
 
+local LIMIT_KEYS = require("hplua.measure").LIMIT_KEYS
+
 local function measurement_record(m)
-  return { name = m.name, value = m.value, unit = m.unit, min = m.min, max = m.max, expect = m.expect,
-    passed = m.passed, status = m.status }
+  local r = { name = m.name, value = m.value, unit = m.unit, passed = m.passed, status = m.status }
+  for _, k in ipairs(LIMIT_KEYS) do r[k] = m[k] end
+  return r
 end
 
 local function measurements(list)

@@ -216,37 +216,44 @@ function hp.sleep(seconds)
   sys.sleep(seconds)
 end
 
--- Measurements: recorded on the running test, checked against limits.
+-- Measurements: recorded on the running test, checked against limits (hplua.measure).
+local measure = require "hplua.measure"
+
 function hp.measure(m)
   if type(m) ~= "table" then error("hp.measure: a table expected, got " .. type(m), 2) end
   if type(m.name) ~= "string" or m.name == "" then error("hp.measure: name must be a non-empty string", 2) end
   if m.unit ~= nil and type(m.unit) ~= "string" then error("hp.measure: unit must be a string", 2) end
-  for _, k in ipairs { "min", "max" } do
-    if m[k] ~= nil and type(m[k]) ~= "number" then error("hp.measure: " .. k .. " must be a number, got " .. type(m[k]), 2) end
-  end
-  if (m.min or m.max) and type(m.value) ~= "number" then
-    error("hp.measure: value must be a number when min or max is given, got " .. type(m.value), 2)
-  end
   local v = m.value
   local tv = type(v)
   if tv ~= "number" and tv ~= "string" and tv ~= "boolean" then
     error("hp.measure: value must be a number, string or boolean, got " .. tv, 2)
   end
-  if not ctx.current then error("hp.measure must be called while a test runs", 2) end
-  local passed = true
-  if m.min and v < m.min then passed = false end
-  if m.max and v > m.max then passed = false end
-  if m.expect ~= nil and v ~= m.expect then passed = false end
-  if v ~= v then passed = false end -- NaN is never within limits
+  local problem = measure.check(m)
+  if problem then error(string.format("hp.measure %q: %s", m.name, problem), 2) end
   local cur = ctx.current
-  local rec = { name = m.name, value = v, unit = m.unit, min = m.min, max = m.max, expect = m.expect, passed = passed,
-    status = passed and "passed" or "failed" }
-  if not passed then rec.file, rec.line = ctx.caller() end
+  if not cur then error("hp.measure must be called while a test runs", 2) end
+  -- a measurement that states no limits of its own takes them from --limits
+  local limits, unit = m, m.unit
+  local stated = false
+  for _, k in ipairs(measure.LIMIT_KEYS) do
+    if m[k] ~= nil then stated = true break end
+  end
+  local entry = measure.entry(m.name)
+  if entry then
+    if not stated then limits = entry end
+    unit = unit or entry.unit
+  end
+  local ok, status = pcall(measure.evaluate, limits, v)
+  if not ok then error(string.format("hp.measure %q: %s", m.name, status), 2) end
+  local rec = measure.record_limits(limits, { name = m.name, value = v, unit = unit, passed = status ~= "failed",
+    status = status })
+  if status == "failed" then rec.file, rec.line = ctx.caller() end
   local list = cur.measurements
   list[#list + 1] = rec
-  ctx.emit("measurement", { test = cur.test.id, attempt = cur.attempt, name = rec.name, value = v, unit = rec.unit,
-    min = rec.min, max = rec.max, expect = rec.expect, status = rec.status })
-  return passed
+  local ev = measure.record_limits(limits, { test = cur.test.id, attempt = cur.attempt, name = rec.name, value = v,
+    unit = unit, status = status })
+  ctx.emit("measurement", ev)
+  return status ~= "failed"
 end
 
 -- Run information and artifacts are recorded as they are at the call, as JSON

@@ -52,15 +52,15 @@ hplua 0.1.0: 3 tests in 1 file
   attempt 1 of 3 failed: connector not seated
   attempt 2 of 3 failed: connector not seated
 PASSED  1_flaky::passes on attempt 3 (0.00s, attempt 3 of 3)
-  attempt 1 of 3 failed: measurement failed: contact = 10 mOhm out of limits [-inf, 5]
-  attempt 2 of 3 failed: measurement failed: contact = 20 mOhm out of limits [-inf, 5]
+  attempt 1 of 3 failed: measurement failed: contact = 10 mOhm out of limits ≤ 5 mOhm
+  attempt 2 of 3 failed: measurement failed: contact = 20 mOhm out of limits ≤ 5 mOhm
 FAILED  1_flaky::fails all 3 (0.00s, attempt 3 of 3)
-    contact = 30 mOhm [-inf, 5] OUT OF LIMITS
+    contact = 30 mOhm (≤ 5 mOhm) OUT OF LIMITS
 PASSED  1_flaky::still runs (0.00s)
 
 FAILURES
 --- 1_flaky::fails all 3 ---
-attempts/1_flaky.lua:9: measurement failed: contact = 30 mOhm out of limits [-inf, 5]
+attempts/1_flaky.lua:9: measurement failed: contact = 30 mOhm out of limits ≤ 5 mOhm
 2 passed, 1 failed, 0 skipped in 0.00s
 [1]
 
