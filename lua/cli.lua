@@ -25,6 +25,7 @@ options:
   --max-memory MB       cap the Lua heap of the run
   --events FILE         write the run's events as NDJSON to FILE (or fd:N)
   --limits FILE         limits (JSON or Lua) for measurements that state none of their own
+  --artifacts DIR       where hp.attach copies files (default: beside the --json report)
   --serial S            the DUT's serial number (hp.run.serial)
   --arg KEY=VALUE       a run argument for the tests (hp.run.args.KEY; repeatable)
   --version, --help     print and exit
@@ -50,7 +51,7 @@ function M.parse(args)
   local takes_value = {
     ["-k"] = true, ["--timeout"] = true, ["--json"] = true, ["--junit"] = true, ["--color"] = true,
     ["--answers"] = true, ["--max-memory"] = true, ["-e"] = true, ["--exec"] = true, ["--events"] = true,
-    ["--control"] = true, ["--run-id"] = true, ["--serial"] = true, ["--arg"] = true, ["--slot"] = true, ["--limits"] = true,
+    ["--control"] = true, ["--run-id"] = true, ["--serial"] = true, ["--arg"] = true, ["--slot"] = true, ["--limits"] = true, ["--artifacts"] = true,
   }
   local i = 1
   while i <= #args do
@@ -102,6 +103,8 @@ function M.parse(args)
         local n, err = positive(name, value, "megabytes")
         if not n then return nil, err end
         opts.max_memory = n
+      elseif name == "--artifacts" then
+        opts.artifacts = value
       elseif name == "--limits" then
         opts.limits = value
       elseif name == "--events" then
@@ -223,6 +226,8 @@ local function run_tests(opts)
     local ok, err = require("hplua.measure").load(opts.limits)
     if not ok then return usage_error(err) end
   end
+  -- hp.attach copies files here: --artifacts, else beside the JSON report
+  ctx.artifacts = opts.artifacts or (opts.json and ((opts.json:match("^(.*)/[^/]*$") or ".") .. "/artifacts"))
   if opts.max_memory then sys.set_memory_limit(opts.max_memory) end
   local runner = require "hplua.runner"
   local events = require "hplua.events"

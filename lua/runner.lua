@@ -344,7 +344,7 @@ local function attempt_summary(rec)
 end
 
 function Run:attempt(t, n, timeout, previous)
-  local rec = { test = t, attempt = n, messages = {}, keyed = {}, measurements = {}, artifacts = {} }
+  local rec = { test = t, attempt = n, messages = {}, keyed = {}, measurements = {}, artifacts = {}, attachments = {} }
   ctx.current = rec
   local started = sys.clock()
   self:emit("test_started", { test = t.id, name = t.name, module = t.module.id, attempt = n, max_attempts = t.attempts,
@@ -402,6 +402,7 @@ function Run:execute(t, result)
     result.attempts = n
     result.status, result.error, result.skip_reason = rec.status, rec.error, rec.skip_reason
     result.messages, result.measurements, result.artifacts = rec.messages, rec.measurements, rec.artifacts
+    result.attachments = rec.attachments
     if rec.status ~= "failed" or sys.interrupted() then break end
     previous = rec
   end
@@ -432,12 +433,13 @@ function Run:finish_test(t, result)
     error = error_record(result.error), skip_reason = result.skip_reason or null,
     started_at = sys.now(result.wall_start), ended_at = sys.now(result.wall_end),
     messages = json.array(result.messages), measurements = json.array(result.measurements),
-    artifacts = result.artifacts, attempt_results = attempts, file = t.module.file, max_attempts = t.attempts })
+    artifacts = result.artifacts, attachments = json.array(result.attachments), attempt_results = attempts,
+    file = t.module.file, max_attempts = t.attempts })
 end
 
 function Run:run_test(t)
   local result = { test = t, id = t.id, name = t.name, status = "skipped", attempts = 0, attempt_results = {},
-    messages = {}, measurements = {}, artifacts = {} }
+    messages = {}, measurements = {}, artifacts = {}, attachments = {} }
   t.result = result
   if sys.interrupted() and not self.stop_reason then
     self.interrupted = true

@@ -108,7 +108,7 @@ function Report:test_finished(ev)
   local rec = { id = ev.test, name = ev.name, status = ev.status, started_at = ev.started_at, ended_at = ev.ended_at,
     duration = ev.duration, attempts = ev.attempts, error = ev.error, skip_reason = ev.skip_reason,
     messages = ev.messages, measurements = measurements(ev.measurements),
-    artifacts = next(ev.artifacts) and ev.artifacts or {}, attempt_results = attempts }
+    artifacts = next(ev.artifacts) and ev.artifacts or {}, attachments = ev.attachments, attempt_results = attempts }
   local text, err = json.encode(rec)
   if not text then
     rec.artifacts = { error = "not encodable: " .. tostring(err) }

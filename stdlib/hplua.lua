@@ -300,4 +300,38 @@ function hp.artifact(name, value)
   ctx.current.artifacts[name] = snapshot(value, "hp.artifact")
 end
 
+-- hp.attach(name, path): copies a file (a log, a scope capture, a photo) into the run's
+-- artifact folder and records it on the test with its size and SHA-256. Returns the
+-- copy's path, or nil, message, code when the file cannot be read or copied.
+local fs = require "hplua.fs"
+
+function hp.attach(name, path)
+  if type(name) ~= "string" or name == "" then error("hp.attach: name must be a non-empty string", 2) end
+  if type(path) ~= "string" or path == "" then error("hp.attach: path must be a non-empty string", 2) end
+  local cur = ctx.current
+  if not cur then error("hp.attach must be called while a test runs", 2) end
+  local root = ctx.artifacts
+  if not root then error("hp.attach: no artifact folder: give --artifacts DIR (or --json FILE)", 2) end
+  local dir = root .. "/" .. (ctx.run.id or "run")
+  local ok, err, code = fs.mkdir(root)
+  if ok then ok, err, code = fs.mkdir(dir) end
+  if not ok then return nil, "hp.attach: " .. err, code end
+  local base = name:gsub("[^%w%._-]", "_"):gsub("^%.", "_")
+  local dst, n = dir .. "/" .. base, 1
+  local size, sha
+  repeat
+    size, sha, code = fs.copy(path, dst)
+    if not size and code == "EEXIST" then
+      n = n + 1
+      dst = string.format("%s/%d-%s", dir, n, base)
+    end
+  until size or code ~= "EEXIST"
+  if not size then return nil, "hp.attach: " .. sha, code end
+  local list = cur.attachments
+  dst = require("hplua.sys").realpath(dst) or dst
+  list[#list + 1] = { name = name, path = dst, size = size, sha256 = sha }
+  ctx.message(string.format("Attached %s: %s (%d bytes)", name, dst, size))
+  return dst
+end
+
 return hp
