@@ -10,6 +10,7 @@ local USAGE = [[
 usage: hplua [OPTIONS] [PATH ...]     run the test suite(s); PATH defaults to ./tests
        hplua -e CODE [ARG ...]        run a Lua chunk with the stdlib loaded
        hplua --exec FILE [ARG ...]    run a Lua script with the stdlib loaded
+       hplua init [DIR]               write a starter suite into DIR (default: tests)
 
 options:
   -k TEXT               run only tests whose id contains TEXT (repeatable: any match)
@@ -249,6 +250,7 @@ local function run_tests(opts)
 end
 
 function M.main(args)
+  if args[1] == "init" then return require("hplua.init").main({ table.unpack(args, 2) }) end
   local opts, err = M.parse(args)
   if not opts then return usage_error(err) end
   if opts.help then
