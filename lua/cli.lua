@@ -131,7 +131,10 @@ function M.parse(args)
       elseif name == "-h" or name == "--help" then
         opts.help = true
       else
-        return nil, "unknown option '" .. a .. "'"
+        local known = { "--list", "--exitfirst", "--tap", "--quiet", "--verbose", "--version", "--help" }
+        for k in pairs(takes_value) do known[#known + 1] = k end
+        table.sort(known)
+        return nil, "unknown option '" .. a .. "'" .. require("hplua.suggest").hint(name, known)
       end
     else
       opts.paths[#opts.paths + 1] = a

@@ -53,29 +53,41 @@ end
 
 -- Resolves and checks every `depends` entry; records collection errors.
 local function resolve_dependencies(tests, modules_by_id)
-  local by_id = {}
-  for _, t in ipairs(tests) do by_id[t.id] = t end
+  local by_id, all_ids = {}, {}
+  for _, t in ipairs(tests) do by_id[t.id] = t; all_ids[#all_ids + 1] = t.id end
+  local suggest = require "hplua.suggest"
+  local function names_of(mod)
+    local out = {}
+    for _, x in ipairs(mod.tests) do out[#out + 1] = x.name end
+    return out
+  end
   local function resolve(t, spec, line)
     local out = {}
     local mid, name = spec:match("^(.-)::(.*)$")
     if not mid then
       local target = t.module.by_name[spec]
       if not target then
-        ctx.collection_error(string.format("%s depends on unknown test %q", t.id, spec), t.file, line)
+        ctx.collection_error(string.format("%s depends on unknown test %q%s", t.id, spec,
+          suggest.hint(spec, names_of(t.module))), t.file, line)
       else
         out[1] = target
       end
     elseif name == "*" then
       local mod = modules_by_id[mid]
       if not mod then
-        ctx.collection_error(string.format("%s depends on unknown module %q", t.id, mid), t.file, line)
+        local mods = {}
+        for id in pairs(modules_by_id) do mods[#mods + 1] = id end
+        table.sort(mods)
+        ctx.collection_error(string.format("%s depends on unknown module %q%s", t.id, mid, suggest.hint(mid, mods)),
+          t.file, line)
       else
         for _, x in ipairs(mod.tests) do out[#out + 1] = x end
       end
     else
       local target = by_id[spec]
       if not target then
-        ctx.collection_error(string.format("%s depends on unknown test %q", t.id, spec), t.file, line)
+        ctx.collection_error(string.format("%s depends on unknown test %q%s", t.id, spec, suggest.hint(spec, all_ids)),
+          t.file, line)
       else
         out[1] = target
       end
@@ -130,7 +142,7 @@ end
 function M.collect(paths)
   local base = { path = package.path, cpath = package.cpath }
   local plan = { modules = {}, tests = {}, scopes = {} }
-  local modules_by_id = {}
+  local modules_by_id, file_order = {}, {}
   for root_index, root in ipairs(paths) do
     local root_dir = sys.kind(root) == "dir" and root or dirname(root)
     hp.suite_dir = sys.realpath(root_dir) or root_dir
@@ -140,6 +152,7 @@ function M.collect(paths)
       items = {}
     end
     for _, item in ipairs(items) do
+      file_order[#file_order + 1] = item.path
       if item.kind == "error" then
         ctx.collection_error(item.message, item.path, 0)
       elseif item.kind == "suite" then
@@ -189,6 +202,17 @@ function M.collect(paths)
     end
   end
   resolve_dependencies(plan.tests, modules_by_id)
+  -- collection errors in the order of the files and lines they name
+  local order = {}
+  for i, path in ipairs(file_order) do order[path] = order[path] or i end
+  for i, e in ipairs(ctx.errors) do e.seq = i end
+  table.sort(ctx.errors, function(a, b)
+    local oa, ob = order[a.file] or math.huge, order[b.file] or math.huge
+    if oa ~= ob then return oa < ob end
+    if a.file ~= b.file then return tostring(a.file) < tostring(b.file) end
+    if (a.line or 0) ~= (b.line or 0) then return (a.line or 0) < (b.line or 0) end
+    return a.seq < b.seq
+  end)
   plan.errors = ctx.errors
   return plan
 end

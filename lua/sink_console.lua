@@ -69,9 +69,35 @@ function Console:test_started(ev)
   end
 end
 
+-- Skip reasons that stop the rest of a run: the tests they skip are counted on one line
+-- (with -v, each is listed).
+local function stops_run(reason)
+  return type(reason) == "string" and (reason:find("^critical test .* failed$") or reason == "run interrupted"
+    or reason:find("^stopped after the first failure %(%-x%)"))
+end
+
+function Console:flush_stopped()
+  local st = self.stopped_skips
+  if not st then return end
+  self.stopped_skips = nil
+  out(self:paint("skipped", string.format("SKIPPED %d test%s: %s", st.n, st.n == 1 and "" or "s", st.reason)) .. "\n")
+end
+
 function Console:test_finished(ev)
+  self.done = (self.done or 0) + 1
+  local last = self.started and self.done == #self.started.selected
   if ev.status == "failed" or ev.status == "stopped" then self.failures[#self.failures + 1] = ev end
   if self.quiet and (ev.status == "passed" or ev.status == "skipped") then return end
+  if ev.status == "skipped" and not self.verbose and stops_run(ev.skip_reason) then
+    local st = self.stopped_skips
+    if st and st.reason ~= ev.skip_reason then self:flush_stopped() end
+    st = self.stopped_skips or { n = 0, reason = ev.skip_reason }
+    st.n = st.n + 1
+    self.stopped_skips = st
+    if last then self:flush_stopped() end
+    return
+  end
+  self:flush_stopped()
   local detail
   if ev.status == "skipped" then
     detail = ": " .. tostring(ev.skip_reason)
@@ -135,6 +161,7 @@ function Console:run_finished(ev)
       string.format("no tests selected (%d deselected by -k)\n", st.collected))
     return
   end
+  self:flush_stopped()
   if #self.failures > 0 then self:print_failures() end
   if #self.errors > 0 then
     out("\n" .. self:paint("bold", "ERRORS") .. "\n")

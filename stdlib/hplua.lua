@@ -175,13 +175,16 @@ end
 function hp.use(name)
   if type(name) ~= "string" then error("hp.use: the fixture name must be a string, got " .. type(name), 2) end
   local f = ctx.fixtures[name]
-  if not f then error(string.format("hp.use: no fixture named %q", name), 2) end
+  if not f then
+    local names = {}
+    for n in pairs(ctx.fixtures) do names[#names + 1] = n end
+    table.sort(names)
+    error(string.format("hp.use: no fixture named %q%s", name, require("hplua.suggest").hint(name, names)), 2)
+  end
   if not ctx.current then error("hp.use must be called while a test runs", 2) end
   if f.error then error(string.format("fixture %q failed earlier: %s", name, f.error), 2) end
   if not f.created then
-    f.creating = true
     local ok, value, teardown = pcall(f.fn)
-    f.creating = nil
     if not ok then
       f.error = type(value) == "string" and value or tostring(value)
       error(value, 0)

@@ -1,4 +1,5 @@
-# All collection errors at once, each with file:line; nothing runs; exit 2.
+# All collection errors at once, in the order of files and lines, each with file:line;
+# nothing runs; exit 2.
 $ hplua collect_errors
 ERROR: 7 collection errors
 collect_errors/1_syntax.lua:4: unexpected symbol near '='
@@ -6,8 +7,8 @@ collect_errors/2_duplicate.lua:4: duplicate test name "same" (first declared at 
 collect_errors/3_options.lua:2: hp.test "x": attempts must be a whole number, got string
 collect_errors/3_options.lua:3: hp.test "y": timeout must be a positive number of seconds, got -1
 collect_errors/3_options.lua:4: hp.test "z": unknown option 'retries'
-collect_errors/4_load.lua:4: error while loading: attempt to index a nil value (local 'cfg')
 collect_errors/3_options.lua:5: 3_options::w depends on unknown test "nobody"
+collect_errors/4_load.lua:4: error while loading: attempt to index a nil value (local 'cfg')
 collection failed: no test was run
 [2]
 

@@ -27,14 +27,14 @@ SKIPPED 2_star::needs all of the chain: dependency 1_chain::D not selected
 0 passed, 0 failed, 2 skipped in 0.00s
 [0]
 
-# A critical failure skips every later test; fixtures are still torn down.
+# A critical failure skips every later test (counted on one line; -v lists them);
+# fixtures are still torn down.
 $ hplua critical
 hplua 0.1.0: 4 tests in 2 files
 power on
 PASSED  1_power::uses power (0.00s)
 FAILED  1_power::rail check (0.00s)
-SKIPPED 1_power::after: critical test 1_power::rail check failed
-SKIPPED 2_more::later file: critical test 1_power::rail check failed
+SKIPPED 2 tests: critical test 1_power::rail check failed
 power off (fixture torn down)
 
 FAILURES
@@ -69,8 +69,7 @@ $ hplua -x fail
 hplua 0.1.0: 4 tests in 1 file
 PASSED  1_fail::passes (0.00s)
 FAILED  1_fail::fails with error (0.00s)
-SKIPPED 1_fail::fails with hp.fail: stopped after the first failure (-x): 1_fail::fails with error
-SKIPPED 1_fail::fails with expect: stopped after the first failure (-x): 1_fail::fails with error
+SKIPPED 2 tests: stopped after the first failure (-x): 1_fail::fails with error
 
 FAILURES
 --- 1_fail::fails with error ---
@@ -129,3 +128,9 @@ dep_errors/1_errors.lua:7: 1_errors::self depends on itself (via "self")
 collection failed: no test was run
 [2]
 
+
+# -v lists every test a critical failure skipped.
+$ hplua -v critical | grep SKIPPED
+SKIPPED 1_power::after: critical test 1_power::rail check failed
+SKIPPED 2_more::later file: critical test 1_power::rail check failed
+[0]
