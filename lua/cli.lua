@@ -13,7 +13,9 @@ usage: hplua [OPTIONS] [PATH ...]     run the test suite(s); PATH defaults to ./
        hplua init [DIR]               write a starter suite into DIR (default: tests)
 
 options:
-  -k TEXT               run only tests whose id contains TEXT (repeatable: any match)
+  -k TEXT               run only tests whose id contains TEXT (repeatable: any match),
+                        and the tests they depend on
+  --no-deps             with -k, do not add the tests the selected ones depend on
   --list                print the selected test ids in run order and exit
   -x, --exitfirst       stop after the first failed test (the rest are skipped)
   --timeout SECONDS     default per-test timeout (a test's own timeout wins)
@@ -75,6 +77,8 @@ function M.parse(args)
         return opts
       elseif name == "-k" then
         opts.keywords[#opts.keywords + 1] = value
+      elseif name == "--no-deps" then
+        opts.no_deps = true
       elseif name == "--list" then
         opts.list = true
       elseif name == "-x" or name == "--exitfirst" then
@@ -131,7 +135,7 @@ function M.parse(args)
       elseif name == "-h" or name == "--help" then
         opts.help = true
       else
-        local known = { "--list", "--exitfirst", "--tap", "--quiet", "--verbose", "--version", "--help" }
+        local known = { "--list", "--no-deps", "--exitfirst", "--tap", "--quiet", "--verbose", "--version", "--help" }
         for k in pairs(takes_value) do known[#known + 1] = k end
         table.sort(known)
         return nil, "unknown option '" .. a .. "'" .. require("hplua.suggest").hint(name, known)
@@ -243,7 +247,7 @@ local function run_tests(opts)
   if not ok then return usage_error(err) end
   local code, selected = run:main(opts.paths, opts.keywords)
   if code == nil then -- --list
-    for _, t in ipairs(selected) do io.stdout:write(t.id, "\n") end
+    for _, t in ipairs(selected) do io.stdout:write(t.id, t.as_dependency and "  (dependency)" or "", "\n") end
     return EXIT.ok
   end
   local closed, cerr = bus:close()

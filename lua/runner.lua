@@ -217,14 +217,30 @@ function M.collect(paths)
   return plan
 end
 
-function M.select(plan, keywords)
-  local selected = {}
+-- Tests whose id contains any keyword (all without keywords), in run order. Unless
+-- no_deps, the tests they depend on (transitively) are selected too, marked
+-- t.as_dependency, so that running one test by its id runs what it needs.
+function M.select(plan, keywords, no_deps)
   for _, t in ipairs(plan.tests) do
     local ok = #keywords == 0
     for _, k in ipairs(keywords) do
       if t.id:find(k, 1, true) then ok = true break end
     end
-    if ok then selected[#selected + 1] = t; t.selected = true end
+    t.selected = ok or nil
+  end
+  if not no_deps and #keywords > 0 then
+    for i = #plan.tests, 1, -1 do -- dependencies run earlier: one backward pass reaches them all
+      local t = plan.tests[i]
+      if t.selected then
+        for _, d in ipairs(t.deps or {}) do
+          if not d.test.selected then d.test.selected, d.test.as_dependency = true, true end
+        end
+      end
+    end
+  end
+  local selected = {}
+  for _, t in ipairs(plan.tests) do
+    if t.selected then selected[#selected + 1] = t end
   end
   return selected
 end
@@ -372,6 +388,7 @@ function Run:attempt(t, n, timeout, previous)
   ctx.current = rec
   local started = sys.clock()
   self:emit("test_started", { test = t.id, name = t.name, module = t.module.id, attempt = n, max_attempts = t.attempts,
+    dependency = t.as_dependency,
     previous = previous and { status = previous.status, error = error_record(previous.error) } or nil })
   local arg = { id = t.id, name = t.name, attempt = n, module = t.module.id }
   local chain = t.module.chain
@@ -458,7 +475,7 @@ function Run:finish_test(t, result)
     started_at = sys.now(result.wall_start), ended_at = sys.now(result.wall_end),
     messages = json.array(result.messages), measurements = json.array(result.measurements),
     artifacts = result.artifacts, attachments = json.array(result.attachments), attempt_results = attempts,
-    file = t.module.file, max_attempts = t.attempts })
+    file = t.module.file, max_attempts = t.attempts, dependency = t.as_dependency })
 end
 
 function Run:run_test(t)
@@ -547,6 +564,8 @@ function Run:verdict(phase)
     code = EXIT.interrupted
   elseif phase == "none" then
     code = EXIT.none
+  elseif self.all_deps_missing then
+    code = EXIT.none
   elseif self.summary.failed > 0 or self.summary.stopped > 0 or #self.errors > 0 then
     code = EXIT.failed
   else
@@ -578,7 +597,7 @@ function Run:main(paths, keywords)
   end }
   local plan = M.collect(paths)
   self.plan = plan
-  local selected = plan and M.select(plan, keywords) or {}
+  local selected = plan and M.select(plan, keywords, opts.no_deps) or {}
   self.selected = selected
   local ids, files, nfiles = json.array(), {}, 0
   for i, t in ipairs(selected) do
@@ -619,6 +638,15 @@ function Run:main(paths, keywords)
     end
     self:teardown()
     package.path, package.cpath = self.base.path, self.base.cpath
+    -- every selected test skipped because what it needs was not selected (--no-deps)
+    local missing = 0
+    for _, r in ipairs(self.results) do
+      if r.status == "skipped" and (r.skip_reason or ""):find("^dependency .* not selected$") then missing = missing + 1 end
+    end
+    if missing > 0 and missing == #self.results then
+      self.all_deps_missing = true
+      phase = "deps_not_selected"
+    end
     if sys.interrupted() then self.interrupted = true end
   end
   restore_exit()

@@ -106,7 +106,8 @@ function Console:test_finished(ev)
   else
     detail = string.format(" (%.2fs)", ev.duration)
   end
-  out(self:paint(ev.status, LABEL[ev.status]) .. " " .. ev.test .. detail .. "\n")
+  out(self:paint(ev.status, LABEL[ev.status]) .. " " .. ev.test .. detail ..
+    (ev.dependency and self:paint("dim", " (dependency)") or "") .. "\n")
   for _, m in ipairs(ev.measurements) do
     if m.status == "marginal" then
       self.marginal = (self.marginal or 0) + 1
@@ -155,6 +156,9 @@ function Console:run_finished(ev)
     for _, e in ipairs(errs) do out(located(e)) end
     out(self:paint("failed", "collection failed: no test was run") .. "\n")
     return
+  elseif phase == "deps_not_selected" then
+    out(self:paint("skipped", "every selected test was skipped: the tests they depend on were not selected " ..
+      "(--no-deps); run without --no-deps to add them") .. "\n")
   elseif phase == "none" then
     local st = self.started
     out(st.collected == 0 and "no tests collected\n" or

@@ -20,12 +20,37 @@ traceback:
 4 passed, 1 failed, 3 skipped in 0.00s
 [1]
 
+# -k also selects what the selected tests depend on (marked); --no-deps does not, and
+# a run whose every test was skipped for an unselected dependency says so (exit 5).
 $ hplua -k needs deps
+hplua 0.1.0: 6 tests in 2 files (2 deselected)
+FAILED  1_chain::A (0.00s) (dependency)
+SKIPPED 1_chain::B: dependency 1_chain::A failed (dependency)
+SKIPPED 1_chain::C: dependency 1_chain::B skipped (dependency)
+PASSED  1_chain::D (0.00s) (dependency)
+PASSED  2_star::needs D (0.00s)
+SKIPPED 2_star::needs all of the chain: dependency 1_chain::A failed
+
+FAILURES
+--- 1_chain::A ---
+deps/1_chain.lua:2: A is broken
+traceback:
+    deps/1_chain.lua:2: in function <deps/1_chain.lua:2>
+2 passed, 1 failed, 3 skipped in 0.00s
+[1]
+
+$ hplua --list -k "needs D" deps
+1_chain::D  (dependency)
+2_star::needs D
+[0]
+
+$ hplua --no-deps -k needs deps
 hplua 0.1.0: 2 tests in 1 file (6 deselected)
 SKIPPED 2_star::needs D: dependency 1_chain::D not selected
 SKIPPED 2_star::needs all of the chain: dependency 1_chain::D not selected
+every selected test was skipped: the tests they depend on were not selected (--no-deps); run without --no-deps to add them
 0 passed, 0 failed, 2 skipped in 0.00s
-[0]
+[5]
 
 # A critical failure skips every later test (counted on one line; -v lists them);
 # fixtures are still torn down.
