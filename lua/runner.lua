@@ -267,9 +267,11 @@ local function outcome(info, prefix)
       e.kind = "memory"
     elseif m == "assertion failed!" or (ctx.assertion and m:sub(-#ctx.assertion) == ctx.assertion) then
       e.kind = "assertion"
+      local d = ctx.assertion_detail
+      if d then e.expected, e.actual = d.expected, d.actual end -- full values of a compacted diff
     end
   end
-  ctx.assertion = nil
+  ctx.assertion, ctx.assertion_detail = nil, nil
   return "failed", e
 end
 
@@ -291,7 +293,8 @@ end
 -- An error record as events and reports carry it (null when there is none).
 local function error_record(e)
   if not e then return null end
-  return { message = e.message, file = e.file, line = e.line, traceback = e.traceback, kind = e.kind or "error" }
+  return { message = e.message, file = e.file, line = e.line, traceback = e.traceback, kind = e.kind or "error",
+    expected = e.expected, actual = e.actual }
 end
 M.error_record = error_record
 

@@ -64,3 +64,20 @@ traceback:
     fail/1_fail.lua:10: in function <fail/1_fail.lua:9>
 1 passed, 3 failed, 0 skipped in 0.00s
 [1]
+
+# A failed check on a long string shows where it first differs, with context; the
+# report keeps both full values (error.expected, error.actual).
+$ hplua longdiff
+hplua 0.1.0: 1 test in 1 file
+FAILED  1_log::long stdout (N.NNs)
+
+FAILURES
+--- 1_log::long stdout ---
+longdiff/1_log.lua:7: expected strings to be equal; they differ at line 23, column 30 (50 vs 50 lines, 2140 vs 2141 bytes):
+    line 22:   "line 22 of the firmware log: all fine here"
+  - expected: "line 23 of the firmware log: all fine here"
+  + actual:   "line 23 of the firmware log: CRC error here"
+traceback:
+    longdiff/1_log.lua:7: in function <longdiff/1_log.lua:2>
+0 passed, 1 failed, 0 skipped in N.NNs
+[1]
