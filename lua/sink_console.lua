@@ -25,8 +25,30 @@ function M.new(opts)
   else
     color = color == "always"
   end
+  -- On a terminal the running test and its latest message share one line, redrawn in
+  -- place (pytest's progress); elsewhere messages are log lines (-v).
+  local live = not opts.quiet and sys.isatty(1)
   return setmetatable({ verbose = opts.verbose, quiet = opts.quiet, color = color, failures = {}, errors = {},
-    collection_errors = {} }, Console)
+    collection_errors = {}, live = live, width = math.max(20, (tonumber(os.getenv("COLUMNS")) or 80) - 1) },
+    Console)
+end
+
+-- The in-place status line (terminals only).
+function Console:draw(text)
+  local line = text:gsub("[%c]", " ")
+  if utf8.len(line) and utf8.len(line) > self.width then
+    line = line:sub(1, utf8.offset(line, self.width) - 1)
+  end
+  io.stdout:write("\r\27[K", line)
+  io.stdout:flush()
+  self.drawn = true
+end
+
+function Console:clear()
+  if self.drawn then
+    io.stdout:write("\r\27[K")
+    self.drawn = false
+  end
 end
 
 function Console:paint(what, s)
@@ -49,7 +71,12 @@ end
 -- -v: messages are printed as they are recorded, under a line naming their test
 -- (as pytest's live log does); the test's result line follows when it ends.
 function Console:message(ev)
+  if self.live and type(ev.test) == "string" and (not self.verbose or ev.key ~= nil) then
+    self:draw(self:paint("dim", ev.test .. ": ") .. ev.text)
+    return
+  end
   if not self.verbose then return end
+  self:clear()
   if type(ev.test) == "string" then
     local head = ev.test .. (ev.attempt and ev.attempt > 1 and string.format(" (attempt %d)", ev.attempt) or "")
     if self.header_for ~= head then
@@ -63,6 +90,7 @@ end
 function Console:test_started(ev)
   local prev = ev.previous
   if prev and not self.quiet then
+    self:clear()
     local e = prev.error
     out(self:paint("dim", string.format("  attempt %d of %d failed: %s", ev.attempt - 1, ev.max_attempts,
       type(e) == "table" and e.message or prev.status)) .. "\n")
@@ -84,6 +112,7 @@ function Console:flush_stopped()
 end
 
 function Console:test_finished(ev)
+  self:clear()
   self.done = (self.done or 0) + 1
   local last = self.started and self.done == #self.started.selected
   if ev.status == "failed" or ev.status == "stopped" then self.failures[#self.failures + 1] = ev end
@@ -146,6 +175,7 @@ function Console:print_failures()
 end
 
 function Console:run_finished(ev)
+  self:clear()
   local phase = ev.phase
   if phase == "interrupted_collection" then
     out("interrupted during collection\n")
