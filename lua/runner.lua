@@ -341,13 +341,21 @@ function Run:guarded(fn, arg, timeout)
   return sys.run_guarded(fn, arg, timeout or 0)
 end
 
+-- Hooks and teardowns that run outside any test get a deadline too, so a hung
+-- teardown cannot hang the run: their own timeout, else --timeout, else this.
+local HOOK_TIMEOUT = 60
+
+function Run:hook_timeout(h)
+  return h.timeout or self.opts.timeout or HOOK_TIMEOUT
+end
+
 function Run:open_scope(scope)
   scope.opened = true
   -- before_all hooks require from their own folder; the test's search path comes back after
   local path, cpath = package.path, package.cpath
   set_search_path(self.base, scope.search_dir or dirname(scope.file))
   for _, h in ipairs(scope.hooks.before_all) do
-    local ok, info = self:guarded(h.fn, nil, self.opts.timeout)
+    local ok, info = self:guarded(h.fn, nil, self:hook_timeout(h))
     if not ok then
       local status, err = outcome(info, "before_all failed: ")
       scope.error = err or { message = "before_all skipped" }
@@ -361,7 +369,7 @@ end
 function Run:close_scope(scope)
   for i = #scope.hooks.after_all, 1, -1 do
     local h = scope.hooks.after_all[i]
-    local ok, info = self:guarded(h.fn, nil, self.opts.timeout)
+    local ok, info = self:guarded(h.fn, nil, self:hook_timeout(h))
     if not ok then self:run_error("after_all failed: " .. info.message, info.file or h.file, info.line or h.line, info.kind) end
   end
   scope.closed = true
@@ -403,7 +411,7 @@ function Run:attempt(t, n, timeout, previous)
     local entered = 0 -- scopes whose before_each hooks ran (their after_each will run)
     for i, scope in ipairs(chain) do
       for _, h in ipairs(scope.hooks.before_each) do
-        local ok, info = self:guarded(h.fn, arg, timeout)
+        local ok, info = self:guarded(h.fn, arg, h.timeout or timeout)
         if not ok then
           status, err, skip_reason = outcome(info, "before_each failed: ")
           break
@@ -419,7 +427,7 @@ function Run:attempt(t, n, timeout, previous)
     for i = entered, 1, -1 do
       local hooks = chain[i].hooks.after_each
       for j = #hooks, 1, -1 do
-        local ok, info = self:guarded(hooks[j].fn, arg, timeout)
+        local ok, info = self:guarded(hooks[j].fn, arg, hooks[j].timeout or timeout or HOOK_TIMEOUT)
         if not ok and status == "passed" then status, err, skip_reason = outcome(info, "after_each failed: ") end
       end
     end
@@ -521,7 +529,7 @@ function Run:teardown()
   for i = #ctx.fixture_order, 1, -1 do
     local f = ctx.fixture_order[i]
     if f.teardown then
-      local ok, info = self:guarded(f.teardown, f.value, 0)
+      local ok, info = self:guarded(f.teardown, f.value, self:hook_timeout(f))
       if not ok then
         self:run_error(string.format("teardown of fixture %q failed: %s", f.name, info.message),
           info.file or f.file, info.line or f.line, info.kind)

@@ -140,15 +140,24 @@ function hp.module(opts)
   mod.critical = opts.critical
 end
 
+-- A hook's or fixture's own options: { timeout = seconds }.
+local function hook_options(what, opts)
+  if opts == nil then return nil end
+  if type(opts) ~= "table" then return nil, what .. ": " .. type_error("options", "a table", opts) end
+  return nil, check_options(opts, { timeout = test_options.timeout }, what)
+end
+
 local function add_hook(kind)
-  return function(fn)
+  return function(fn, opts)
     local c = collecting("hp." .. kind)
     local file, line = ctx.caller()
     if type(fn) ~= "function" then
       return ctx.collection_error("hp." .. kind .. ": " .. type_error("the argument", "a function", fn), file, line)
     end
+    local _, problem = hook_options("hp." .. kind, opts)
+    if problem then return ctx.collection_error(problem, file, line) end
     local scope = c.module or c.suite
-    table.insert(scope.hooks[kind], { fn = fn, file = file, line = line })
+    table.insert(scope.hooks[kind], { fn = fn, file = file, line = line, timeout = opts and opts.timeout })
   end
 end
 hp.before_all = add_hook("before_all")
@@ -156,9 +165,11 @@ hp.after_all = add_hook("after_all")
 hp.before_each = add_hook("before_each")
 hp.after_each = add_hook("after_each")
 
-function hp.fixture(name, fn)
+function hp.fixture(name, fn, opts)
   collecting("hp.fixture")
   local file, line = ctx.caller()
+  local _, problem = hook_options(string.format("hp.fixture %q", tostring(name)), opts)
+  if problem then return ctx.collection_error(problem, file, line) end
   if type(name) ~= "string" or name == "" then
     return ctx.collection_error("hp.fixture: " .. type_error("the name", "a non-empty string", name), file, line)
   end
@@ -169,7 +180,7 @@ function hp.fixture(name, fn)
   if first then
     return ctx.collection_error(string.format("duplicate fixture %q (first declared at %s:%d)", name, first.file, first.line), file, line)
   end
-  ctx.fixtures[name] = { name = name, fn = fn, file = file, line = line }
+  ctx.fixtures[name] = { name = name, fn = fn, file = file, line = line, timeout = opts and opts.timeout }
 end
 
 function hp.use(name)

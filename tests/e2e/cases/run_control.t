@@ -159,3 +159,15 @@ $ hplua -v critical | grep SKIPPED
 SKIPPED 1_power::after: critical test 1_power::rail check failed
 SKIPPED 2_more::later file: critical test 1_power::rail check failed
 [0]
+
+# Teardowns and hooks have deadlines too (their own timeout, else --timeout, else 60 s):
+# a hung one is a run error, and the run ends.
+$ hplua hung_teardown
+hplua 0.1.0: 1 test in 1 file
+PASSED  1_hang::uses the relay (N.NNs)
+
+ERRORS
+hung_teardown/1_hang.lua:7: after_all failed: timeout after 0.3 s
+hung_teardown/1_hang.lua:4: teardown of fixture "relay" failed: timeout after 0.3 s
+1 passed, 0 failed, 0 skipped, 2 errors in N.NNs
+[1]
