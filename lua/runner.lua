@@ -389,16 +389,24 @@ function Run:enter(chain)
   end
 end
 
+-- Events are read-only for their subscribers, so empty lists can share one array.
+local NO_ITEMS = json.array()
+local function array(t)
+  if #t == 0 then return NO_ITEMS end
+  return json.array(t)
+end
+
 local function attempt_summary(rec)
   return { attempt = rec.attempt, status = rec.status, duration = rec.duration, error = error_record(rec.error),
-    messages = json.array(rec.messages), measurements = json.array(rec.measurements) }
+    messages = array(rec.messages), measurements = array(rec.measurements) }
 end
 
 function Run:attempt(t, n, timeout, previous)
   local rec = { test = t, attempt = n, messages = {}, keyed = {}, measurements = {}, artifacts = {}, attachments = {} }
   ctx.current = rec
   local started = sys.clock()
-  self:emit("test_started", { test = t.id, name = t.name, module = t.module.id, attempt = n, max_attempts = t.attempts,
+  self:emit("test_started", { test = t.id, name = t.name, module = t.module.id, attempt = n,
+    max_attempts = t.attempts > 1 and t.attempts or nil,
     dependency = t.as_dependency,
     previous = previous and { status = previous.status, error = error_record(previous.error) } or nil })
   local arg = { id = t.id, name = t.name, attempt = n, module = t.module.id }
@@ -477,16 +485,24 @@ function Run:finish_test(t, result)
   s[result.status] = s[result.status] + 1
   if result.status == "failed" and not self.caused_failure then self.caused_failure = t.id end
   self.results[#self.results + 1] = result
-  local attempts = json.array()
-  for i, rec in ipairs(result.attempt_results) do attempts[i] = attempt_summary(rec) end
-  self:emit("test_finished", { test = t.id, name = t.name, module = t.module.id, module_name = t.module.name,
-    status = result.status,
+  -- Lists that are empty, and fields that say nothing new, are left out: the stream
+  -- stays small (docs/events.md says which fields may be absent).
+  local attempts
+  if #result.attempt_results > 1 then
+    attempts = json.array()
+    for i, rec in ipairs(result.attempt_results) do attempts[i] = attempt_summary(rec) end
+  end
+  local mod = t.module
+  self:emit("test_finished", { test = t.id, name = t.name, module = mod.id,
+    module_name = mod.name ~= mod.id and mod.name or nil, file = mod.file, status = result.status,
     attempt = result.attempts, attempts = result.attempts, duration = result.duration,
     error = error_record(result.error), skip_reason = result.skip_reason or null,
     started_at = sys.now(result.wall_start), ended_at = sys.now(result.wall_end),
-    messages = json.array(result.messages), measurements = json.array(result.measurements),
-    artifacts = result.artifacts, attachments = json.array(result.attachments), attempt_results = attempts,
-    file = t.module.file, max_attempts = t.attempts, dependency = t.as_dependency })
+    messages = #result.messages > 0 and json.array(result.messages) or nil,
+    measurements = #result.measurements > 0 and json.array(result.measurements) or nil,
+    artifacts = next(result.artifacts) and result.artifacts or nil,
+    attachments = #result.attachments > 0 and json.array(result.attachments) or nil,
+    attempt_results = attempts, max_attempts = t.attempts > 1 and t.attempts or nil, dependency = t.as_dependency })
 end
 
 function Run:run_test(t)

@@ -131,13 +131,13 @@ function Console:test_finished(ev)
   if ev.status == "skipped" then
     detail = ": " .. tostring(ev.skip_reason)
   elseif ev.attempts > 1 then
-    detail = string.format(" (%.2fs, attempt %d of %d)", ev.duration, ev.attempts, ev.max_attempts)
+    detail = string.format(" (%.2fs, attempt %d of %d)", ev.duration, ev.attempts, ev.max_attempts or ev.attempts)
   else
     detail = string.format(" (%.2fs)", ev.duration)
   end
   out(self:paint(ev.status, LABEL[ev.status]) .. " " .. ev.test .. detail ..
     (ev.dependency and self:paint("dim", " (dependency)") or "") .. "\n")
-  for _, m in ipairs(ev.measurements) do
+  for _, m in ipairs(ev.measurements or {}) do
     if m.status == "marginal" then
       self.marginal = (self.marginal or 0) + 1
       out("    " .. self:paint("skipped", format.measurement(m)) .. "\n")
@@ -169,7 +169,7 @@ function Console:print_failures()
       for line in e.traceback:gmatch("[^\n]+") do out("    " .. line .. "\n") end
     end
     if not self.verbose then
-      for _, m in ipairs(r.messages) do out("    " .. m.text .. "\n") end
+      for _, m in ipairs(r.messages or {}) do out("    " .. m.text .. "\n") end
     end
   end
 end
