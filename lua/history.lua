@@ -370,7 +370,7 @@ function M.open(path, opts)
   local row
   row, err, code = store:stmt("PRAGMA journal_mode = WAL"):first()
   if not row then return bail(M.explain(path, err, code), code) end
-  if row.journal_mode ~= "wal" and not store.readonly then
+  if row.journal_mode ~= "wal" and row.journal_mode ~= "memory" and not store.readonly then
     return bail(M.explain(path, "cannot use write-ahead logging (journal mode " .. tostring(row.journal_mode) .. ")", "SQLITE_CANTOPEN"), "SQLITE_CANTOPEN")
   end
   -- WAL: a commit is safe from a crash of hplua without an fsync (see docs/history.md)
@@ -571,7 +571,7 @@ function Sink:run_finished(ev, run)
     report = ok and r or nil
   end
   local s = type(ev.summary) == "table" and ev.summary or {}
-  local ended = text(ev.time) or sys.now()
+  local ended = text(ev.ended_at) or text(ev.time) or sys.now()
   self:add("run_end", self.run_id, ended, text(ev.status), int(ev.exit_code), report and text(report), jtext(ev.summary),
     int(s.total), int(s.passed), int(s.failed), int(s.skipped), int(s.stopped), num(ev.duration),
     text(ev.caused_failure), self.upload and 1 or 0)
@@ -580,8 +580,13 @@ function Sink:run_finished(ev, run)
   local ok, err = self:commit(true)
   self.store.db:exec("PRAGMA synchronous = NORMAL")
   if not ok then
+    -- nothing recorded may be lost silently: the run fails (like an unwritable --json)
     self.failed = string.format("%s; %d record(s) of run %s are not in the history", err, #self.pending, tostring(self.run_id))
-    if self.on_error then self.on_error(self.failed) end
+    if run and run.output_error then
+      run:output_error(self.failed)
+    elseif self.on_error then
+      self.on_error(self.failed)
+    end
   end
   self.finished = true
 end
