@@ -241,7 +241,10 @@ function Store:stmt(sql)
   if not s then
     local err, code
     s, err, code = self.db:prepare(sql)
-    if not s then error(M.explain(self.path, err, code), 0) end
+    if not s then
+      self.last_code = code
+      error(M.explain(self.path, err, code), 0)
+    end
     self.stmts[sql] = s
   end
   return s
@@ -358,8 +361,18 @@ function M.open(path, opts)
   local db, err, code = sqlite.open(path, flags, BUSY_MS)
   if not db then return nil, M.explain(path, err, code), code end
   local store = setmetatable({ db = db, path = path, stmts = {} }, Store)
+  local ok, s, e, c = pcall(M.prepare_store, store, opts)
+  if ok and s then return s end
+  store:close()
+  if not ok then return nil, tostring(s), store.last_code end
+  return nil, e, c
+end
+
+-- The checks and set-up of a freshly opened store: returns it, or nil, message, code.
+function M.prepare_store(store, opts)
+  local db, path = store.db, store.path
+  local err, code
   local function bail(e, c)
-    store:close()
     return nil, e, c
   end
   if db:readonly() then
