@@ -346,10 +346,10 @@ function M.open(path, opts)
   local dir = path:match("^(.*)/[^/]*$") or "."
   if dir == "" then dir = "/" end
   if not opts.create_folders then
-    local kind, kerr = sys.kind(dir)
+    local kind = sys.kind(dir)
     if kind ~= "dir" then
       return nil, string.format("history %s cannot be created: its folder %s %s; create the folder, or choose another file with --history FILE",
-        path, dir, kind and "is not a folder" or ("does not exist (" .. tostring(kerr) .. ")")), "SQLITE_CANTOPEN"
+        path, dir, kind and "is not a folder" or "does not exist"), "SQLITE_CANTOPEN"
     end
   end
   local kind = sys.kind(path)

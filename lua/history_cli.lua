@@ -148,7 +148,7 @@ local function table_text(header, rows)
     for i, c in ipairs(cells) do
       parts[i] = i == #cells and c or (c .. string.rep(" ", w[i] - (utf8.len(c) or #c)))
     end
-    lines[#lines + 1] = table.concat(parts, "  ")
+    lines[#lines + 1] = (table.concat(parts, "  "):gsub("%s+$", ""))
   end
   line(header)
   for _, r in ipairs(rows) do line(r) end
