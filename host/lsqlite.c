@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <lauxlib.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -118,21 +119,45 @@ static int make_parents(const char *path)
     return err;
 }
 
+/* file:PATH?immutable=1 with PATH percent-encoded, as a Lua string on the stack. */
+static const char *push_immutable_uri(lua_State *L, const char *path)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "file:");
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("/-._~", *p))
+            luaL_addchar(&b, (char)*p);
+        else {
+            char hex[4];
+            snprintf(hex, sizeof hex, "%%%02X", *p);
+            luaL_addstring(&b, hex);
+        }
+    }
+    luaL_addstring(&b, "?immutable=1");
+    luaL_pushresult(&b);
+    return lua_tostring(L, -1);
+}
+
 /* open(path, [flags], [busy_ms]) -> db | nil, message, code
  * flags: "r" read-only, "w" read-write, "c" create (a new file gets mode 0600),
- * "p" create missing parent folders (mode 0700). Default "rwc". */
+ * "p" create missing parent folders (mode 0700), "i" immutable: read-only without
+ * locks or a -shm file, for a file nobody can change (read-only media). Default "rwc". */
 static int sqlite_open(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     const char *flags = luaL_optstring(L, 2, "rwc");
     lua_Integer busy = luaL_optinteger(L, 3, DEFAULT_BUSY_MS);
     int write = strchr(flags, 'w') != NULL, create = strchr(flags, 'c') != NULL;
-    luaL_argcheck(L, strspn(flags, "rwcp") == strlen(flags), 2, "flags are letters of \"rwcp\"");
+    int immutable = strchr(flags, 'i') != NULL;
+    luaL_argcheck(L, strspn(flags, "rwcpi") == strlen(flags), 2, "flags are letters of \"rwcpi\"");
     luaL_argcheck(L, !create || write, 2, "\"c\" needs \"w\"");
+    luaL_argcheck(L, !immutable || !write, 2, "\"i\" is read-only");
     luaL_argcheck(L, busy >= 0 && busy <= 0x7fffffff, 3, "busy timeout out of range");
     ldb *d = lua_newuserdatauv(L, sizeof *d, 0);
     d->db = NULL; /* born closed: an error below leaves a safe object */
     luaL_setmetatable(L, DB_MT);
+    int ud = lua_gettop(L);
     int ordinary = *path && strcmp(path, ":memory:") != 0;
     if (ordinary && strchr(flags, 'p')) {
         int err = make_parents(path);
@@ -152,6 +177,10 @@ static int sqlite_open(lua_State *L)
     }
     int oflags = (write ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) | (create ? SQLITE_OPEN_CREATE : 0) |
                  SQLITE_OPEN_NOMUTEX;
+    if (immutable) {
+        oflags |= SQLITE_OPEN_URI;
+        path = push_immutable_uri(L, path);
+    }
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2(path, &db, oflags, NULL);
     if (rc != SQLITE_OK) {
@@ -164,6 +193,7 @@ static int sqlite_open(lua_State *L)
     d->db = db;
     sqlite3_extended_result_codes(db, 1);
     sqlite3_busy_timeout(db, (int)busy);
+    lua_pushvalue(L, ud);
     return 1;
 }
 

@@ -357,14 +357,20 @@ function M.open(path, opts)
     return nil, string.format("history %s is not a regular file; choose another file with --history FILE", path), "SQLITE_CANTOPEN"
   end
   if opts.read and not kind then return nil, string.format("history %s does not exist (no run recorded yet)", path), "ENOENT" end
-  local flags = opts.read and "w" or (opts.create_folders and "wcp" or "wc")
+  local flags = opts.immutable and "ri" or opts.read and "w" or (opts.create_folders and "wcp" or "wc")
   local db, err, code = sqlite.open(path, flags, BUSY_MS)
   if not db then return nil, M.explain(path, err, code), code end
   local store = setmetatable({ db = db, path = path, stmts = {} }, Store)
   local ok, s, e, c = pcall(M.prepare_store, store, opts)
   if ok and s then return s end
   store:close()
-  if not ok then return nil, tostring(s), store.last_code end
+  if not ok then s, e, c = nil, tostring(s), store.last_code end
+  if opts.read and c == "SQLITE_CANTOPEN" and not opts.immutable then
+    -- read-only media: no -shm file can be made, and no one can change the file
+    local copy = setmetatable({ immutable = true }, { __index = opts })
+    local store2 = M.open(path, copy)
+    if store2 then return store2 end
+  end
   return nil, e, c
 end
 
@@ -462,14 +468,21 @@ end
 function Sink:commit(final)
   local store = self.store
   local pending = self.pending
-  local ok, err, code = store:transaction(function()
+  local function write_all()
     for i = 1, #pending do
       local op = pending[i]
       local eok, eerr, ecode = store:stmt(SQL[op[1]]):exec(table.unpack(op, 2, op.n))
       if not eok then return nil, eerr, ecode end
     end
     return true
-  end)
+  end
+  local ok, err, code = store:transaction(write_all)
+  if not ok and code == "SQLITE_FULL" then
+    -- the write-ahead log holds old copies of pages: moving it into the database
+    -- and truncating it may free enough space
+    store.db:exec("PRAGMA wal_checkpoint(TRUNCATE)")
+    ok, err, code = store:transaction(write_all)
+  end
   if ok then
     if self.failures > 0 and self.on_error and not final then
       self.on_error(string.format("history %s: writing again after %d failed commit(s); nothing was lost", store.path, self.failures))
