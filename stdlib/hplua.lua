@@ -325,7 +325,7 @@ function hp.attach(name, path)
   local cur = ctx.current
   if not cur then error("hp.attach must be called while a test runs", 2) end
   local root = ctx.artifacts
-  if not root then error("hp.attach: no artifact folder: give --artifacts DIR (or --json FILE)", 2) end
+  if not root then error("hp.attach: no artifact folder: give --artifacts DIR (or --json FILE, or keep the history on)", 2) end
   local dir = root .. "/" .. (ctx.run.id or "run")
   local ok, err, code = fs.mkdir(root)
   if ok then ok, err, code = fs.mkdir(dir) end
