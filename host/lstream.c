@@ -406,12 +406,15 @@ static int arg_error(lua_State *L, const char *fname, int arg, const char *fmt, 
     return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, fname, msg);
 }
 
-/* A short description of the value at idx for error messages: 12, "12", a table. */
+/* A short description of the value at idx for error messages: 12, "12", true,
+ * nil, a table. */
 static const char *describe(lua_State *L, int idx)
 {
     idx = lua_absindex(L, idx);
-    if (lua_type(L, idx) == LUA_TNUMBER)
+    if (lua_type(L, idx) == LUA_TNUMBER || lua_type(L, idx) == LUA_TBOOLEAN)
         return luaL_tolstring(L, idx, NULL);
+    if (lua_isnoneornil(L, idx))
+        return "nil";
     if (lua_type(L, idx) == LUA_TSTRING)
         return lua_pushfstring(L, "\"%s\"", lua_tostring(L, idx));
     return lua_pushfstring(L, "a %s", luaL_typename(L, idx));

@@ -130,31 +130,31 @@ int serial_configure(int fd, const serial_config *cfg)
     return 0;
 }
 
-/* The flock holder of (dev, ino) in /proc/locks, other than ourselves. */
-static long holder_by_locks(dev_t dev, ino_t ino, int self_ok)
+/* The flock holder of (dev, ino) in /proc/locks (possibly ourselves). */
+static long holder_by_locks(dev_t dev, ino_t ino)
 {
     FILE *f = fopen("/proc/locks", "r");
     if (!f)
         return 0;
     char line[256], want[64];
     snprintf(want, sizeof want, "%02x:%02x:%lu", major(dev), minor(dev), (unsigned long)ino);
-    long found = 0, self = (long)getpid();
+    long found = 0;
     while (!found && fgets(line, sizeof line, f)) {
         char type[16], id[64];
         long pid;
         if (strstr(line, "->")) /* a waiter, not a holder */
             continue;
         if (sscanf(line, "%*s %15s %*s %*s %ld %63s", type, &pid, id) == 3 && strcmp(type, "FLOCK") == 0 &&
-            strcmp(id, want) == 0 && (self_ok || pid != self))
+            strcmp(id, want) == 0)
             found = pid;
     }
     fclose(f);
     return found;
 }
 
-/* A process with (dev, ino) open, found through /proc/PID/fd (visible for our own
- * user's processes, or all as root). */
-static long holder_by_fds(dev_t dev, ino_t ino, int self_ok)
+/* Another process with (dev, ino) open, found through /proc/PID/fd (visible for
+ * our own user's processes, or all as root). */
+static long holder_by_fds(dev_t dev, ino_t ino)
 {
     DIR *proc = opendir("/proc");
     if (!proc)
@@ -164,7 +164,7 @@ static long holder_by_fds(dev_t dev, ino_t ino, int self_ok)
     while (!found && (de = readdir(proc)) != NULL) {
         char *end;
         long pid = strtol(de->d_name, &end, 10);
-        if (*end || pid <= 0 || (!self_ok && pid == self))
+        if (*end || pid <= 0 || pid == self)
             continue;
         char path[64];
         snprintf(path, sizeof path, "/proc/%ld/fd", pid);
@@ -185,14 +185,14 @@ static long holder_by_fds(dev_t dev, ino_t ino, int self_ok)
     return found;
 }
 
-long serial_holder(const char *device, int self_ok)
+long serial_holder(const char *device)
 {
     struct stat st;
     if (stat(device, &st) != 0)
         return 0;
-    long pid = holder_by_locks(st.st_dev, st.st_ino, self_ok);
+    long pid = holder_by_locks(st.st_dev, st.st_ino);
     if (!pid && S_ISCHR(st.st_mode))
-        pid = holder_by_fds(st.st_rdev, st.st_ino, self_ok);
+        pid = holder_by_fds(st.st_rdev, st.st_ino);
     return pid;
 }
 
@@ -204,7 +204,7 @@ int serial_open(const char *device, const serial_config *cfg, int *fdp, long *ho
     if (fd < 0) {
         int err = errno;
         if (err == EBUSY) /* TIOCEXCL of another opener */
-            *holder = serial_holder(device, 1);
+            *holder = serial_holder(device);
         return err;
     }
     int err = 0;
@@ -215,11 +215,8 @@ int serial_open(const char *device, const serial_config *cfg, int *fdp, long *ho
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         err = errno == EWOULDBLOCK ? EBUSY : errno;
-        if (err == EBUSY) {
-            *holder = serial_holder(device, 0);
-            if (!*holder)
-                *holder = (long)getpid(); /* another descriptor of ours */
-        }
+        if (err == EBUSY)
+            *holder = serial_holder(device);
         goto fail;
     }
     if (ioctl(fd, TIOCEXCL) != 0) {

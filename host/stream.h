@@ -32,9 +32,9 @@ struct termios;
 int serial_termios(struct termios *t, const serial_config *cfg);
 /* Applies cfg to an open terminal (raw mode). */
 int serial_configure(int fd, const serial_config *cfg);
-/* PID of a process holding device (by flock in /proc/locks, else by its open
- * descriptors in /proc/PID/fd), other than ourselves unless self_ok; 0 if none found. */
-long serial_holder(const char *device, int self_ok);
+/* PID of the process holding device: its flock in /proc/locks (possibly our own
+ * PID), else another process with it open (/proc/PID/fd); 0 if none is found. */
+long serial_holder(const char *device);
 /* Bytes written but not yet sent (TIOCOUTQ; on a socket: not yet acknowledged). */
 int stream_outq(int fd, int *bytes);
 /* Waits for the serial line to finish sending the last byte (tcdrain); call

@@ -39,7 +39,7 @@ static struct {
     char *data;
     size_t len;
 } pending[MAX_PENDING];
-static int npending, silent, delay_ms;
+static int npending, silent, delay_ms, closing;
 static char out[1 << 16];
 static size_t out_len;
 static long long flood_left, flood_line, flood_pos;
@@ -70,7 +70,7 @@ static void reply(const char *text)
     schedule(line, (size_t)n, delay_ms / 1000.0);
 }
 
-static int handle(char *cmd)
+static void handle(char *cmd)
 {
     size_t n = strlen(cmd);
     if (n && cmd[n - 1] == '\r')
@@ -100,9 +100,8 @@ static int handle(char *cmd)
     } else if (strcmp(cmd, "SILENT") == 0) {
         silent = 1;
     } else if (strcmp(cmd, "CLOSE") == 0) {
-        return -1;
+        closing = 1; /* once the replies already asked for are out */
     }
-    return 0;
 }
 
 /* Moves due replies and flood bytes into the output buffer. */
@@ -137,6 +136,8 @@ static int serve(int fd)
     size_t in_len = 0;
     for (;;) {
         produce();
+        if (closing && !out_len && !npending)
+            return -1;
         int ms = -1;
         if (npending) {
             double left = pending[0].due - now();
@@ -171,8 +172,7 @@ static int serve(int fd)
             char *nl;
             while ((nl = strchr(in, '\n')) != NULL) {
                 *nl = 0;
-                if (handle(in) < 0)
-                    return -1;
+                handle(in);
                 in_len -= (size_t)(nl + 1 - in);
                 memmove(in, nl + 1, in_len + 1);
             }
@@ -186,7 +186,7 @@ static void reset(void)
 {
     while (npending)
         free(pending[--npending].data);
-    silent = delay_ms = 0;
+    silent = delay_ms = closing = 0;
     out_len = 0;
     flood_left = 0;
     flood_end = 0;

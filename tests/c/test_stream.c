@@ -133,7 +133,7 @@ static void test_exclusive(void)
     CHECK(serial_open(path, &cfg, &fd2, &holder) == EBUSY);
     CHECK(fd2 == -1);
     CHECK(holder == (long)getpid());
-    CHECK(serial_holder(path, 1) == (long)getpid());
+    CHECK(serial_holder(path) == (long)getpid());
     serial_close(fd);
 
     /* held by another process: its PID */
