@@ -23,6 +23,7 @@ local size = {
   startup_runs = S and 3 or 30, tests = S and 50 or 2000, test_runs = S and 1 or 9, pytest_runs = S and 1 or 3,
   children = S and 20 or 500, spawn_runs = S and 1 or 5, latency = S and 10 or 200, poll_latency = S and 5 or 200,
   capture = S and (1 << 20) or (256 << 20), capture_both = S and (1 << 20) or (64 << 20), capture_runs = S and 1 or 3,
+  round_trips = S and 200 or 10000, rt_runs = S and 1 or 5,
 }
 
 local tmp = os.tmpname()
@@ -214,6 +215,44 @@ print(time.monotonic() - t0)
   end
   case(size.capture, false, string.format("capture %d MiB stdout", size.capture >> 20))
   case(size.capture_both, true, string.format("capture %d MiB stdout + stderr", size.capture_both >> 20))
+end
+
+-- 6. request/response round trips with a device (tests/c/streamdev.c) over a pty
+-- and over TCP: hp.serial/hp.tcp against the same exchanges in a raw C loop
+do
+  local n = size.round_trips
+  write(tmp .. "/rt.lua", string.format([[
+local hp = require "hplua"
+local kind, where = arg[1], arg[2]
+local s = kind == "pty" and assert(hp.serial.open(where, { baud = 115200, timeout = 5 }))
+  or assert(hp.tcp.connect("127.0.0.1", tonumber(where), { timeout = 5 }))
+local t0 = hp.clock()
+for _ = 1, %d do
+  assert(s:write("ECHO x\n"))
+  assert(s:read_line() == "x")
+end
+print(hp.clock() - t0)
+s:close()
+]], n))
+  local function device(args)
+    local ready
+    local p = hp.process.start("streamdev-" .. args[1], { BIN .. "/streamdev", table.unpack(args) },
+      { on_line = function(l) ready = ready or l:match("^READY (.*)$") end })
+    local deadline = hp.clock() + 10
+    while not ready do
+      assert(p:alive() and hp.clock() < deadline, "streamdev did not start")
+      hp.sleep(0.01)
+    end
+    return p, ready
+  end
+  for _, kind in ipairs { "pty", "tcp" } do
+    local p, where = device(kind == "pty" and { "--pty", tmp .. "/tty" } or { "--tcp" })
+    local h, hr = time_inner({ HPLUA, "--exec", tmp .. "/rt.lua", kind, where }, size.rt_runs, 1)
+    local c, cr = time_inner({ BIN .. "/streamrt", kind, where, tostring(n) }, size.rt_runs, 1)
+    row(string.format("%d round trips, %s", n, kind == "pty" and "hp.serial (pty)" or "hp.tcp"), "s", h, hr,
+      "C write/poll/read loop", c, cr, "<= 1.5x C", "lower")
+    p:terminate(1)
+  end
 end
 
 -- the table
