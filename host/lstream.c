@@ -43,6 +43,14 @@ typedef struct stream {
 
 /* ---- results ------------------------------------------------------------ */
 
+/* Seconds as the guard's messages print them: 0.5, 2, 0.01 (not 2.0). */
+static const char *secs(lua_State *L, double t)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%g", t);
+    return lua_pushstring(L, buf);
+}
+
 /* nil, message, code [, partial]: failures of the world. */
 static int fail(lua_State *L, stream *s, int with_partial, const char *code, const char *fmt, ...)
 {
@@ -201,7 +209,7 @@ static double deadline_of(double t) { return t < 0 ? 0 : clock_mono() + t; }
 static int fill_failed(lua_State *L, stream *s, int rc, double t, const char *what)
 {
     if (rc == FILL_TIMEOUT)
-        return fail(L, s, 1, "timeout", "%s: %s within %f s", s->name, what, t);
+        return fail(L, s, 1, "timeout", "%s: %s within %s s", s->name, what, secs(L, t));
     if (rc == FILL_CLOSED)
         return fail(L, s, 1, "closed", "%s: closed by the other end%s", s->name,
                     s->len ? " (an incomplete reply is buffered)" : "");
@@ -231,7 +239,7 @@ static int s_write(lua_State *L)
         }
         double left = end ? end - clock_mono() : -1;
         if ((end && left <= 0) || (!host_wait(L, s->fd, POLLOUT, left) && end)) {
-            fail(L, s, 0, "timeout", "%s: could not send within %f s (%I of %I bytes sent)", s->name, t,
+            fail(L, s, 0, "timeout", "%s: could not send within %s s (%I of %I bytes sent)", s->name, secs(L, t),
                  (lua_Integer)off, (lua_Integer)len);
             lua_pushinteger(L, (lua_Integer)off);
             return 4;
@@ -346,7 +354,7 @@ static int s_drain(lua_State *L)
         pause = pause < 0.0005 ? 0.0005 : pause > 0.02 ? 0.02 : pause;
         double left = end ? end - clock_mono() : -1;
         if (end && left <= 0) {
-            fail(L, s, 0, "timeout", "%s: %d bytes still unsent after %f s", s->name, pending, t);
+            fail(L, s, 0, "timeout", "%s: %d bytes still unsent after %s s", s->name, pending, secs(L, t));
             lua_pushinteger(L, pending);
             return 4;
         }
@@ -596,7 +604,7 @@ static int tcp_connect_l(lua_State *L)
             if ((end && left <= 0) || (!host_wait(L, s->fd, POLLOUT, left) && end)) {
                 close(s->fd);
                 s->fd = -1;
-                return fail(L, s, 0, "timeout", "%s: no connection within %f s", s->name, o.timeout);
+                return fail(L, s, 0, "timeout", "%s: no connection within %s s", s->name, secs(L, o.timeout));
             }
             err = tcp_finish(s->fd);
         }
