@@ -16,7 +16,9 @@
  *   FLOOD <bytes> <n>  <bytes> bytes in lines of <n> bytes ("\n" included; n 0:
  *                      no newline at all), then END\n, sent as fast as read
  *   SILENT             stops answering
- *   CLOSE              closes the connection (pty: the device goes away)
+ *   CLOSE              closes the connection once its replies are out (pty: the
+ *                      device goes away 0.2 s later, as a hang-up discards what
+ *                      the other side has not read yet)
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -237,6 +239,7 @@ int main(int argc, char **argv)
         printf("READY %s\n", link);
         fflush(stdout);
         serve(m);
+        usleep(200000);
         unlink(link);
         return 0; /* closing the master hangs the line up */
     }
