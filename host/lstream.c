@@ -38,6 +38,7 @@ typedef struct stream {
     long baud;         /* serial: for drain's polling interval */
     char *buf;         /* buffered input is buf[start .. start + len) */
     size_t start, len, cap;
+    unsigned gen;      /* bumped whenever buffered data is consumed */
     char name[280];    /* device path, or host:port */
 } stream;
 
@@ -159,6 +160,7 @@ static void reserve(lua_State *L, stream *s, size_t more)
 
 static void consume(lua_State *L, stream *s, size_t n)
 {
+    s->gen++;
     s->start += n;
     s->len -= n;
     if (s->len == 0) {
@@ -177,10 +179,14 @@ enum { FILL_DATA, FILL_TIMEOUT, FILL_CLOSED }; /* or FILL_ERROR(errno) */
 static int fill(lua_State *L, stream *s, double end)
 {
     size_t want = CHUNK;
-    if (s->eof)
-        return FILL_CLOSED;
-    reserve(L, s, want);
     for (;;) {
+        /* on_line callbacks run during the wait and may use this stream too:
+         * everything is checked again after each wait */
+        if (s->fd < 0)
+            luaL_error(L, "%s: the stream was closed while a call waited on it", s->name);
+        if (s->eof)
+            return FILL_CLOSED;
+        reserve(L, s, want);
         ssize_t n = stream_read(s->fd, s->buf + s->start + s->len, want);
         if (n > 0) {
             s->len += (size_t)n;
@@ -275,7 +281,12 @@ static int s_read_line(lua_State *L)
     stream *s = check_open(L);
     double t = call_timeout(L, s, 2), end = deadline_of(t);
     size_t scanned = 0;
+    unsigned gen = s->gen;
     for (;;) {
+        if (gen != s->gen) { /* a callback consumed data meanwhile */
+            scanned = 0;
+            gen = s->gen;
+        }
         char *nl = s->len > scanned ? memchr(s->buf + s->start + scanned, '\n', s->len - scanned) : NULL;
         if (nl) {
             size_t n = (size_t)(nl - (s->buf + s->start));
