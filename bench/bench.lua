@@ -247,8 +247,17 @@ s:close()
   end
   for _, kind in ipairs { "pty", "tcp" } do
     local p, where = device(kind == "pty" and { "--pty", tmp .. "/tty" } or { "--tcp" })
-    local h, hr = time_inner({ HPLUA, "--exec", tmp .. "/rt.lua", kind, where }, size.rt_runs, 1)
-    local c, cr = time_inner({ BIN .. "/streamrt", kind, where, tostring(n) }, size.rt_runs, 1)
+    -- interleaved runs: both sides see the same load on a shared machine
+    local hs, cs, hr, cr = {}, {}, 0, 0
+    for i = 0, size.rt_runs do -- run 0 warms up
+      local h = run({ HPLUA, "--exec", tmp .. "/rt.lua", kind, where })
+      local c = run({ BIN .. "/streamrt", kind, where, tostring(n) })
+      if i > 0 then
+        hs[#hs + 1], cs[#cs + 1] = tonumber(h.stdout), tonumber(c.stdout)
+        hr, cr = math.max(hr, h.max_rss_kb), math.max(cr, c.max_rss_kb)
+      end
+    end
+    local h, c = median(hs), median(cs)
     row(string.format("%d round trips, %s", n, kind == "pty" and "hp.serial (pty)" or "hp.tcp"), "s", h, hr,
       "C write/poll/read loop", c, cr, "<= 1.5x C", "lower")
     p:terminate(1)
