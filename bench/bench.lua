@@ -26,6 +26,7 @@ local size = {
   big_suite = S and 500 or 100000, big_runs = S and 1 or 3, keyed = S and 2000 or 40000,
   keyed_small = S and 1000 or 100000, keyed_large = S and 10000 or 1000000,
   history_runs = S and 1000 or 100000, history_query_runs = S and 3 or 9,
+  round_trips = S and 200 or 10000, rt_runs = S and 1 or 5,
 }
 
 local tmp = os.tmpname()
@@ -306,6 +307,53 @@ print(time.monotonic() - t0)
   end
   case(size.capture, false, string.format("capture %d MiB stdout", size.capture >> 20))
   case(size.capture_both, true, string.format("capture %d MiB stdout + stderr", size.capture_both >> 20))
+end
+
+-- 8. request/response round trips with a device (tests/c/streamdev.c) over a pty
+-- and over TCP: hp.serial/hp.tcp against the same exchanges in a raw C loop
+do
+  local n = size.round_trips
+  write(tmp .. "/rt.lua", string.format([[
+local hp = require "hplua"
+local kind, where = arg[1], arg[2]
+local s = kind == "pty" and assert(hp.serial.open(where, { baud = 115200, timeout = 5 }))
+  or assert(hp.tcp.connect("127.0.0.1", tonumber(where), { timeout = 5 }))
+local t0 = hp.clock()
+for _ = 1, %d do
+  assert(s:write("ECHO x\n"))
+  assert(s:read_line() == "x")
+end
+print(hp.clock() - t0)
+s:close()
+]], n))
+  local function device(args)
+    local ready
+    local p = hp.process.start("streamdev-" .. args[1], { BIN .. "/streamdev", table.unpack(args) },
+      { on_line = function(l) ready = ready or l:match("^READY (.*)$") end })
+    local deadline = hp.clock() + 10
+    while not ready do
+      assert(p:alive() and hp.clock() < deadline, "streamdev did not start")
+      hp.sleep(0.01)
+    end
+    return p, ready
+  end
+  for _, kind in ipairs { "pty", "tcp" } do
+    local p, where = device(kind == "pty" and { "--pty", tmp .. "/tty" } or { "--tcp" })
+    -- interleaved runs: both sides see the same load on a shared machine
+    local hs, cs, hr, cr = {}, {}, 0, 0
+    for i = 0, size.rt_runs do -- run 0 warms up
+      local h = run({ HPLUA, "--exec", tmp .. "/rt.lua", kind, where })
+      local c = run({ BIN .. "/streamrt", kind, where, tostring(n) })
+      if i > 0 then
+        hs[#hs + 1], cs[#cs + 1] = tonumber(h.stdout), tonumber(c.stdout)
+        hr, cr = math.max(hr, h.max_rss_kb), math.max(cr, c.max_rss_kb)
+      end
+    end
+    local h, c = median(hs), median(cs)
+    row(string.format("%d round trips, %s", n, kind == "pty" and "hp.serial (pty)" or "hp.tcp"), "s", h, hr,
+      "C write/poll/read loop", c, cr, "<= 1.5x C", "lower")
+    p:terminate(1)
+  end
 end
 
 -- the table

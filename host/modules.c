@@ -64,6 +64,8 @@ void modules_install(lua_State *L)
     lua_setfield(L, -2, "hplua.fs");
     lua_pushcfunction(L, luaopen_hplua_sqlite);
     lua_setfield(L, -2, "hplua.sqlite");
+    lua_pushcfunction(L, luaopen_hplua_stream);
+    lua_setfield(L, -2, "hplua.stream");
     lua_pop(L, 1);
     /* Installed instrument modules (hplua.pc's moduledir, PREFIX/LIBDIR/hplua beside
      * PREFIX/bin/hplua) are found by require. */

@@ -12,6 +12,7 @@ local hp = {
   clock = sys.clock,
   now = function() return sys.now() end,
 }
+hp.serial, hp.tcp = require("hplua.stream").serial, require("hplua.stream").tcp
 
 process._set_message_handler(function(text, key) ctx.message(text, key) end)
 
