@@ -311,7 +311,7 @@ Run.__index = Run
 
 -- opts: the parsed command line; bus: the event bus (hplua.events) with its sinks.
 function M.new_run(opts, bus)
-  local run = setmetatable({ opts = opts, bus = bus, open = {}, results = {}, errors = {},
+  local run = setmetatable({ opts = opts, bus = bus, open = {}, errors = {},
     summary = { total = 0, passed = 0, failed = 0, skipped = 0, stopped = 0 },
     messages = { messages = {}, keyed = {} }, dut = {}, stand = {}, instruments = {},
     started = sys.clock(), wall_start = sys.wall() }, Run)
@@ -484,7 +484,9 @@ function Run:finish_test(t, result)
   s.total = s.total + 1
   s[result.status] = s[result.status] + 1
   if result.status == "failed" and not self.caused_failure then self.caused_failure = t.id end
-  self.results[#self.results + 1] = result
+  if result.status == "skipped" and (result.skip_reason or ""):find("^dependency .* not selected$") then
+    self.missing_deps = (self.missing_deps or 0) + 1
+  end
   -- Lists that are empty, and fields that say nothing new, are left out: the stream
   -- stays small (docs/events.md says which fields may be absent).
   local attempts
@@ -503,6 +505,8 @@ function Run:finish_test(t, result)
     artifacts = next(result.artifacts) and result.artifacts or nil,
     attachments = #result.attachments > 0 and json.array(result.attachments) or nil,
     attempt_results = attempts, max_attempts = t.attempts > 1 and t.attempts or nil, dependency = t.as_dependency })
+  -- the outputs have it all now: a finished test keeps only its verdict (for its dependents)
+  t.result = { status = result.status }
 end
 
 function Run:run_test(t)
@@ -666,11 +670,8 @@ function Run:main(paths, keywords)
     self:teardown()
     package.path, package.cpath = self.base.path, self.base.cpath
     -- every selected test skipped because what it needs was not selected (--no-deps)
-    local missing = 0
-    for _, r in ipairs(self.results) do
-      if r.status == "skipped" and (r.skip_reason or ""):find("^dependency .* not selected$") then missing = missing + 1 end
-    end
-    if missing > 0 and missing == #self.results then
+    local missing = self.missing_deps or 0
+    if missing > 0 and missing == self.summary.total then
       self.all_deps_missing = true
       phase = "deps_not_selected"
     end
