@@ -69,6 +69,7 @@ static int traceback(lua_State *L)
 
 int main(int argc, char **argv)
 {
+    evloop_init(); /* first: a SIGTERM during start-up must end the run like any other */
     lua_State *L = lua_newstate(l_alloc, NULL);
     if (!L) {
         fprintf(stderr, "hplua: cannot create the Lua state: out of memory\n");

@@ -3,8 +3,8 @@
 #include "bigmem.h"
 #include "clock.h"
 #include "evloop.h"
+#include "orphans.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -26,123 +26,12 @@
 
 void proc_engine_init(proc_engine *e) { memset(e, 0, sizeof *e); }
 
-/* The watchdog: a small process forked before the first child, holding the read
- * end of a pipe. When the pipe reaches EOF without a clean-exit note — hplua died
- * without cleaning up (SIGKILL) — it kills every process that carries this run's
- * token: every descendant inherits HPLUA_RUNS, which lists a token per hplua above
- * it. PR_SET_PDEATHSIG alone would only reach the direct children, not a shell's
- * grandchildren or a daemon that left its process group. Nothing is sent per
- * child, so starting a child costs the watchdog nothing. */
-static pid_t watchdog_pid;
-static int watchdog_fd = -1;
-static char run_token[64];
-
-static bool environ_has_token(const char *pid)
-{
-    static char buf[1 << 16];
-    char path[300];
-    snprintf(path, sizeof path, "/proc/%s/environ", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof buf);
-    close(fd);
-    return n > 0 && memmem(buf, (size_t)n, run_token, strlen(run_token)) != NULL;
-}
-
-static void kill_token_holders(void)
-{
-    char self[32];
-    snprintf(self, sizeof self, "%d", (int)getpid());
-    for (int round = 0; round < 3; round++) {
-        DIR *d = opendir("/proc");
-        struct dirent *de;
-        if (!d)
-            return;
-        while ((de = readdir(d)))
-            if (de->d_name[0] >= '1' && de->d_name[0] <= '9' && strcmp(de->d_name, self) != 0 &&
-                environ_has_token(de->d_name))
-                kill(atoi(de->d_name), SIGKILL);
-        closedir(d);
-    }
-}
-
-static void watchdog_main(int fd)
-{
-    char buf[256];
-    ssize_t got;
-    bool clean = false;
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
-    signal(SIGCHLD, SIG_DFL);
-    signal(SIGPIPE, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    /* Hold no other descriptor: a reader of hplua's stdout must see EOF when hplua ends. */
-    int null_fd = open("/dev/null", O_RDWR);
-    for (int i = 0; i < 3; i++)
-        if (null_fd >= 0 && null_fd != i)
-            dup2(null_fd, i);
-    /* keep only the pipe, as descriptor 3 */
-    if (fd != 3 && dup2(fd, 3) == 3)
-        fd = 3;
-    close_range(4, ~0U, 0);
-    while ((got = read(fd, buf, sizeof buf)) != 0) {
-        if (got < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        if (memchr(buf, 'c', (size_t)got))
-            clean = true; /* hplua has ended every descendant itself */
-    }
-    if (!clean)
-        kill_token_holders();
-    _exit(0);
-}
-
-static void watchdog_start(void)
-{
-    int fds[2];
-    if (watchdog_fd >= 0 || pipe2(fds, O_CLOEXEC) != 0)
-        return;
-    const char *old = getenv("HPLUA_RUNS");
-    char value[4096];
-    snprintf(run_token, sizeof run_token, "hplua-%d-%.0f", (int)getpid(), clock_mono() * 1e6);
-    if (old && strlen(old) < sizeof value - sizeof run_token - 2)
-        snprintf(value, sizeof value, "%s:%s", old, run_token);
-    else
-        snprintf(value, sizeof value, "%s", run_token);
-    setenv("HPLUA_RUNS", value, 1);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[1]);
-        watchdog_main(fds[0]);
-    }
-    close(fds[0]);
-    if (pid < 0) {
-        close(fds[1]);
-        return;
-    }
-    watchdog_pid = pid;
-    watchdog_fd = fds[1];
-}
-
-/* Tells the watchdog that hplua cleaned up and is ending normally. */
-static void watchdog_clean_exit(void)
-{
-    if (watchdog_fd >= 0 && write(watchdog_fd, "c", 1) < 0) {
-        /* the watchdog is gone already */
-    }
-}
-
 int proc_global_init(void)
 {
     /* Orphaned grandchildren are re-parented to us, so the final clean-up finds them. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
-    return evloop_init();
+    int rc = orphans_init();
+    return rc ? rc : evloop_init();
 }
 
 static void close_fd(int *fd)
@@ -339,7 +228,7 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
 {
     int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1}, pfail[2] = {-1, -1};
     int rc = 0;
-    watchdog_start();
+    orphans_watchdog_start();
     proc *p = calloc(1, sizeof *p);
     if (!p) {
         snprintf(err, errlen, "out of memory");
@@ -649,97 +538,34 @@ int proc_poll(proc_engine *e, double timeout, int extra_fd, short extra_events, 
     return ev;
 }
 
-/* Every descendant of ours, found through /proc (parents listed before children). */
-static size_t list_descendants(pid_t *out, size_t max)
+static bool engine_owns(pid_t pid, void *ud)
 {
-    size_t cap = 1024, n = 0, found = 0;
-    pid_t(*pairs)[2] = malloc(cap * sizeof *pairs);
-    DIR *d = opendir("/proc");
-    if (!pairs || !d) {
-        free(pairs);
-        if (d)
-            closedir(d);
-        return 0;
-    }
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        char path[300], buf[512];
-        if (de->d_name[0] < '1' || de->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t len = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (len <= 0)
-            continue;
-        buf[len] = 0;
-        char *rp = strrchr(buf, ')');
-        int ppid;
-        if (!rp || sscanf(rp + 1, " %*c %d", &ppid) != 1)
-            continue;
-        if (n == cap) {
-            pid_t(*np)[2] = realloc(pairs, cap * 2 * sizeof *pairs);
-            if (!np)
-                break;
-            pairs = np;
-            cap *= 2;
-        }
-        pairs[n][0] = atoi(de->d_name);
-        pairs[n][1] = ppid;
-        n++;
-    }
-    closedir(d);
-    pid_t self = getpid();
-    for (size_t i = 0; i < n; i++)
-        if (pairs[i][1] == self && found < max)
-            out[found++] = pairs[i][0];
-    for (size_t scan = 0; scan < found; scan++)
-        for (size_t i = 0; i < n; i++)
-            if (pairs[i][1] == out[scan] && found < max)
-                out[found++] = pairs[i][0];
-    free(pairs);
-    return found;
-}
-
-static void signal_descendants(int sig)
-{
-    pid_t pids[4096];
-    size_t n = list_descendants(pids, sizeof pids / sizeof pids[0]);
-    for (size_t i = 0; i < n; i++)
-        if (pids[i] != watchdog_pid)
-            kill(pids[i], sig);
-}
-
-static void reap_orphans(void)
-{
-    /* Adopted descendants (we are their subreaper) that already exited. */
-    pid_t pids[4096];
-    size_t n = list_descendants(pids, sizeof pids / sizeof pids[0]);
-    for (size_t i = 0; i < n; i++)
-        if (pids[i] != watchdog_pid)
-            waitpid(pids[i], NULL, WNOHANG);
+    proc_engine *e = ud;
+    for (size_t i = 0; i < e->running; i++)
+        if (e->live[i]->pid == pid)
+            return true;
+    return false;
 }
 
 void proc_terminate_everything(proc_engine *e, double grace)
 {
-    for (size_t i = 0; i < e->n; i++)
-        proc_terminate(e->procs[i], grace);
-    signal_descendants(SIGTERM);
+    for (size_t i = 0; i < e->running; i++)
+        proc_terminate(e->live[i], grace);
+    orphans_signal(SIGTERM);
     double end = clock_mono() + grace;
     while (e->running && clock_mono() < end)
         proc_poll(e, end - clock_mono(), -1, 0, NULL);
-    for (size_t i = 0; i < e->n; i++)
-        if (e->procs[i]->state == PROC_RUNNING) {
-            kill(-e->procs[i]->pid, SIGKILL);
-            kill(e->procs[i]->pid, SIGKILL);
-        }
-    signal_descendants(SIGKILL);
+    for (size_t i = 0; i < e->running; i++) {
+        kill(-e->live[i]->pid, SIGKILL);
+        kill(e->live[i]->pid, SIGKILL);
+    }
+    /* Until a scan of /proc finds no descendant: one snapshot would miss what a
+     * forker starts meanwhile. */
+    orphans_kill_all(10.0, engine_owns, e);
     end = clock_mono() + 5.0;
     while (e->running && clock_mono() < end)
         proc_poll(e, 0.05, -1, 0, NULL);
-    reap_orphans();
+    orphans_kill_all(1.0, engine_owns, e);
 }
 
 void proc_engine_free(proc_engine *e)
@@ -750,6 +576,6 @@ void proc_engine_free(proc_engine *e)
         proc_free(e->procs[i]);
     free(e->procs);
     free(e->live);
-    watchdog_clean_exit();
+    orphans_clean_exit();
     memset(e, 0, sizeof *e);
 }
