@@ -6,6 +6,7 @@
 #include "clock.h"
 #include "evloop.h"
 #include "host.h"
+#include "loop.h"
 
 #include <lauxlib.h>
 #include <signal.h>
@@ -78,14 +79,13 @@ static void set_mode(lua_State *L, int mode)
 static void drain_children(void)
 {
     static double last;
-    proc_engine *e = host_engine();
-    if (!e->running)
+    if (!loop_live())
         return;
     double now = clock_mono();
     if (now - last < DRAIN_INTERVAL)
         return;
     last = now;
-    proc_poll(e, 0, -1, 0, NULL);
+    loop_drain();
 }
 
 static void hook(lua_State *L, lua_Debug *ar)
@@ -115,6 +115,7 @@ void guard_install(lua_State *L)
 {
     guard.main = L;
     evloop_on_interrupt(on_interrupt);
+    loop_set_guard(guard_deadline, guard_check);
 }
 
 void guard_check(lua_State *L)

@@ -2,6 +2,7 @@
  * clocks, terminals) plus the guard's entry points. */
 #include "clock.h"
 #include "host.h"
+#include "loop.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -106,7 +107,7 @@ static int sys_sleep(lua_State *L)
 {
     lua_Number s = luaL_checknumber(L, 1);
     luaL_argcheck(L, s >= 0, 1, "seconds must not be negative");
-    host_wait(L, -1, 0, s);
+    loop_wait(L, -1, 0, s);
     return 0;
 }
 
@@ -115,7 +116,7 @@ static int sys_sleep(lua_State *L)
 static int sys_wait_readable(lua_State *L)
 {
     int fd = (int)luaL_checkinteger(L, 1);
-    lua_pushboolean(L, host_wait(L, fd, POLLIN, luaL_optnumber(L, 2, -1)));
+    lua_pushboolean(L, loop_wait(L, fd, POLLIN, luaL_optnumber(L, 2, -1)));
     return 1;
 }
 

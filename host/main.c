@@ -3,6 +3,7 @@
 #include "bigmem.h"
 #include "evloop.h"
 #include "host.h"
+#include "loop.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -89,7 +90,7 @@ int main(int argc, char **argv)
     fflush(stdout);
     lua_close(L);
     /* Whatever way the run ended, no child outlives the host. */
-    proc_engine_free(host_engine());
+    loop_shutdown();
     if (resignal) {
         signal(resignal, SIG_DFL);
         raise(resignal);

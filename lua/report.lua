@@ -68,11 +68,10 @@ function M.build(opts, info, plan, run, exit_code)
     status = "failed"
   end
   local processes = arr()
-  local ok, proc = pcall(require, "hplua.process")
-  if ok then
-    local res = proc.results()
-    for _, name in ipairs(proc.names()) do
-      if res[name] then processes[#processes + 1] = res[name] end
+  local ok, internal = pcall(require, "hplua.process.internal")
+  if ok then -- every run of every child, a name started twice included
+    for _, r in ipairs(internal.history()) do
+      if not r.running then processes[#processes + 1] = r end
     end
   end
   local ended = sys.wall()

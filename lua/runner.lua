@@ -5,7 +5,7 @@ local sys = require "hplua.sys"
 local ctx = require "hplua.context"
 local discover = require "hplua.discover"
 local hp = require "hplua"
-local process = hp.process
+local internal = require "hplua.process.internal"
 
 local M = {}
 
@@ -292,6 +292,7 @@ end
 function Run:attempt(t, n, timeout)
   local rec = { test = t, attempt = n, messages = {}, measurements = {}, artifacts = {} }
   ctx.current = rec
+  internal.begin_attempt()
   local started = sys.clock()
   local arg = { id = t.id, name = t.name, attempt = n, module = t.module.id }
   local chain = t.module.chain
@@ -328,6 +329,7 @@ function Run:attempt(t, n, timeout)
     local why, m = measurement_failure(rec.measurements)
     if why then status, err = "failed", { message = why, file = m.file, line = m.line } end
   end
+  internal.end_attempt(3) -- its scope = "test" children end with it
   ctx.current = nil
   rec.status, rec.error, rec.skip_reason, rec.duration = status, err, skip_reason, sys.clock() - started
   return rec
@@ -406,7 +408,7 @@ function Run:finish()
       end
     end
   end
-  local ok, err = pcall(process._cleanup, 3)
+  local ok, err = pcall(internal.cleanup, 3)
   if not ok then self:run_error("process clean-up failed: " .. tostring(err)) end
 end
 

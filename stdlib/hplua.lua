@@ -13,7 +13,22 @@ local hp = {
   now = function() return sys.now() end,
 }
 
-process._set_message_handler(function(text, key) ctx.message(text, key) end)
+local internal = require "hplua.process.internal"
+internal.set_message_handler(function(text, key) ctx.message(text, key) end)
+-- os.execute and io.popen run through the process engine (timeouts, Ctrl-C, no orphans).
+internal.install_standard_library()
+-- Process events become the messages of the running test. (An adapter until the
+-- runner's event bus takes the structured events itself.)
+internal.set_event_handler(function(kind, e)
+  if kind == "process_started" then
+    ctx.message(string.format("Process %s started (pid %d): %s", e.name, e.pid, e.command:sub(1, 400)))
+  elseif kind == "process_ended" then
+    local status = e.signal and ("signal " .. e.signal) or ("exit code " .. e.exit_code)
+    ctx.message(string.format("Process %s finished at %s (duration: %.2fs, %s%s%s; stdout: %d lines, stderr: %d lines)",
+      e.name, e.ended_at, e.duration, status, e.timed_out and ", timed out" or "", e.terminated and ", terminated" or "",
+      e.stdout_lines, e.stderr_lines))
+  end
+end)
 
 local function type_error(what, expected, value)
   return string.format("%s must be %s, got %s", what, expected, type(value))

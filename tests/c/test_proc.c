@@ -114,8 +114,8 @@ static void test_signal_and_terminate(void)
     while (t->out.len < 6)
         proc_poll(&e, 1.0, -1, 0, NULL);
     double t0 = clock_mono();
-    proc_terminate(s, 3.0);
-    proc_terminate(t, 0.3);
+    proc_terminate(&e, s, 3.0);
+    proc_terminate(&e, t, 0.3);
     wait_all(&e);
     double took = clock_mono() - t0;
     CHECK(k->term_signal == SIGKILL && k->exit_code == -1, "signal %d exit %d", k->term_signal, k->exit_code);

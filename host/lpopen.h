@@ -1,0 +1,13 @@
+/* os.execute and io.popen through the process engine (lpopen.c): the same
+ * results as standard Lua's, but timeouts, Ctrl-C and the no-orphan guarantee
+ * cover them. Part of hplua.process.internal. */
+#ifndef HPLUA_LPOPEN_H
+#define HPLUA_LPOPEN_H
+
+#include <lua.h>
+
+/* Adds execute, popen, io_type, io_close and install_standard_library to the
+ * table on top of the stack. */
+void lpopen_register(lua_State *L);
+
+#endif
