@@ -134,13 +134,13 @@ bool loop_turn(lua_State *L, double timeout, int fd, short events, short *revent
 int loop_wait(lua_State *L, int fd, short events, double timeout)
 {
     double end = timeout >= 0 ? clock_mono() + timeout : 0;
-    for (;;) {
+    for (;;) { /* at least one turn: a zero wait still serves what is ready */
         double left = timeout >= 0 ? end - clock_mono() : -1;
-        if (timeout >= 0 && left <= 0)
-            return 0;
         short revents = 0;
-        if (loop_turn(L, left, fd, events, &revents))
+        if (loop_turn(L, timeout >= 0 && left < 0 ? 0 : left, fd, events, &revents))
             return 1;
+        if (timeout >= 0 && clock_mono() >= end)
+            return 0;
     }
 }
 

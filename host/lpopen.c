@@ -531,8 +531,8 @@ void lpopen_register(lua_State *L)
                                        {"close", f_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", f_gc}, {"__close", f_toclose}, {"__tostring", f_tostring}, {NULL, NULL}};
-    static const luaL_Reg fns[] = {
-        {"execute", l_execute}, {"popen", l_popen}, {"install_standard_library", l_install}, {NULL, NULL}};
+    /* Only io.popen and os.execute hold them, so an error names them as Lua would. */
+    static const luaL_Reg fns[] = {{"install_standard_library", l_install}, {NULL, NULL}};
     if (luaL_newmetatable(L, POPEN_MT)) {
         luaL_setfuncs(L, meta, 0);
         luaL_newlib(L, methods);

@@ -6,8 +6,9 @@
 
 #include <lua.h>
 
-/* Adds execute, popen, io_type, io_close and install_standard_library to the
- * table on top of the stack. */
+/* Adds install_standard_library to the table on top of the stack: it puts the
+ * engine's os.execute and io.popen in place, and io.type and io.close that know
+ * the pipes. */
 void lpopen_register(lua_State *L);
 
 #endif
