@@ -2,8 +2,6 @@
 #ifndef HPLUA_HOST_H
 #define HPLUA_HOST_H
 
-#include "proc.h"
-
 #include <lua.h>
 
 /* lguard.c: deadlines, interrupts and the message handler for test code. */
@@ -19,10 +17,6 @@ void guard_register(lua_State *L);
 
 /* Is a guarded call (test code) running? */
 int guard_armed(void);
-
-/* main.c: the Lua heap limit of --max-memory (0: none), enforced in test code. */
-void host_set_memory_limit(size_t bytes);
-size_t host_memory_limit(void);
 
 int luaopen_hplua_sys(lua_State *L);
 int luaopen_hplua_process(lua_State *L);

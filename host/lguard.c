@@ -5,6 +5,7 @@
  * The message handler is C, so it never runs Lua code while the hook is firing. */
 #include "clock.h"
 #include "evloop.h"
+#include "heap.h"
 #include "host.h"
 #include "loop.h"
 
@@ -317,9 +318,9 @@ static int run_guarded(lua_State *L)
         /* memory error or error in the handler: still give a table */
         const char *m = lua_tostring(L, -1);
         char buf[128];
-        if (rc == LUA_ERRMEM && host_memory_limit()) {
+        if (rc == LUA_ERRMEM && heap_limit()) {
             snprintf(buf, sizeof buf, "out of memory: the Lua heap would exceed --max-memory %g MB",
-                     (double)host_memory_limit() / (1024.0 * 1024.0));
+                     (double)heap_limit() / (1024.0 * 1024.0));
             m = buf;
         }
         lua_createtable(L, 0, 2);

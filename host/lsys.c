@@ -1,6 +1,7 @@
 /* hplua.sys: the few POSIX calls the runner needs (directories, file types,
  * clocks, terminals) plus the guard's entry points. */
 #include "clock.h"
+#include "heap.h"
 #include "host.h"
 #include "loop.h"
 
@@ -125,7 +126,7 @@ static int sys_set_memory_limit(lua_State *L)
 {
     lua_Number mb = luaL_checknumber(L, 1);
     luaL_argcheck(L, mb >= 0, 1, "must not be negative");
-    host_set_memory_limit((size_t)(mb * 1024 * 1024));
+    heap_set_limit((size_t)(mb * 1024 * 1024));
     return 0;
 }
 
