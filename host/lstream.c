@@ -1,5 +1,5 @@
 /* hplua.stream: hp.serial.open and hp.tcp.connect, byte streams whose every wait
- * runs in hplua's event loop (host_wait), so child output keeps flowing and the
+ * runs in hplua's event loop (loop_wait), so child output keeps flowing and the
  * test's deadline and Ctrl-C cut a blocked read. The OS side is stream.c.
  *
  * Reads go through a buffer owned by the stream: data the kernel delivers beyond
@@ -8,7 +8,9 @@
  * buffered as its 4th value). The buffer grows only as far as the request needs:
  * a line or a read_until match is refused beyond max_line bytes. */
 #include "clock.h"
+#include "crossings.h"
 #include "host.h"
+#include "loop.h"
 #include "stream.h"
 
 #include <errno.h>
@@ -205,7 +207,7 @@ static int fill(lua_State *L, stream *s, double end)
                 return FILL_TIMEOUT;
         }
         /* may raise the test's timeout or interrupt: nothing here needs freeing */
-        if (!host_wait(L, s->fd, POLLIN, left) && end)
+        if (!loop_wait(L, s->fd, POLLIN, left) && end)
             return FILL_TIMEOUT;
     }
 }
@@ -244,7 +246,7 @@ static int s_write(lua_State *L)
             return rc + 1;
         }
         double left = end ? end - clock_mono() : -1;
-        if ((end && left <= 0) || (!host_wait(L, s->fd, POLLOUT, left) && end)) {
+        if ((end && left <= 0) || (!loop_wait(L, s->fd, POLLOUT, left) && end)) {
             fail(L, s, 0, "timeout", "%s: could not send within %s s (%I of %I bytes sent)", s->name, secs(L, t),
                  (lua_Integer)off, (lua_Integer)len);
             lua_pushinteger(L, (lua_Integer)off);
@@ -369,7 +371,7 @@ static int s_drain(lua_State *L)
             lua_pushinteger(L, pending);
             return 4;
         }
-        host_wait(L, -1, 0, end && left < pause ? left : pause);
+        loop_wait(L, -1, 0, end && left < pause ? left : pause);
     }
     if (s->kind == KIND_SERIAL)
         serial_finish(s->fd);
@@ -539,7 +541,7 @@ static int serial_open_l(lua_State *L)
     char msg[400];
     snprintf(msg, sizeof msg, "serial %s opened (%ld %d%c%d)", device, o.serial.baud, o.serial.data_bits,
              "NEOMS"[strchr("neoms", o.serial.parity) - "neoms"], o.serial.stop_bits);
-    host_message(L, NULL, msg);
+    crossing_message(L, NULL, msg);
     return 1;
 }
 
@@ -612,7 +614,7 @@ static int tcp_connect_l(lua_State *L)
         err = tcp_start((struct sockaddr *)&al->addr[i], al->len[i], &s->fd);
         if (err == EINPROGRESS) {
             double left = end ? end - clock_mono() : -1;
-            if ((end && left <= 0) || (!host_wait(L, s->fd, POLLOUT, left) && end)) {
+            if ((end && left <= 0) || (!loop_wait(L, s->fd, POLLOUT, left) && end)) {
                 close(s->fd);
                 s->fd = -1;
                 return fail(L, s, 0, "timeout", "%s: no connection within %s s", s->name, secs(L, o.timeout));
@@ -629,7 +631,7 @@ static int tcp_connect_l(lua_State *L)
         return fail_errno(L, s, 0, err);
     lua_pop(L, 1); /* al */
     lua_pushfstring(L, "tcp %s connected", s->name);
-    host_message(L, NULL, lua_tostring(L, -1));
+    crossing_message(L, NULL, lua_tostring(L, -1));
     lua_pop(L, 1);
     return 1;
 }

@@ -58,6 +58,8 @@ void modules_install(lua_State *L)
     lua_setfield(L, -2, "hplua.sys");
     lua_pushcfunction(L, luaopen_hplua_process);
     lua_setfield(L, -2, "hplua.process");
+    lua_pushcfunction(L, luaopen_hplua_process_internal);
+    lua_setfield(L, -2, "hplua.process.internal");
     lua_pushcfunction(L, luaopen_hplua_json);
     lua_setfield(L, -2, "hplua.json");
     lua_pushcfunction(L, luaopen_hplua_fs);

@@ -176,8 +176,7 @@ local function run_script(script)
   end
   require "hplua" -- children started with hp.process.lua get the same stdlib
   local ok, info = sys.run_guarded(function() return chunk(table.unpack(script.args)) end, nil, 0)
-  local process = require "hplua.process"
-  process._cleanup(1)
+  require("hplua.process.internal").cleanup(1)
   if ok then return EXIT.ok end
   if info.kind == "interrupt" then
     local _, _, signo = sys.interrupted()

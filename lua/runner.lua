@@ -6,7 +6,7 @@ local sys = require "hplua.sys"
 local ctx = require "hplua.context"
 local discover = require "hplua.discover"
 local hp = require "hplua"
-local process = hp.process
+local internal = require "hplua.process.internal"
 
 local M = {}
 
@@ -404,6 +404,7 @@ end
 function Run:attempt(t, n, timeout, previous)
   local rec = { test = t, attempt = n, messages = {}, keyed = {}, measurements = {}, artifacts = {}, attachments = {} }
   ctx.current = rec
+  internal.begin_attempt()
   local started = sys.clock()
   self:emit("test_started", { test = t.id, name = t.name, module = t.module.id, attempt = n,
     max_attempts = t.attempts > 1 and t.attempts or nil,
@@ -448,6 +449,7 @@ function Run:attempt(t, n, timeout, previous)
     local why, m = measurement_failure(rec.measurements)
     if why then status, err = "failed", { message = why, file = m.file, line = m.line, kind = "measurement" } end
   end
+  internal.end_attempt(3) -- its scope = "test" children end with it
   ctx.current = nil
   rec.status, rec.error, rec.skip_reason, rec.duration = status, err, skip_reason, seconds(sys.clock() - started)
   return rec
@@ -556,19 +558,8 @@ function Run:teardown()
       end
     end
   end
-  local ok, err = pcall(process._cleanup, 3)
+  local ok, err = pcall(internal.cleanup, 3)
   if not ok then self:run_error("process clean-up failed: " .. tostring(err)) end
-  -- Every process the run started, as process_ended events (in start order).
-  local results = process.results()
-  for _, name in ipairs(process.names()) do
-    local r = results[name]
-    if r then
-      self:emit("process_ended", { test = null, name = r.name, pid = r.pid, command = r.command, exit_code = r.exit_code,
-        signal = r.signal, duration = r.duration, timed_out = r.timed_out, terminated = r.terminated,
-        stdout_bytes = #r.stdout, stderr_bytes = #r.stderr, stdout = r.stdout, stderr = r.stderr,
-        started_at = r.started_at, ended_at = r.ended_at, max_rss_kb = r.max_rss_kb })
-    end
-  end
 end
 
 -- os.exit in test code fails the test (or the collection) instead of ending the run;

@@ -14,7 +14,27 @@ local hp = {
 }
 hp.serial, hp.tcp = require("hplua.stream").serial, require("hplua.stream").tcp
 
-process._set_message_handler(function(text, key) ctx.message(text, key) end)
+local internal = require "hplua.process.internal"
+internal.set_message_handler(function(text, key) ctx.message(text, key) end)
+-- os.execute and io.popen run through the process engine (timeouts, Ctrl-C, no orphans).
+internal.install_standard_library()
+-- Process events go on the run's bus and become the running test's messages.
+internal.set_event_handler(function(kind, e)
+  local cur = ctx.current
+  e.test = cur and cur.test.id or require("hplua.json").null
+  if kind == "process_started" then
+    ctx.emit("process_started", e)
+    ctx.message(string.format("Process %s started (pid %d): %s", e.name, e.pid, e.command:sub(1, 400)))
+  elseif kind == "process_ended" then
+    local lines = e.stdout_lines
+    e.stdout_lines, e.stderr_lines = nil, nil
+    ctx.emit("process_ended", e)
+    local status = e.signal and ("signal " .. e.signal) or ("exit code " .. e.exit_code)
+    ctx.message(string.format("Process %s finished at %s (duration: %.2fs, %s%s%s; stdout: %d line%s, %d bytes)",
+      e.name, e.ended_at, e.duration, status, e.timed_out and ", timed out" or "", e.terminated and ", terminated" or "",
+      lines, lines == 1 and "" or "s", e.stdout_bytes))
+  end
+end)
 
 -- hp.run: { id, slot, serial, args } of the running run (API 11); hp.suite_dir is set
 -- by the runner to the absolute folder of the PATH the running test came from.
