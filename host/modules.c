@@ -60,6 +60,8 @@ void modules_install(lua_State *L)
     lua_setfield(L, -2, "hplua.process");
     lua_pushcfunction(L, luaopen_hplua_json);
     lua_setfield(L, -2, "hplua.json");
+    lua_pushcfunction(L, luaopen_hplua_sandbox);
+    lua_setfield(L, -2, "hplua.sandbox");
     lua_pop(L, 1);
     /* Installed instrument modules (hplua.pc's moduledir, PREFIX/LIBDIR/hplua beside
      * PREFIX/bin/hplua) are found by require. */
