@@ -1,5 +1,9 @@
 -- hplua.cli: the command line (docs/cli.md). Returns exit statuses; never exits.
+-- Globals a script or a test may replace (`require = nil`) are kept here first.
+local require, tostring, tonumber, ipairs, type, pairs = require, tostring, tonumber, ipairs, type, pairs
+local load, loadfile, unpack, io, string = load, loadfile, table.unpack, io, string
 local sys = require "hplua.sys"
+local json = require "hplua.json"
 
 local M = {}
 
@@ -34,11 +38,21 @@ local function usage_error(msg)
   return EXIT.usage
 end
 
-local function positive(name, value, unit)
+-- A positive, finite number, at most max (1e308, inf and values that overflow a
+-- size in bytes are refused, naming the option).
+local function positive(name, value, unit, max)
   local n = tonumber(value)
-  if not n or n <= 0 then return nil, string.format("%s needs a positive number of %s, got '%s'", name, unit, value) end
+  if not n or not (n > 0) or n == math.huge then
+    return nil, string.format("%s needs a positive number of %s, got '%s'", name, unit, value)
+  end
+  if max and n > max then
+    return nil, string.format("%s: %s %s is more than the %s %s allowed", name, value, unit, string.format("%.0f", max), unit)
+  end
   return n
 end
+
+-- --max-memory in megabytes must fit a size in bytes with room to spare: 2^40 MB.
+local MAX_MEMORY_MB = 2 ^ 40
 
 -- Parses argv; returns opts or nil, message.
 function M.parse(args)
@@ -94,7 +108,7 @@ function M.parse(args)
       elseif name == "--answers" then
         opts.answers = value
       elseif name == "--max-memory" then
-        local n, err = positive(name, value, "megabytes")
+        local n, err = positive(name, value, "megabytes", MAX_MEMORY_MB)
         if not n then return nil, err end
         opts.max_memory = n
       elseif name == "--version" then
@@ -116,7 +130,8 @@ end
 -- -e CODE / --exec FILE: run a chunk with the stdlib loaded, args in `arg` and `...`.
 local function run_script(script)
   local chunk, err
-  local argt = { [0] = script.kind == "-e" and "-e" or script.value }
+  -- as lua.c: the interpreter at arg[-1], the script (or -e) at arg[0], then its arguments
+  local argt = { [-1] = sys.exepath(), [0] = script.kind == "-e" and "-e" or script.value }
   for i, v in ipairs(script.args) do argt[i] = v end
   _G.arg = argt
   if script.kind == "-e" then
@@ -129,8 +144,8 @@ local function run_script(script)
     return EXIT.failed
   end
   require "hplua" -- children started with hp.process.lua get the same stdlib
-  local ok, info = sys.run_guarded(function() return chunk(table.unpack(script.args)) end, nil, 0)
   local process = require "hplua.process"
+  local ok, info = sys.run_guarded(function() return chunk(unpack(script.args)) end, nil, 0)
   process._cleanup(1)
   if ok then return EXIT.ok end
   if info.kind == "interrupt" then
@@ -148,7 +163,6 @@ local function load_answers(path)
   if not f then return nil, "--answers: " .. err end
   local text = f:read("a")
   f:close()
-  local json = require "hplua.json"
   local answers, jerr = json.decode(text)
   if answers == nil then return nil, "--answers " .. path .. ": " .. jerr end
   if type(answers) ~= "table" or getmetatable(answers) then
@@ -170,7 +184,16 @@ local function run_tests(opts)
       return usage_error(err:find("No such file", 1, true) and ("path not found: " .. p) or err)
     end
   end
+  -- a report that cannot be written is a usage error before anything runs
+  for _, o in ipairs { { "--json", opts.json }, { "--junit", opts.junit } } do
+    if o[2] then
+      local ok, cerr = json.check_target(o[2])
+      if not ok then return usage_error(o[1] .. " " .. cerr:gsub("^cannot write ", "", 1)) end
+    end
+  end
   if opts.max_memory then sys.set_memory_limit(opts.max_memory) end
+  -- test code runs text chunks only (API 12); -e and --exec never get here
+  require("hplua.sandbox").install()
   local runner = require "hplua.runner"
   local report = require "hplua.report"
   local ctx = require "hplua.context"
@@ -179,15 +202,13 @@ local function run_tests(opts)
   ctx.answers = answers
   local run_info = { started_at = sys.now(), wall_start = sys.wall() }
   local plan = runner.collect(opts.paths)
-  if not plan then
+  if not plan or sys.interrupted() then -- discovery stops early on SIGINT too
     io.stdout:write("interrupted during collection\n")
-    report.write_all(opts, run_info, nil, nil, EXIT.interrupted)
-    return EXIT.interrupted
+    return report.write_all(opts, run_info, nil, nil, EXIT.interrupted)
   end
   if #plan.errors > 0 then
     reporter:collection_errors(plan.errors)
-    report.write_all(opts, run_info, plan, nil, EXIT.interrupted)
-    return EXIT.interrupted
+    return report.write_all(opts, run_info, plan, nil, EXIT.interrupted)
   end
   local selected = runner.select(plan, opts.keywords)
   if opts.list then
@@ -197,8 +218,7 @@ local function run_tests(opts)
   if #selected == 0 then
     io.stdout:write(#plan.tests == 0 and "no tests collected\n" or
       string.format("no tests selected (%d deselected by -k)\n", #plan.tests))
-    report.write_all(opts, run_info, plan, nil, EXIT.none)
-    return EXIT.none
+    return report.write_all(opts, run_info, plan, nil, EXIT.none)
   end
   local files = {}
   for _, t in ipairs(selected) do files[t.module] = true end
@@ -215,12 +235,8 @@ local function run_tests(opts)
     code = EXIT.failed
   end
   reporter:finish(run, summary)
-  local ok, werr = report.write_all(opts, run_info, plan, run, code)
-  if not ok then
-    io.stderr:write("hplua: error: " .. werr .. "\n")
-    if code == EXIT.ok then code = EXIT.failed end
-  end
-  return code
+  -- a report that cannot be written fails the run; the reports written say so too
+  return report.write_all(opts, run_info, plan, run, code)
 end
 
 function M.main(args)

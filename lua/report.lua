@@ -1,8 +1,11 @@
 -- hplua.report: the JSON run report (docs/report.md) and JUnit XML, both written
 -- atomically; also written for failed, interrupted and collection-error runs.
+-- [files] test code may replace globals (require = nil): keep what is used late
+local require, pcall = require, pcall
 local sys = require "hplua.sys"
 local json = require "hplua.json"
 local ctx = require "hplua.context"
+local text = require "hplua.text"
 
 local M = {}
 local arr = json.array
@@ -13,8 +16,20 @@ local function copy_list(list, f)
   return out
 end
 
+-- [files] Non-finite numbers in a measurement: JSON has none. A limit of -inf (min)
+-- or inf (max) is no limit and is left out; any other non-finite number (a value, an
+-- expect, a limit of nan or of the wrong infinity) is written as the string "inf",
+-- "-inf" or "nan", so the report stays strict JSON and loses nothing.
+local function finite_or_text(x)
+  if type(x) ~= "number" or (x == x and x ~= math.huge and x ~= -math.huge) then return x end
+  return x ~= x and "nan" or x > 0 and "inf" or "-inf"
+end
+M.finite_or_text = finite_or_text
+
 local function measurement_record(m)
-  return { name = m.name, value = m.value, unit = m.unit, min = m.min, max = m.max, expect = m.expect, passed = m.passed }
+  return { name = m.name, value = finite_or_text(m.value), unit = m.unit,
+    min = m.min ~= -math.huge and finite_or_text(m.min) or nil, max = m.max ~= math.huge and finite_or_text(m.max) or nil,
+    expect = finite_or_text(m.expect), passed = m.passed }
 end
 
 local function error_record(e)
@@ -87,18 +102,16 @@ function M.build(opts, info, plan, run, exit_code)
   }
 end
 
--- XML 1.0 text: escaped specials, control characters dropped, invalid UTF-8 repaired.
-local function xml(s)
-  s = json.utf8_repair(tostring(s))
-  s = s:gsub("[%z\1-\8\11\12\14-\31]", "")
-  return (s:gsub('[<>&"\']', { ["<"] = "&lt;", [">"] = "&gt;", ["&"] = "&amp;", ['"'] = "&quot;", ["'"] = "&apos;" }))
-end
+-- [files] XML 1.0 text and attribute values (hplua.text): specials escaped, the
+-- characters XML forbids written as visible escapes, invalid UTF-8 repaired.
+local xml, xml_text = text.xml_attr, text.xml_text
 
 function M.junit(report)
   local out = { '<?xml version="1.0" encoding="UTF-8"?>' }
   local s = report.summary
-  out[#out + 1] = string.format('<testsuites name="hplua" tests="%d" failures="%d" skipped="%d" time="%.3f">',
-    s.total, s.failed + s.stopped, s.skipped, report.duration)
+  -- [files] junit-10.xsd has no "skipped" on <testsuites> (tests/tools/junit-10.xsd)
+  out[#out + 1] = string.format('<testsuites name="hplua" tests="%d" failures="%d" errors="0" time="%.3f">',
+    s.total, s.failed + s.stopped, report.duration)
   local function props()
     local p = {}
     for _, group in ipairs { "dut", "stand" } do
@@ -106,7 +119,8 @@ function M.junit(report)
       for k in pairs(report[group]) do keys[#keys + 1] = tostring(k) end
       table.sort(keys)
       for _, k in ipairs(keys) do
-        p[#p + 1] = string.format('      <property name="%s.%s" value="%s"/>', group, xml(k), xml(report[group][k]))
+        p[#p + 1] = string.format('      <property name="%s.%s" value="%s"/>', group, xml(k),
+          xml(type(report[group][k]) == "table" and json.encode(report[group][k], false, math.huge) or report[group][k]))
       end
     end
     if #p == 0 then return nil end
@@ -128,7 +142,7 @@ function M.junit(report)
         local e = t.error ~= json.null and t.error or { message = t.status }
         local loc = e.file and string.format("%s:%d: ", e.file, e.line or 0) or ""
         out[#out + 1] = string.format('      <failure message="%s" type="%s">%s%s</failure>', xml(loc .. e.message),
-          t.status, xml(loc .. e.message), e.traceback and ("\n" .. xml(e.traceback)) or "")
+          t.status, xml_text(loc .. e.message), e.traceback and ("\n" .. xml_text(e.traceback)) or "")
       elseif t.status == "skipped" then
         out[#out + 1] = string.format('      <skipped message="%s"/>', xml(t.skip_reason or "skipped"))
       end
@@ -137,7 +151,7 @@ function M.junit(report)
       for _, ms in ipairs(t.measurements) do
         lines[#lines + 1] = require("hplua.console").format_measurement(ms)
       end
-      if #lines > 0 then out[#out + 1] = "      <system-out>" .. xml(table.concat(lines, "\n")) .. "</system-out>" end
+      if #lines > 0 then out[#out + 1] = "      <system-out>" .. xml_text(table.concat(lines, "\n")) .. "</system-out>" end
       out[#out + 1] = "    </testcase>"
     end
     out[#out + 1] = "  </testsuite>"
@@ -146,21 +160,70 @@ function M.junit(report)
   return table.concat(out, "\n")
 end
 
--- Writes every report asked for; returns true or nil, message.
+-- [files] Writes the reports so that they agree with each other and with the exit
+-- status. Every target is opened (a temporary beside it), written and fsync'ed
+-- before any is renamed into place; when one fails, the others are abandoned, the
+-- failure becomes a run error ("errors", kind "report"), a passing status turns
+-- into failed (exit 1), and the remaining reports are rendered again with that
+-- status. targets: { { option, path, render = function(code) -> text | nil, err } }.
+-- Returns the final exit status.
+function M.write_agreeing(targets, code)
+  local pending = { table.unpack(targets) }
+  while #pending > 0 do
+    local handles, failed, message = {}, nil, nil
+    for i, t in ipairs(pending) do
+      local body, err = t.render(code)
+      local h
+      if body then h, err = json.open_atomic(t.path) end
+      local ok = h ~= nil
+      if ok then ok, err = h:write(body) end
+      if ok then ok, err = h:sync() end
+      if not ok then
+        if h then h:abort() end
+        failed, message = i, err
+        break
+      end
+      handles[i] = h
+    end
+    if not failed then
+      for i, h in ipairs(handles) do
+        local ok, err = h:commit() -- after every sync succeeded: a rename in the same folder
+        if not ok then io.stderr:write("hplua: error: ", pending[i].option, ": ", err, "\n") end
+      end
+      return code
+    end
+    for _, h in pairs(handles) do h:abort() end
+    local t = table.remove(pending, failed)
+    io.stderr:write("hplua: error: ", t.option, ": ", message, "\n")
+    table.insert(ctx.run.errors, { message = t.option .. ": " .. message, kind = "report" })
+    if code == 0 or code == 5 then code = 1 end
+  end
+  return code
+end
+
+-- Writes every report asked for; returns the exit status, which a report that
+-- cannot be written turns from passed (or none selected) into failed.
 function M.write_all(opts, info, plan, run, exit_code)
-  if not opts.json and not opts.junit then return true end
-  local report = M.build(opts, info, plan, run, exit_code)
+  local built = {}
+  local function build(code) -- once per status and list of run errors, for every format
+    local key = code .. ":" .. #ctx.run.errors
+    built[key] = built[key] or M.build(opts, info, plan, run, code)
+    return built[key]
+  end
+  local targets = {}
   if opts.json then
-    local text, err = json.encode(report, true)
-    if not text then return nil, "cannot encode the JSON report: " .. err end
-    local ok, werr = json.write_atomic(opts.json, text .. "\n")
-    if not ok then return nil, werr end
+    targets[#targets + 1] = { option = "--json", path = opts.json, render = function(code)
+      local body, err = json.encode(build(code), true, math.huge)
+      if not body then return nil, "cannot encode the JSON report: " .. err end
+      return body .. "\n"
+    end }
   end
   if opts.junit then
-    local ok, werr = json.write_atomic(opts.junit, M.junit(report))
-    if not ok then return nil, werr end
+    targets[#targets + 1] = { option = "--junit", path = opts.junit, render = function(code)
+      return M.junit(build(code))
+    end }
   end
-  return true
+  return M.write_agreeing(targets, exit_code)
 end
 
 return M
