@@ -430,7 +430,10 @@ static void from_json(lua_State *L, const cJSON *j, int depth)
         luaL_setmetatable(L, ARRAY_MT);
         lua_Integer i = 0;
         for (const cJSON *c = j->child; c; c = c->next) {
-            from_json(L, c, depth + 1);
+            if (cJSON_IsNull(c))
+                lua_pushlightuserdata(L, NULL); /* json.null keeps the positions after it */
+            else
+                from_json(L, c, depth + 1);
             lua_rawseti(L, -2, ++i);
         }
     } else {

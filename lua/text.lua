@@ -116,4 +116,42 @@ function M.xml_text(s) return xml(s, XML_SPECIAL) end
 -- parser would otherwise turn into spaces.
 function M.xml_attr(s) return xml(s, XML_ATTR) end
 
+-- TAP: a test description on one line, where "#" would start a directive.
+function M.tap_description(s)
+  return (M.escape_control(s):gsub("[\n#]", { ["\n"] = "\\n", ["#"] = "\\#" }))
+end
+
+-- A YAML double-quoted scalar for a TAP diagnostic block, on one line: controls,
+-- quotes, backslashes, U+2028/U+2029 and U+FFFE/U+FFFF escaped, invalid UTF-8 as
+-- \xNN. Perl's TAP::Parser cannot read a quoted scalar much past 32 KB, so the
+-- text is cut at max bytes (default 16 KB) with a note of what was left out; the
+-- JSON report keeps all of it.
+M.YAML_MAX = 16 * 1024
+
+function M.yaml_string(s, max)
+  s = tostring(s)
+  max = max or M.YAML_MAX
+  local cut = 0
+  if #s > max then
+    local n = max
+    while n > 0 and s:byte(n + 1) and s:byte(n + 1) >= 0x80 and s:byte(n + 1) < 0xc0 do n = n - 1 end
+    cut = #s - n
+    s = s:sub(1, n)
+  end
+  local out = {}
+  scan(s, function(piece, kind)
+    if kind == "text" then
+      out[#out + 1] = piece:gsub('[\t\n"\\]', { ["\t"] = "\\t", ["\n"] = "\\n", ['"'] = '\\"', ["\\"] = "\\\\" })
+        :gsub("\226\128([\168\169])", { ["\168"] = "\\L", ["\169"] = "\\P" })
+        :gsub("\239\191([\190\191])", function(b) return string.format("\\uFFF%X", b:byte() - 0xb0) end)
+    elseif kind == "c1" then
+      out[#out + 1] = string.format("\\x%02x", piece:byte(2))
+    else
+      out[#out + 1] = string.format("\\x%02x", piece:byte())
+    end
+  end)
+  if cut > 0 then out[#out + 1] = string.format(" ... (%d more bytes)", cut) end
+  return '"' .. table.concat(out) .. '"'
+end
+
 return M
