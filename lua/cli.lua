@@ -201,8 +201,10 @@ local function run_tests(opts)
   local reporter = opts.tap and console.tap() or console.console(opts)
   ctx.answers = answers
   local run_info = { started_at = sys.now(), wall_start = sys.wall() }
+  local discover = require "hplua.discover"
+  discover.stopped = nil
   local plan = runner.collect(opts.paths)
-  if not plan or sys.interrupted() then -- discovery stops early on SIGINT too
+  if not plan or discover.stopped then -- discovery stops early on SIGINT too
     io.stdout:write("interrupted during collection\n")
     return report.write_all(opts, run_info, nil, nil, EXIT.interrupted)
   end

@@ -58,7 +58,8 @@ end
 -- or nil, message when root itself does not exist.
 -- Each real folder is searched once (by device and inode, when fs has stat), so a
 -- symbolic link to a folder above cannot loop; on SIGINT or SIGTERM (fs.interrupted)
--- the search stops and returns what it found: the caller sees the interrupt.
+-- the search stops and returns what it found, and sets M.stopped (the caller treats
+-- the run as interrupted during collection).
 function M.discover(root, fs)
   fs = fs or require "hplua.sys"
   local items = {}
@@ -67,7 +68,10 @@ function M.discover(root, fs)
   local seen = {}
 
   local function walk(dir_path, dir_rel)
-    if fs.interrupted and fs.interrupted() then return end
+    if fs.interrupted and fs.interrupted() then
+      M.stopped = true
+      return
+    end
     if fs.stat then
       local st = fs.stat(dir_path)
       if st then

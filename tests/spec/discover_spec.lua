@@ -127,8 +127,11 @@ describe("discovery through symbolic links", function()
     local fs = linked_fs({ t = true, ["t/a"] = true, ["t/b"] = true }, { ["t/a/1.lua"] = true, ["t/b/2.lua"] = true }, {})
     local n = 0
     fs.interrupted = function() n = n + 1 return n > 2 end
+    discover.stopped = nil
     local items = assert(discover.discover("t", fs))
     assert.are.equal(1, #items)
     assert.are.equal("t/a/1.lua", items[1].path)
+    assert.is_true(discover.stopped)
+    discover.stopped = nil
   end)
 end)
