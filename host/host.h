@@ -25,6 +25,8 @@ int luaopen_hplua_json(lua_State *L);
 int luaopen_hplua_fs(lua_State *L);
 int luaopen_hplua_sqlite(lua_State *L);
 int luaopen_hplua_stream(lua_State *L); /* lstream.c: hp.serial, hp.tcp */
+/* lsandbox.c: text chunks only in test code (install()). */
+int luaopen_hplua_sandbox(lua_State *L);
 
 /* modules.c: the embedded Lua files as package.preload entries. */
 void modules_install(lua_State *L);

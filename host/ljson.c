@@ -1,15 +1,22 @@
-/* hplua.json: JSON through cJSON (encode, decode) and atomic file writes. */
+/* hplua.json: JSON encoding (our own writer, with a size budget), decoding through
+ * cJSON, and report files written atomically. */
+#include "heap.h"
 #include "host.h"
-#include "jenc.h"
 
 #include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
+#include <locale.h>
 #include <math.h>
+#include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ARRAY_MT "hplua.json.array"
@@ -49,16 +56,6 @@ static char *utf8_repair(const char *s, size_t len)
     return out;
 }
 
-static cJSON *make_string(const char *s, size_t len)
-{
-    char *fixed = utf8_repair(s, len);
-    if (!fixed)
-        return NULL;
-    cJSON *j = cJSON_CreateString(fixed);
-    free(fixed);
-    return j;
-}
-
 static int is_array(lua_State *L, int idx, lua_Integer *n)
 {
     if (luaL_getmetafield(L, idx, "__name") != LUA_TNIL) {
@@ -86,137 +83,331 @@ static int is_array(lua_State *L, int idx, lua_Integer *n)
     return count > 0 && count == max;
 }
 
-static int cmp_keys(const void *a, const void *b)
+/* ---- Encoder: Lua value -> JSON text, written straight into a growing buffer. ----
+ * Object keys are sorted, so reports are stable from run to run. The expansion is
+ * counted as it is produced: a table shared many times is written out at each use,
+ * and a budget stops a small value that would expand to gigabytes. */
+
+/* What one value costs beyond its text: roughly what a decoded copy needs (a
+ * cJSON node, a Lua table slot). Counted so that "[0,0,0,...]" cannot cheat. */
+#define VALUE_COST 32
+#define DEFAULT_BUDGET ((size_t)256 << 20)
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} jbuf;
+
+typedef struct {
+    lua_State *L;
+    jbuf *b;
+    int pretty;
+    size_t budget, cost;
+    char err[160]; /* set on failure */
+} encoder;
+
+static int jbuf_gc(lua_State *L)
 {
-    return strcmp((*(cJSON *const *)a)->string, (*(cJSON *const *)b)->string);
+    jbuf *b = lua_touserdata(L, 1);
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+    return 0;
 }
 
-/* Object keys in sorted order, so reports are stable from run to run. */
-static void sort_object(cJSON *obj)
+static void budget_message(encoder *e)
 {
-    size_t n = 0;
-    for (cJSON *c = obj->child; c; c = c->next)
-        n++;
-    if (n < 2)
-        return;
-    cJSON **items = malloc(n * sizeof *items);
-    if (!items)
-        return;
-    n = 0;
-    for (cJSON *c = obj->child; c; c = c->next)
-        items[n++] = c;
-    qsort(items, n, sizeof *items, cmp_keys);
-    for (size_t i = 0; i < n; i++) {
-        items[i]->prev = i ? items[i - 1] : items[n - 1]; /* cJSON: child->prev is the last item */
-        items[i]->next = i + 1 < n ? items[i + 1] : NULL;
+    if (e->budget % ((size_t)1 << 20) == 0)
+        snprintf(e->err, sizeof e->err, "too large: expands to more than %zu MB", e->budget >> 20);
+    else
+        snprintf(e->err, sizeof e->err, "too large: expands to more than %zu bytes", e->budget);
+}
+
+static int charge(encoder *e, size_t n)
+{
+    if (e->cost > e->budget || n > e->budget - e->cost) {
+        budget_message(e);
+        return 0;
     }
-    obj->child = items[0];
-    free(items);
+    e->cost += n;
+    return 1;
 }
 
-/* Converts the value at idx; on failure returns NULL with a message pushed. */
-static cJSON *to_json(lua_State *L, int idx, int depth)
+static int put(encoder *e, const char *s, size_t n)
 {
+    if (!charge(e, n))
+        return 0;
+    jbuf *b = e->b;
+    if (b->cap - b->len < n) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap - b->len < n)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            snprintf(e->err, sizeof e->err, "out of memory");
+            return 0;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 1;
+}
+
+#define PUTLIT(e, s) put((e), (s), sizeof(s) - 1)
+
+static int newline(encoder *e, int depth)
+{
+    if (!e->pretty)
+        return 1;
+    if (!PUTLIT(e, "\n"))
+        return 0;
+    for (int i = 0; i < depth; i++)
+        if (!PUTLIT(e, "  "))
+            return 0;
+    return 1;
+}
+
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 when it is invalid. NUL is
+ * invalid here: strings travel through C afterwards (cJSON, report readers). */
+static size_t utf8_seq(const unsigned char *s, size_t avail, unsigned *cpo)
+{
+    unsigned c = s[0];
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || n > avail || c == 0)
+        return 0;
+    unsigned cp = n == 1 ? c : n == 2 ? (c & 0x1f) : n == 3 ? (c & 0x0f) : (c & 0x07);
+    for (size_t k = 1; k < n; k++) {
+        if ((s[k] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[k] & 0x3f);
+    }
+    if ((n == 2 && cp < 0x80) || (n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    *cpo = cp;
+    return n;
+}
+
+/* A JSON string: invalid UTF-8 (and NUL) repaired to U+FFFD, controls escaped, and
+ * U+2028/U+2029 escaped too (JavaScript readers). */
+static int put_string(encoder *e, const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    if (!PUTLIT(e, "\""))
+        return 0;
+    size_t i = 0, run = 0; /* run: bytes copied verbatim, pending */
+    while (i < len) {
+        unsigned cp = 0;
+        size_t n = utf8_seq(s + i, len - i, &cp);
+        const char *rep = NULL;
+        char ubuf[8];
+        if (n == 0) {
+            rep = "\xef\xbf\xbd";
+            n = 1;
+        } else if (cp == '"') {
+            rep = "\\\"";
+        } else if (cp == '\\') {
+            rep = "\\\\";
+        } else if (cp < 0x20) {
+            rep = cp == '\n' ? "\\n" : cp == '\t' ? "\\t" : cp == '\r' ? "\\r" : cp == '\b' ? "\\b" : cp == '\f' ? "\\f" : NULL;
+            if (!rep) {
+                snprintf(ubuf, sizeof ubuf, "\\u%04x", cp);
+                rep = ubuf;
+            }
+        } else if (cp == 0x2028 || cp == 0x2029) {
+            rep = cp == 0x2028 ? "\\u2028" : "\\u2029";
+        }
+        if (rep) {
+            if ((run && !put(e, (const char *)s + i - run, run)) || !put(e, rep, strlen(rep)))
+                return 0;
+            run = 0;
+        } else {
+            run += n;
+        }
+        i += n;
+    }
+    if (run && !put(e, (const char *)s + i - run, run))
+        return 0;
+    return PUTLIT(e, "\"");
+}
+
+static int put_number(encoder *e, lua_State *L, int idx)
+{
+    char buf[64];
+    int n;
+    if (lua_isinteger(L, idx)) {
+        n = snprintf(buf, sizeof buf, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
+    } else {
+        double d = lua_tonumber(L, idx);
+        if (!isfinite(d))
+            return PUTLIT(e, "null");
+        n = snprintf(buf, sizeof buf, "%.15g", d);
+        if (strtod(buf, NULL) != d)
+            n = snprintf(buf, sizeof buf, "%.17g", d);
+        /* whatever the locale (os.setlocale in a test), JSON wants a point */
+        char point = localeconv()->decimal_point[0];
+        for (int i = 0; point != '.' && i < n; i++)
+            if (buf[i] == point)
+                buf[i] = '.';
+    }
+    return put(e, buf, (size_t)n);
+}
+
+typedef struct {
+    const char *s;
+    size_t len;
+    lua_Integer idx;
+} keyref;
+
+static int cmp_keyref(const void *a, const void *b)
+{
+    const keyref *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->s, y->s, n);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+static int put_value(encoder *e, int idx, int depth);
+
+static int put_array(encoder *e, int idx, lua_Integer n, int depth)
+{
+    lua_State *L = e->L;
+    if (!PUTLIT(e, "["))
+        return 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+        if ((i > 1 && !PUTLIT(e, ",")) || !newline(e, depth + 1))
+            return 0;
+        lua_rawgeti(L, idx, i);
+        int ok = put_value(e, -1, depth + 1);
+        lua_pop(L, 1);
+        if (!ok)
+            return 0;
+    }
+    return (n == 0 || newline(e, depth)) && PUTLIT(e, "]");
+}
+
+static int put_object(encoder *e, int idx, int depth)
+{
+    lua_State *L = e->L;
+    int top = lua_gettop(L);
+    /* keys (as given) and their texts, anchored in two tables while sorting */
+    lua_newtable(L);
+    int keys = lua_gettop(L);
+    lua_newtable(L);
+    int texts = lua_gettop(L);
+    lua_Integer n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, keys, ++n);
+        lua_pushvalue(L, -1);
+        luaL_tolstring(L, -1, NULL); /* numbers and booleans as text */
+        lua_rawseti(L, texts, n);
+        lua_pop(L, 1);
+    }
+    keyref *refs = lua_newuserdatauv(L, (size_t)n * sizeof *refs + 1, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, texts, i);
+        refs[i - 1].s = lua_tolstring(L, -1, &refs[i - 1].len); /* stays anchored in texts */
+        refs[i - 1].idx = i;
+        lua_pop(L, 1);
+    }
+    qsort(refs, (size_t)n, sizeof *refs, cmp_keyref);
+    int ok = PUTLIT(e, "{");
+    for (lua_Integer i = 0; ok && i < n; i++) {
+        ok = (i == 0 || PUTLIT(e, ",")) && newline(e, depth + 1) && charge(e, VALUE_COST) &&
+             put_string(e, refs[i].s, refs[i].len) && (e->pretty ? PUTLIT(e, ": ") : PUTLIT(e, ":"));
+        if (ok) {
+            lua_rawgeti(L, keys, refs[i].idx);
+            lua_rawget(L, idx);
+            ok = put_value(e, -1, depth + 1);
+            lua_pop(L, 1);
+        }
+    }
+    ok = ok && (n == 0 || newline(e, depth)) && PUTLIT(e, "}");
+    lua_settop(L, top);
+    return ok;
+}
+
+static int put_value(encoder *e, int idx, int depth)
+{
+    lua_State *L = e->L;
     idx = lua_absindex(L, idx);
+    if (!charge(e, VALUE_COST))
+        return 0;
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
-        return cJSON_CreateNull();
+        return PUTLIT(e, "null");
     case LUA_TBOOLEAN:
-        return cJSON_CreateBool(lua_toboolean(L, idx));
-    case LUA_TNUMBER: {
-        double d = lua_tonumber(L, idx);
-        return isfinite(d) ? cJSON_CreateNumber(d) : cJSON_CreateNull();
-    }
+        return lua_toboolean(L, idx) ? PUTLIT(e, "true") : PUTLIT(e, "false");
+    case LUA_TNUMBER:
+        return put_number(e, L, idx);
     case LUA_TSTRING: {
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
-        return make_string(s, len);
+        return put_string(e, s, len);
     }
     case LUA_TTABLE: {
         if (depth > MAX_DEPTH) {
-            lua_pushliteral(L, "table nested too deeply (or a cycle)");
-            return NULL;
+            snprintf(e->err, sizeof e->err, "table nested too deeply (or a cycle)");
+            return 0;
         }
+        luaL_checkstack(L, 8, "json");
         lua_Integer n;
-        luaL_checkstack(L, 4, "json");
-        if (is_array(L, idx, &n)) {
-            cJSON *arr = cJSON_CreateArray();
-            for (lua_Integer i = 1; arr && i <= n; i++) {
-                lua_rawgeti(L, idx, i);
-                cJSON *item = to_json(L, -1, depth + 1);
-                if (!item) {
-                    cJSON_Delete(arr);
-                    lua_remove(L, -2);
-                    return NULL;
-                }
-                lua_pop(L, 1);
-                cJSON_AddItemToArray(arr, item);
-            }
-            return arr;
-        }
-        cJSON *obj = cJSON_CreateObject();
-        lua_pushnil(L);
-        while (obj && lua_next(L, idx)) {
-            lua_pushvalue(L, -2);
-            const char *key = luaL_tolstring(L, -1, NULL); /* numbers and booleans as text */
-            char *fixed = utf8_repair(key, strlen(key));
-            cJSON *item = to_json(L, -3, depth + 1);
-            if (!item || !fixed) {
-                free(fixed);
-                cJSON_Delete(obj);
-                if (!item) {
-                    lua_replace(L, -5);
-                    lua_pop(L, 3);
-                } else {
-                    lua_pop(L, 4);
-                    lua_pushliteral(L, "out of memory");
-                }
-                return NULL;
-            }
-            cJSON_AddItemToObject(obj, fixed, item);
-            free(fixed);
-            lua_pop(L, 3);
-        }
-        if (obj)
-            sort_object(obj);
-        return obj;
+        if (is_array(L, idx, &n))
+            return put_array(e, idx, n, depth);
+        return put_object(e, idx, depth);
     }
     case LUA_TLIGHTUSERDATA:
         if (!lua_touserdata(L, idx))
-            return cJSON_CreateNull(); /* json.null */
+            return PUTLIT(e, "null"); /* json.null */
         /* fall through */
     default:
-        lua_pushfstring(L, "cannot encode a %s value", luaL_typename(L, idx));
-        return NULL;
+        snprintf(e->err, sizeof e->err, "cannot encode a %s value", luaL_typename(L, idx));
+        return 0;
     }
 }
 
-/* encode(value, [pretty], [max_bytes]) -> string | nil, err. The compact form is
- * written directly (jenc.c); pretty printing goes through cJSON. */
+/* The default budget: the --max-memory cap when set, else 256 MB. */
+static size_t default_budget(void)
+{
+    size_t cap = heap_limit();
+    return cap ? cap : DEFAULT_BUDGET;
+}
+
+/* encode(value, [pretty], [max_bytes]) -> string | nil, err
+ * max_bytes bounds the expansion (the text plus VALUE_COST per value); nil: the
+ * --max-memory cap or 256 MB; math.huge: no bound. */
 static int json_encode(lua_State *L)
 {
-    if (!lua_toboolean(L, 2)) {
-        lua_Integer max = luaL_optinteger(L, 3, 0);
-        luaL_argcheck(L, max >= 0, 3, "max_bytes must not be negative");
-        if (jenc_encode(L, 1, (size_t)max, ARRAY_MT))
-            return 1;
+    lua_settop(L, 3);
+    encoder e = {.L = L, .pretty = lua_toboolean(L, 2), .budget = default_budget()};
+    if (!lua_isnil(L, 3)) {
+        lua_Number mb = luaL_checknumber(L, 3);
+        luaL_argcheck(L, mb >= 0, 3, "must not be negative");
+        e.budget = mb >= 0x1p63 ? SIZE_MAX : (size_t)mb;
+    }
+    e.b = lua_newuserdatauv(L, sizeof(jbuf), 0);
+    memset(e.b, 0, sizeof *e.b);
+    if (luaL_newmetatable(L, "hplua.json.buffer")) {
+        lua_pushcfunction(L, jbuf_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    int ok = put_value(&e, 1, 0);
+    if (!ok) {
+        free(e.b->p); /* now rather than at the next collection */
+        e.b->p = NULL;
         lua_pushnil(L);
-        lua_insert(L, -2);
+        lua_pushstring(L, e.err);
         return 2;
     }
-    lua_settop(L, 2);
-    cJSON *j = to_json(L, 1, 0);
-    if (!j) {
-        lua_pushnil(L);
-        lua_insert(L, -2);
-        return 2;
-    }
-    char *s = lua_toboolean(L, 2) ? cJSON_Print(j) : cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    if (!s)
-        return luaL_error(L, "json: out of memory");
-    lua_pushstring(L, s);
-    free(s);
+    lua_pushlstring(L, e.b->p ? e.b->p : "", e.b->len);
+    free(e.b->p);
+    e.b->p = NULL;
     return 1;
 }
 
@@ -240,7 +431,10 @@ static void from_json(lua_State *L, const cJSON *j, int depth)
         luaL_setmetatable(L, ARRAY_MT);
         lua_Integer i = 0;
         for (const cJSON *c = j->child; c; c = c->next) {
-            from_json(L, c, depth + 1);
+            if (cJSON_IsNull(c))
+                lua_pushlightuserdata(L, NULL); /* json.null keeps the positions after it */
+            else
+                from_json(L, c, depth + 1);
             lua_rawseti(L, -2, ++i);
         }
     } else {
@@ -278,45 +472,365 @@ static int json_decode(lua_State *L)
     return 1;
 }
 
-/* write_atomic(path, text) -> true | nil, err: temp file beside it, fsync, rename. */
+/* ---- Report files, written atomically ----
+ * A temporary is created beside the target with O_EXCL|O_NOFOLLOW under an
+ * unpredictable name, written, fsync'ed and renamed over the target, so a reader
+ * never sees half a report and a planted link cannot redirect the write. A target
+ * that exists and is not a regular file (a FIFO, a terminal, /dev/null) or that is
+ * hplua's own stdout or stderr (/dev/stdout) is written directly, never replaced.
+ * A symbolic link to a regular file is kept: the file it resolves to is replaced. */
+
+#define ATOMIC_MT "hplua.json.atomic"
+
+typedef struct {
+    int fd;       /* -1 once closed */
+    int direct;   /* writing into the target itself */
+    int err;      /* the first write error (errno) */
+    int open;     /* neither committed nor aborted */
+    char *path;   /* as given, for messages */
+    char *target; /* the file renamed over */
+    char *tmp;    /* the temporary beside it (NULL when direct) */
+} atomic;
+
+static const char *errno_code(int err)
+{
+    const char *name = strerrorname_np(err);
+    return name ? name : "EIO";
+}
+
+/* nil, "cannot write PATH: why", code */
+static int push_write_error(lua_State *L, const char *path, int err, const char *why)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot write %s: %s", path, why ? why : strerror(err));
+    lua_pushstring(L, errno_code(err));
+    return 3;
+}
+
+static void random_hex(char out[17])
+{
+    unsigned char r[8];
+    if (getrandom(r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+        /* no entropy yet (early boot): still unique enough, and O_EXCL keeps it safe */
+        static unsigned counter;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        unsigned long long x = (unsigned long long)ts.tv_nsec ^ ((unsigned long long)ts.tv_sec << 30) ^
+                               ((unsigned long long)getpid() << 12) ^ (++counter * 0x9e3779b97f4a7c15ULL);
+        memcpy(r, &x, sizeof r);
+    }
+    for (int i = 0; i < 8; i++)
+        snprintf(out + 2 * i, 3, "%02x", r[i]);
+}
+
+static int same_file(const struct stat *st, int fd)
+{
+    struct stat fs;
+    return fstat(fd, &fs) == 0 && fs.st_dev == st->st_dev && fs.st_ino == st->st_ino;
+}
+
+static void atomic_close(atomic *a)
+{
+    if (a->fd >= 0)
+        close(a->fd);
+    a->fd = -1;
+    if (a->tmp) {
+        unlink(a->tmp);
+        free(a->tmp);
+        a->tmp = NULL;
+    }
+    a->open = 0;
+}
+
+static int atomic_gc(lua_State *L)
+{
+    atomic *a = luaL_checkudata(L, 1, ATOMIC_MT);
+    atomic_close(a);
+    free(a->path);
+    free(a->target);
+    a->path = a->target = NULL;
+    return 0;
+}
+
+static atomic *atomic_new(lua_State *L, const char *path)
+{
+    atomic *a = lua_newuserdatauv(L, sizeof *a, 0);
+    memset(a, 0, sizeof *a);
+    a->fd = -1;
+    luaL_setmetatable(L, ATOMIC_MT);
+    a->path = strdup(path);
+    if (!a->path)
+        luaL_error(L, "out of memory");
+    return a;
+}
+
+/* Decides how the target is written; with create, also opens it. Returns 0 or an
+ * errno, with *why set when strerror would not say it well. */
+static int atomic_prepare(atomic *a, int create, const char **why)
+{
+    const char *path = a->path;
+    struct stat st, lst;
+    *why = NULL;
+    if (!*path)
+        return ENOENT;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return *why = "it is a folder", EISDIR;
+        int own = same_file(&st, 1) ? 1 : same_file(&st, 2) ? 2 : -1;
+        if (own >= 0 || !S_ISREG(st.st_mode)) {
+            a->direct = 1;
+            if (!create)
+                return own >= 0 || access(path, W_OK) == 0 ? 0 : errno;
+            if (own >= 0)
+                a->fd = fcntl(own, F_DUPFD_CLOEXEC, 3);
+            else
+                a->fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+            if (a->fd < 0) {
+                int err = errno;
+                if (err == ENXIO && S_ISFIFO(st.st_mode))
+                    *why = "no process reads the FIFO";
+                return err;
+            }
+            if (own < 0)
+                fcntl(a->fd, F_SETFL, fcntl(a->fd, F_GETFL) & ~O_NONBLOCK);
+            a->open = 1;
+            return 0;
+        }
+        if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+            a->target = realpath(path, NULL);
+            if (!a->target)
+                return errno;
+        }
+    } else {
+        int err = errno;
+        if (err == ENOENT && lstat(path, &lst) == 0)
+            return *why = "it is a symbolic link to a missing file", ENOENT;
+        if (err != ENOENT)
+            return err;
+    }
+    if (!a->target && !(a->target = strdup(path)))
+        return ENOMEM;
+    /* the temporary: .NAME.RANDOM.tmp in the target's folder */
+    const char *slash = strrchr(a->target, '/');
+    int dirlen = slash ? (int)(slash - a->target) + 1 : 0;
+    const char *base = slash ? slash + 1 : a->target;
+    int baselen = strlen(base) > 100 ? 100 : (int)strlen(base);
+    size_t size = (size_t)dirlen + (size_t)baselen + 32;
+    if (!(a->tmp = malloc(size)))
+        return ENOMEM;
+    int err = EEXIST;
+    for (int tries = 0; tries < 16 && err == EEXIST; tries++) {
+        char hex[17];
+        random_hex(hex);
+        snprintf(a->tmp, size, "%.*s.%.*s.%s.tmp", dirlen, a->target, baselen, base, hex);
+        a->fd = open(a->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        err = a->fd < 0 ? errno : 0;
+    }
+    if (err) {
+        free(a->tmp);
+        a->tmp = NULL;
+        if (err == ENOENT || err == ENOTDIR)
+            *why = "its folder does not exist";
+        return err;
+    }
+    a->open = 1;
+    if (!create)
+        atomic_close(a); /* only checking: the temporary goes again */
+    return 0;
+}
+
+static int atomic_put(atomic *a, const char *s, size_t len)
+{
+    while (len > 0 && !a->err) {
+        ssize_t n = write(a->fd, s, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) { /* our stdout may be non-blocking */
+            struct pollfd p = {.fd = a->fd, .events = POLLOUT};
+            poll(&p, 1, 1000);
+            continue;
+        }
+        if (n < 0)
+            a->err = errno;
+        else {
+            s += n;
+            len -= (size_t)n;
+        }
+    }
+    return a->err;
+}
+
+static int atomic_sync(atomic *a)
+{
+    if (!a->err && !a->direct && fsync(a->fd) != 0)
+        a->err = errno;
+    return a->err;
+}
+
+static int atomic_commit(atomic *a)
+{
+    int err = atomic_sync(a);
+    if (close(a->fd) != 0 && !err && !a->direct)
+        err = errno;
+    a->fd = -1;
+    if (!err && a->tmp && rename(a->tmp, a->target) != 0)
+        err = errno;
+    if (!err && a->tmp) {
+        free(a->tmp);
+        a->tmp = NULL;
+        /* make the rename itself durable */
+        char *dir = strdup(a->target);
+        if (dir) {
+            char *slash = strrchr(dir, '/');
+            if (slash)
+                slash[slash == dir ? 1 : 0] = 0;
+            int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (dfd >= 0) {
+                fsync(dfd);
+                close(dfd);
+            }
+            free(dir);
+        }
+    }
+    atomic_close(a); /* unlinks the temporary if the rename did not happen */
+    return err;
+}
+
+static int push_atomic_result(lua_State *L, atomic *a, int err)
+{
+    if (err)
+        return push_write_error(L, a->path, err, NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* open_atomic(path) -> handle | nil, err, code: a report file written piece by piece;
+ * nothing appears at path until :commit(). */
+static int json_open_atomic(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    atomic *a = atomic_new(L, path);
+    const char *why;
+    int err = atomic_prepare(a, 1, &why);
+    if (err) {
+        atomic_close(a);
+        return push_write_error(L, path, err, why);
+    }
+    return 1;
+}
+
+/* check_target(path) -> true | nil, err, code: can a report be written there? */
+static int json_check_target(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    atomic *a = atomic_new(L, path);
+    const char *why;
+    int err = atomic_prepare(a, 0, &why);
+    atomic_close(a);
+    if (err)
+        return push_write_error(L, path, err, why);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static atomic *check_open(lua_State *L)
+{
+    atomic *a = luaL_checkudata(L, 1, ATOMIC_MT);
+    return a;
+}
+
+static int closed_error(lua_State *L, atomic *a)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot write %s: already committed or aborted", a->path ? a->path : "?");
+    lua_pushliteral(L, "closed");
+    return 3;
+}
+
+/* handle:write(s, ...) -> true | nil, err, code */
+static int atomic_write(lua_State *L)
+{
+    atomic *a = check_open(L);
+    int n = lua_gettop(L);
+    for (int i = 2; i <= n; i++)
+        luaL_checkstring(L, i);
+    if (!a->open)
+        return closed_error(L, a);
+    for (int i = 2; i <= n && !a->err; i++) {
+        size_t len;
+        const char *s = lua_tolstring(L, i, &len);
+        atomic_put(a, s, len);
+    }
+    return push_atomic_result(L, a, a->err);
+}
+
+/* handle:sync() -> true | nil, err, code: on disk now (before committing several) */
+static int atomic_sync_l(lua_State *L)
+{
+    atomic *a = check_open(L);
+    if (!a->open)
+        return closed_error(L, a);
+    return push_atomic_result(L, a, atomic_sync(a));
+}
+
+/* handle:commit() -> true | nil, err, code: fsync and rename over the target */
+static int atomic_commit_l(lua_State *L)
+{
+    atomic *a = check_open(L);
+    if (!a->open)
+        return closed_error(L, a);
+    return push_atomic_result(L, a, atomic_commit(a));
+}
+
+/* handle:abort(): the temporary goes, the target is left as it was */
+static int atomic_abort_l(lua_State *L)
+{
+    atomic_close(check_open(L));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int atomic_tostring(lua_State *L)
+{
+    atomic *a = check_open(L);
+    lua_pushfstring(L, "hplua.json.atomic (%s, %s)", a->path ? a->path : "?", a->open ? "open" : "closed");
+    return 1;
+}
+
+/* write_atomic(path, text) -> true | nil, err, code */
 static int json_write_atomic(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     size_t len;
     const char *text = luaL_checklstring(L, 2, &len);
-    const char *tmp = lua_pushfstring(L, "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "cannot write %s: %s", path, strerror(errno));
-        return 2;
-    }
-    size_t off = 0;
-    int err = 0;
-    while (off < len) {
-        ssize_t n = write(fd, text + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            err = errno;
-            break;
-        }
-        off += (size_t)n;
-    }
-    if (!err && fsync(fd) != 0)
-        err = errno;
-    if (close(fd) != 0 && !err)
-        err = errno;
-    if (!err && rename(tmp, path) != 0)
-        err = errno;
+    atomic *a = atomic_new(L, path);
+    const char *why;
+    int err = atomic_prepare(a, 1, &why);
     if (err) {
-        unlink(tmp);
-        lua_pushnil(L);
-        lua_pushfstring(L, "cannot write %s: %s", path, strerror(err));
-        return 2;
+        atomic_close(a);
+        return push_write_error(L, path, err, why);
     }
-    lua_pushboolean(L, 1);
-    return 1;
+    atomic_put(a, text, len);
+    return push_atomic_result(L, a, atomic_commit(a));
+}
+
+static void atomic_register(lua_State *L)
+{
+    static const luaL_Reg methods[] = {{"write", atomic_write},
+                                       {"sync", atomic_sync_l},
+                                       {"commit", atomic_commit_l},
+                                       {"abort", atomic_abort_l},
+                                       {NULL, NULL}};
+    luaL_newmetatable(L, ATOMIC_MT);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, atomic_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, atomic_abort_l);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, atomic_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
 }
 
 /* array(t) -> t, marked to encode as a JSON array even when empty */
@@ -334,10 +848,6 @@ static int json_utf8_repair(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
-    if (jenc_valid_utf8(s, len)) { /* the common case: nothing to repair, no copy */
-        lua_settop(L, 1);
-        return 1;
-    }
     char *fixed = utf8_repair(s, len);
     if (!fixed)
         return luaL_error(L, "out of memory");
@@ -351,11 +861,14 @@ int luaopen_hplua_json(lua_State *L)
     static const luaL_Reg fns[] = {{"encode", json_encode},
                                    {"decode", json_decode},
                                    {"write_atomic", json_write_atomic},
+                                   {"open_atomic", json_open_atomic},
+                                   {"check_target", json_check_target},
                                    {"array", json_array},
                                    {"utf8_repair", json_utf8_repair},
                                    {NULL, NULL}};
     luaL_newmetatable(L, ARRAY_MT);
     lua_pop(L, 1);
+    atomic_register(L);
     luaL_newlib(L, fns);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");

@@ -227,6 +227,32 @@ static int sys_realpath(lua_State *L)
     return 1;
 }
 
+/* stat(path) -> { kind = "file"|"dir"|"other", dev, ino, size, mode } | nil, err, code
+ * (follows symbolic links; dev and ino tell a real folder seen before) */
+static int sys_stat(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        int err = errno;
+        push_errno(L, path, err);
+        lua_pushstring(L, err == ENOENT ? "ENOENT" : err == EACCES ? "EACCES" : err == ELOOP ? "ELOOP" : err == ENOTDIR ? "ENOTDIR" : "EIO");
+        return 3;
+    }
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir" : "other");
+    lua_setfield(L, -2, "kind");
+    lua_pushinteger(L, (lua_Integer)st.st_dev);
+    lua_setfield(L, -2, "dev");
+    lua_pushinteger(L, (lua_Integer)st.st_ino);
+    lua_setfield(L, -2, "ino");
+    lua_pushinteger(L, (lua_Integer)st.st_size);
+    lua_setfield(L, -2, "size");
+    lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
+    lua_setfield(L, -2, "mode");
+    return 1;
+}
+
 int luaopen_hplua_sys(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"listdir", sys_listdir},
@@ -245,6 +271,7 @@ int luaopen_hplua_sys(lua_State *L)
                                    {"read", sys_read},
                                    {"close", sys_close},
                                    {"realpath", sys_realpath},
+                                   {"stat", sys_stat},
                                    {NULL, NULL}};
     luaL_newlib(L, fns);
     guard_register(L);

@@ -7,6 +7,7 @@
 
 #include <lauxlib.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
@@ -46,8 +47,47 @@ static int load_embedded(lua_State *L)
     return 1;
 }
 
+/* warn() as in the stand-alone lua: off until warn("@on"), off again with
+ * warn("@off"); a warning is "Lua warning: " and its pieces on stderr. */
+static void warn_on(void *ud, const char *msg, int tocont);
+static void warn_off(void *ud, const char *msg, int tocont);
+
+static int warn_control(lua_State *L, const char *msg, int tocont)
+{
+    if (tocont || *msg != '@')
+        return 0;
+    if (strcmp(msg + 1, "off") == 0)
+        lua_setwarnf(L, warn_off, L);
+    else if (strcmp(msg + 1, "on") == 0)
+        lua_setwarnf(L, warn_on, L);
+    return 1;
+}
+
+static void warn_off(void *ud, const char *msg, int tocont) { warn_control(ud, msg, tocont); }
+
+static void warn_cont(void *ud, const char *msg, int tocont)
+{
+    fputs(msg, stderr);
+    if (tocont) {
+        lua_setwarnf(ud, warn_cont, ud);
+    } else {
+        fputs("\n", stderr);
+        lua_setwarnf(ud, warn_on, ud);
+    }
+    fflush(stderr);
+}
+
+static void warn_on(void *ud, const char *msg, int tocont)
+{
+    if (warn_control(ud, msg, tocont))
+        return;
+    fputs("Lua warning: ", stderr);
+    warn_cont(ud, msg, tocont);
+}
+
 void modules_install(lua_State *L)
 {
+    lua_setwarnf(L, warn_off, L);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     for (int i = 0; hplua_embedded_modules[i].name; i++) {
         lua_pushinteger(L, i);
@@ -68,6 +108,8 @@ void modules_install(lua_State *L)
     lua_setfield(L, -2, "hplua.sqlite");
     lua_pushcfunction(L, luaopen_hplua_stream);
     lua_setfield(L, -2, "hplua.stream");
+    lua_pushcfunction(L, luaopen_hplua_sandbox);
+    lua_setfield(L, -2, "hplua.sandbox");
     lua_pop(L, 1);
     /* Installed instrument modules (hplua.pc's moduledir, PREFIX/LIBDIR/hplua beside
      * PREFIX/bin/hplua) are found by require. */

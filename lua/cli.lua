@@ -1,5 +1,9 @@
 -- hplua.cli: the command line (README.md, "Command line"). Returns exit statuses; never exits.
+-- Globals a script or a test may replace (`require = nil`) are kept here first.
+local require, tostring, tonumber, ipairs, type, pairs = require, tostring, tonumber, ipairs, type, pairs
+local load, loadfile, unpack, io, string = load, loadfile, table.unpack, io, string
 local sys = require "hplua.sys"
+local json = require "hplua.json"
 
 local M = {}
 
@@ -46,11 +50,21 @@ local function usage_error(msg)
   return EXIT.usage
 end
 
-local function positive(name, value, unit)
+-- A positive, finite number, at most max (1e308, inf and values that overflow a
+-- size in bytes are refused, naming the option).
+local function positive(name, value, unit, max)
   local n = tonumber(value)
-  if not n or n <= 0 then return nil, string.format("%s needs a positive number of %s, got '%s'", name, unit, value) end
+  if not n or not (n > 0) or n == math.huge then
+    return nil, string.format("%s needs a positive number of %s, got '%s'", name, unit, value)
+  end
+  if max and n > max then
+    return nil, string.format("%s: %s %s is more than the %s %s allowed", name, value, unit, string.format("%.0f", max), unit)
+  end
   return n
 end
+
+-- --max-memory in megabytes must fit a size in bytes with room to spare: 2^40 MB.
+local MAX_MEMORY_MB = 2 ^ 40
 
 -- Parses argv; returns opts or nil, message.
 function M.parse(args)
@@ -110,7 +124,7 @@ function M.parse(args)
       elseif name == "--answers" then
         opts.answers = value
       elseif name == "--max-memory" then
-        local n, err = positive(name, value, "megabytes")
+        local n, err = positive(name, value, "megabytes", MAX_MEMORY_MB)
         if not n then return nil, err end
         opts.max_memory = n
       elseif name == "--artifacts" then
@@ -162,7 +176,8 @@ end
 -- -e CODE / --exec FILE: run a chunk with the stdlib loaded, args in `arg` and `...`.
 local function run_script(script)
   local chunk, err
-  local argt = { [0] = script.kind == "-e" and "-e" or script.value }
+  -- as lua.c: the interpreter at arg[-1], the script (or -e) at arg[0], then its arguments
+  local argt = { [-1] = sys.exepath(), [0] = script.kind == "-e" and "-e" or script.value }
   for i, v in ipairs(script.args) do argt[i] = v end
   _G.arg = argt
   if script.kind == "-e" then
@@ -175,7 +190,7 @@ local function run_script(script)
     return EXIT.failed
   end
   require "hplua" -- children started with hp.process.lua get the same stdlib
-  local ok, info = sys.run_guarded(function() return chunk(table.unpack(script.args)) end, nil, 0)
+  local ok, info = sys.run_guarded(function() return chunk(unpack(script.args)) end, nil, 0)
   require("hplua.process.internal").cleanup(1)
   if ok then return EXIT.ok end
   if info.kind == "interrupt" then
@@ -193,7 +208,6 @@ local function load_answers(path)
   if not f then return nil, "--answers: " .. err end
   local text = f:read("a")
   f:close()
-  local json = require "hplua.json"
   local answers, jerr = json.decode(text)
   if answers == nil then return nil, "--answers " .. path .. ": " .. jerr end
   if type(answers) ~= "table" or getmetatable(answers) then
@@ -238,6 +252,13 @@ local function run_tests(opts)
       return usage_error(err:find("No such file", 1, true) and ("path not found: " .. p) or err)
     end
   end
+  -- a report that cannot be written is a usage error before anything runs
+  for _, o in ipairs { { "--json", opts.json }, { "--junit", opts.junit } } do
+    if o[2] then
+      local ok, cerr = json.check_target(o[2])
+      if not ok then return usage_error(o[1] .. " " .. cerr:gsub("^cannot write ", "", 1)) end
+    end
+  end
   if opts.control then
     local control, err = require("hplua.control").open(opts.control)
     if not control then return usage_error(err) end
@@ -264,7 +285,11 @@ local function run_tests(opts)
   local function folder(p) return (p:match("^(.*)/[^/]*$") or ".") .. "/artifacts" end
   ctx.artifacts = opts.artifacts or (opts.json and folder(opts.json)) or (history_path and folder(history_path))
   if opts.max_memory then sys.set_memory_limit(opts.max_memory) end
+  -- test code runs text chunks only (API 12); -e and --exec never get here
+  require("hplua.sandbox").install()
   local runner = require "hplua.runner"
+  -- test code runs text chunks only (API 12); -e and --exec never get here
+  require("hplua.sandbox").install()
   local events = require "hplua.events"
   local run = runner.new_run(opts)
   local bus = events.new(opts.run_id or events.uuid(), opts.slot, run)

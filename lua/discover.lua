@@ -56,13 +56,33 @@ end
 --   { kind = "test", path, rel, dir }    a test file
 --   { kind = "error", path, message }    something that looks like a test file but cannot be used
 -- or nil, message when root itself does not exist.
+-- Each real folder is searched once (by device and inode, when fs has stat), so a
+-- symbolic link to a folder above cannot loop; on SIGINT or SIGTERM during the search
+-- (fs.interrupted) it stops and returns what it found, and sets M.stopped (the caller treats
+-- the run as interrupted during collection).
 function M.discover(root, fs)
   fs = fs or require "hplua.sys"
   local items = {}
   local kind, err = fs.kind(root)
   if not kind then return nil, err end
+  local seen = {}
+  -- only a signal that arrives while searching stops it (an earlier one is the
+  -- runner's to see, as for any other step)
+  local signals_before = fs.interrupted and fs.interrupted() or 0
 
   local function walk(dir_path, dir_rel)
+    if fs.interrupted and (fs.interrupted() or 0) > signals_before then
+      M.stopped = true
+      return
+    end
+    if fs.stat then
+      local st = fs.stat(dir_path)
+      if st then
+        local id = st.dev .. ":" .. st.ino
+        if seen[id] then return end
+        seen[id] = true
+      end
+    end
     local names, lerr = fs.listdir(dir_path)
     if not names then
       items[#items + 1] = { kind = "error", path = dir_path, message = "cannot read folder: " .. lerr }

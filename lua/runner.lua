@@ -2,6 +2,8 @@
 -- ordered run with dependencies, critical stops, attempts, timeouts, fixtures and
 -- hooks. The run owns its state and publishes what happens as events (API 6) on
 -- its bus; every output is a subscriber (lua/sink_*.lua).
+-- test code may replace globals (package = nil): keep what the runner uses
+local package, require, string, table = package, require, string, table
 local sys = require "hplua.sys"
 local ctx = require "hplua.context"
 local discover = require "hplua.discover"
@@ -584,10 +586,8 @@ function Run:verdict(phase)
   local code
   if phase == "collection_error" or phase == "interrupted_collection" or self.interrupted then
     code = EXIT.interrupted
-  elseif phase == "none" then
-    code = EXIT.none
-  elseif self.all_deps_missing then
-    code = EXIT.none
+  elseif phase == "none" or self.all_deps_missing then
+    code = #self.errors > 0 and EXIT.failed or EXIT.none -- a report that failed to be written
   elseif self.summary.failed > 0 or self.summary.stopped > 0 or #self.errors > 0 then
     code = EXIT.failed
   else
@@ -669,14 +669,42 @@ function Run:main(paths, keywords)
     if sys.interrupted() then self.interrupted = true end
   end
   restore_exit()
-  local code, status = self:verdict(phase)
-  self.exit_code, self.status = code, status
   self.duration = seconds(sys.clock() - self.started)
-  self:emit("run_finished", { status = status, exit_code = code, summary = self.summary,
-    caused_failure = self.caused_failure or null, duration = self.duration, phase = phase,
-    warnings = phase == "run" and json.array(require("hplua.measure").unused_warnings()) or nil,
-    ended_at = sys.now(self.wall_start + self.duration) })
-  return code
+  local final = { summary = self.summary, caused_failure = self.caused_failure or null, duration = self.duration,
+    phase = phase, warnings = phase == "run" and json.array(require("hplua.measure").unused_warnings()) or nil,
+    ended_at = sys.now(self.wall_start + self.duration) }
+  final.exit_code, final.status = self:verdict(phase)
+  self:prepare_outputs(final, phase)
+  self.exit_code, self.status = final.exit_code, final.status
+  self:emit("run_finished", final)
+  return self.exit_code
+end
+
+-- Report files are written before the run's final event and renamed into place at it:
+-- every output that has a prepare step writes and syncs a temporary for the final
+-- record. One that fails is a run error (kind "report"): a passing run fails, and
+-- the others are written again with that verdict — so all outputs agree.
+function Run:prepare_outputs(final, phase)
+  local pending = {}
+  for _, s in ipairs(self.bus.sinks) do
+    if s.prepare then pending[#pending + 1] = s end
+  end
+  while true do
+    local failed, message
+    for i, s in ipairs(pending) do
+      local ok, err = s:prepare(final, self)
+      if ok == nil and err then failed, message = i, err break end
+    end
+    if not failed then return end
+    for _, s in ipairs(pending) do
+      if s.abort then s:abort() end
+    end
+    local sink = table.remove(pending, failed)
+    local what = (sink.option or "report") .. ": " .. message
+    io.stderr:write("hplua: error: " .. what .. "\n")
+    self:run_error(what, nil, nil, "report")
+    final.exit_code, final.status = self:verdict(phase)
+  end
 end
 
 return M

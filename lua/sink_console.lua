@@ -2,6 +2,8 @@
 -- run's events.
 local sys = require "hplua.sys"
 local format = require "hplua.format"
+-- test-supplied text never reaches the terminal raw (no escape-sequence injection)
+local esc = require("hplua.text").escape_control
 
 local M = {}
 
@@ -72,19 +74,19 @@ end
 -- (as pytest's live log does); the test's result line follows when it ends.
 function Console:message(ev)
   if self.live and type(ev.test) == "string" and (not self.verbose or ev.key ~= nil) then
-    self:draw(self:paint("dim", ev.test .. ": ") .. ev.text)
+    self:draw(self:paint("dim", esc(ev.test) .. ": ") .. esc(ev.text))
     return
   end
   if not self.verbose then return end
   self:clear()
   if type(ev.test) == "string" then
-    local head = ev.test .. (ev.attempt and ev.attempt > 1 and string.format(" (attempt %d)", ev.attempt) or "")
+    local head = esc(ev.test) .. (ev.attempt and ev.attempt > 1 and string.format(" (attempt %d)", ev.attempt) or "")
     if self.header_for ~= head then
       self.header_for = head
       out(self:paint("dim", head) .. "\n")
     end
   end
-  out("    " .. ev.text .. "\n")
+  out("    " .. esc(ev.text) .. "\n")
 end
 
 function Console:test_started(ev)
@@ -93,7 +95,7 @@ function Console:test_started(ev)
     self:clear()
     local e = prev.error
     out(self:paint("dim", string.format("  attempt %d of %d failed: %s", ev.attempt - 1, ev.max_attempts,
-      type(e) == "table" and e.message or prev.status)) .. "\n")
+      esc(type(e) == "table" and e.message or prev.status))) .. "\n")
   end
 end
 
@@ -108,7 +110,7 @@ function Console:flush_stopped()
   local st = self.stopped_skips
   if not st then return end
   self.stopped_skips = nil
-  out(self:paint("skipped", string.format("SKIPPED %d test%s: %s", st.n, st.n == 1 and "" or "s", st.reason)) .. "\n")
+  out(self:paint("skipped", string.format("SKIPPED %d test%s: %s", st.n, st.n == 1 and "" or "s", esc(st.reason))) .. "\n")
 end
 
 function Console:test_finished(ev)
@@ -129,22 +131,22 @@ function Console:test_finished(ev)
   self:flush_stopped()
   local detail
   if ev.status == "skipped" then
-    detail = ": " .. tostring(ev.skip_reason)
+    detail = ": " .. esc(tostring(ev.skip_reason))
   elseif ev.attempts > 1 then
     detail = string.format(" (%.2fs, attempt %d of %d)", ev.duration, ev.attempts, ev.max_attempts or ev.attempts)
   else
     detail = string.format(" (%.2fs)", ev.duration)
   end
-  out(self:paint(ev.status, LABEL[ev.status]) .. " " .. ev.test .. detail ..
+  out(self:paint(ev.status, LABEL[ev.status]) .. " " .. esc(ev.test) .. detail ..
     (ev.dependency and self:paint("dim", " (dependency)") or "") .. "\n")
   for _, m in ipairs(ev.measurements or {}) do
     if m.status == "marginal" then
       self.marginal = (self.marginal or 0) + 1
-      out("    " .. self:paint("skipped", format.measurement(m)) .. "\n")
+      out("    " .. self:paint("skipped", esc(format.measurement(m))) .. "\n")
     elseif not m.passed then
-      out("    " .. self:paint("failed", format.measurement(m)) .. "\n")
+      out("    " .. self:paint("failed", esc(format.measurement(m))) .. "\n")
     elseif self.verbose then
-      out("    " .. format.measurement(m) .. "\n")
+      out("    " .. esc(format.measurement(m)) .. "\n")
     end
   end
 end
@@ -154,22 +156,22 @@ function Console:run_error(ev)
 end
 
 local function located(e)
-  if type(e.file) == "string" then return string.format("%s:%d: %s\n", e.file, tonumber(e.line) or 0, e.message) end
-  return e.message .. "\n"
+  if type(e.file) == "string" then return string.format("%s:%d: %s\n", esc(e.file), tonumber(e.line) or 0, esc(e.message)) end
+  return esc(e.message) .. "\n"
 end
 
 function Console:print_failures()
   out("\n" .. self:paint("bold", "FAILURES") .. "\n")
   for _, r in ipairs(self.failures) do
-    out(self:paint(r.status, "--- " .. r.test .. " ---") .. "\n")
+    out(self:paint(r.status, "--- " .. esc(r.test) .. " ---") .. "\n")
     local e = type(r.error) == "table" and r.error or { message = r.status }
     out(located(e))
     if e.traceback and e.traceback ~= "" then
       out("traceback:\n")
-      for line in e.traceback:gmatch("[^\n]+") do out("    " .. line .. "\n") end
+      for line in e.traceback:gmatch("[^\n]+") do out("    " .. esc(line) .. "\n") end
     end
     if not self.verbose then
-      for _, m in ipairs(r.messages or {}) do out("    " .. m.text .. "\n") end
+      for _, m in ipairs(r.messages or {}) do out("    " .. esc(m.text) .. "\n") end
     end
   end
 end
@@ -201,7 +203,7 @@ function Console:run_finished(ev)
     out("\n" .. self:paint("bold", "ERRORS") .. "\n")
     for _, e in ipairs(self.errors) do out(located(e)) end
   end
-  for _, w in ipairs(ev.warnings or {}) do out(self:paint("skipped", "warning: " .. w) .. "\n") end
+  for _, w in ipairs(ev.warnings or {}) do out(self:paint("skipped", "warning: " .. esc(w)) .. "\n") end
   if ev.status == "stopped" then out(self:paint("stopped", "run interrupted") .. "\n") end
   local s = ev.summary
   local parts = {

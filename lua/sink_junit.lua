@@ -7,20 +7,17 @@ local format = require "hplua.format"
 local M = {}
 local null = json.null
 
--- XML 1.0 text: specials escaped; characters XML forbids (C0 controls but tab, LF
--- and CR; U+FFFE, U+FFFF) dropped; invalid UTF-8 repaired.
-local function xml(s)
-  s = json.utf8_repair(tostring(s))
-  s = s:gsub("[%z\1-\8\11\12\14-\31]", ""):gsub("\239\191[\190\191]", "")
-  return (s:gsub('[<>&"\']', { ["<"] = "&lt;", [">"] = "&gt;", ["&"] = "&amp;", ['"'] = "&quot;", ["'"] = "&apos;" }))
-end
+-- XML 1.0 text and attribute values (hplua.text): specials escaped, the characters
+-- XML forbids written as visible escapes, invalid UTF-8 repaired.
+local text = require "hplua.text"
+local xml, xml_text = text.xml_attr, text.xml_text
 M.xml = xml
 
 local Junit = {}
 Junit.__index = Junit
 
 function M.new(path)
-  return setmetatable({ path = path, suites = {}, dut = {}, stand = {} }, Junit)
+  return setmetatable({ path = path, option = "--junit", suites = {}, dut = {}, stand = {} }, Junit)
 end
 
 function Junit:info(ev)
@@ -34,7 +31,9 @@ function Junit:properties()
     for k in pairs(self[group]) do keys[#keys + 1] = tostring(k) end
     table.sort(keys)
     for _, k in ipairs(keys) do
-      p[#p + 1] = string.format('      <property name="%s.%s" value="%s"/>', group, xml(k), xml(self[group][k]))
+      local v = self[group][k]
+      p[#p + 1] = string.format('      <property name="%s.%s" value="%s"/>', group, xml(k),
+        xml(type(v) == "table" and json.encode(v, false, math.huge) or v))
     end
   end
   if #p == 0 then return nil end
@@ -68,7 +67,7 @@ function Junit:test_finished(ev)
     local e = ev.error ~= null and ev.error or { message = ev.status }
     local loc = type(e.file) == "string" and string.format("%s:%d: ", e.file, tonumber(e.line) or 0) or ""
     lines[#lines + 1] = string.format('      <failure message="%s" type="%s">%s%s</failure>', xml(loc .. e.message),
-      ev.status, xml(loc .. e.message), e.traceback and ("\n" .. xml(e.traceback)) or "")
+      ev.status, xml_text(loc .. e.message), e.traceback and ("\n" .. xml_text(e.traceback)) or "")
   elseif ev.status == "skipped" then
     s.skipped = s.skipped + 1
     lines[#lines + 1] = string.format('      <skipped message="%s"/>', xml(ev.skip_reason ~= null and ev.skip_reason or "skipped"))
@@ -76,21 +75,48 @@ function Junit:test_finished(ev)
   local out = {}
   for _, msg in ipairs(ev.messages or {}) do out[#out + 1] = msg.time .. " " .. msg.text end
   for _, m in ipairs(ev.measurements or {}) do out[#out + 1] = format.measurement(m) end
-  if #out > 0 then lines[#lines + 1] = "      <system-out>" .. xml(table.concat(out, "\n")) .. "</system-out>" end
+  if #out > 0 then lines[#lines + 1] = "      <system-out>" .. xml_text(table.concat(out, "\n")) .. "</system-out>" end
   lines[#lines + 1] = "    </testcase>"
   s.cases[#s.cases + 1] = table.concat(lines, "\n")
 end
 
-function Junit:run_finished(ev, run)
+function Junit:render(ev)
   self:close_suite()
   local sm = ev.summary
-  local text = '<?xml version="1.0" encoding="UTF-8"?>\n' ..
+  return '<?xml version="1.0" encoding="UTF-8"?>\n' ..
     string.format('<testsuites name="hplua" tests="%d" failures="%d" errors="0" time="%.3f">\n', sm.total,
       sm.failed + sm.stopped, ev.duration) ..
     table.concat(self.suites, "\n") .. (#self.suites > 0 and "\n" or "") .. "</testsuites>\n"
-  self.suites = nil
-  local ok, err = json.write_atomic(self.path, text)
-  if not ok then run:output_error(err) end
+end
+
+-- Written to a synced temporary before the run's final event, renamed at it
+-- (as sink_json: every output agrees with the exit status).
+function Junit:prepare(ev)
+  self:abort()
+  local h, err = json.open_atomic(self.path)
+  local ok = h ~= nil
+  if ok then ok, err = h:write(self:render(ev)) end
+  if ok then ok, err = h:sync() end
+  if not ok then
+    if h then h:abort() end
+    return nil, err
+  end
+  self.handle = h
+  return true
+end
+
+function Junit:abort()
+  if self.handle then self.handle:abort() end
+  self.handle = nil
+end
+
+function Junit:run_finished(_, run)
+  local h = self.handle
+  self.handle = nil
+  if h then
+    local ok, err = h:commit()
+    if not ok then run:output_error(self.option .. ": " .. err) end
+  end
 end
 
 return M

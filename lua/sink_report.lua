@@ -55,7 +55,8 @@ end
 
 function Report:run_error(ev)
   local l = self.errors
-  l[#l + 1] = { message = ev.message, file = ev.file, line = ev.line, kind = ev.kind }
+  l[#l + 1] = { message = ev.message, file = ev.file ~= null and ev.file or nil,
+    line = ev.line ~= null and ev.line or nil, kind = ev.kind }
 end
 
 local RESULT_FIELDS = { "name", "pid", "command", "exit_code", "signal", "stdout", "stderr", "started_at", "ended_at",
@@ -69,9 +70,19 @@ end
 
 local LIMIT_KEYS = require("hplua.measure").LIMIT_KEYS
 
+-- JSON has no infinities or NaN: a limit of -inf (a min) or inf (a max) is no limit
+-- and is left out; any other non-finite number is written as "inf", "-inf" or "nan".
+local function finite_or_text(x)
+  if type(x) ~= "number" or (x == x and x ~= math.huge and x ~= -math.huge) then return x end
+  return x ~= x and "nan" or x > 0 and "inf" or "-inf"
+end
+M.finite_or_text = finite_or_text
+
 local function measurement_record(m)
-  local r = { name = m.name, value = m.value, unit = m.unit, passed = m.passed, status = m.status }
-  for _, k in ipairs(LIMIT_KEYS) do r[k] = m[k] end
+  local r = { name = m.name, value = finite_or_text(m.value), unit = m.unit, passed = m.passed, status = m.status }
+  for _, k in ipairs(LIMIT_KEYS) do r[k] = finite_or_text(m[k]) end
+  if r.min == "-inf" then r.min = nil end
+  if r.max == "inf" then r.max = nil end
   return r
 end
 
@@ -89,7 +100,7 @@ function Report:close_module()
   self.module = nil
   local tests = m.tests
   m.tests = nil
-  local head = json.encode(m)
+  local head = assert(json.encode(m, false, math.huge))
   self.parts[#self.parts + 1] = head:sub(1, -2) .. ',"tests":[' .. table.concat(tests, ",") .. "]}"
 end
 
@@ -116,10 +127,10 @@ function Report:test_finished(ev)
     duration = ev.duration, attempts = ev.attempts, error = ev.error, skip_reason = ev.skip_reason,
     messages = msgs, measurements = meas, artifacts = ev.artifacts or {}, attachments = ev.attachments or NONE,
     attempt_results = attempts }
-  local text, err = json.encode(rec)
+  local text, err = json.encode(rec, false, math.huge)
   if not text then
     rec.artifacts = { error = "not encodable: " .. tostring(err) }
-    text = assert(json.encode(rec))
+    text = assert(json.encode(rec, false, math.huge))
   end
   m.tests[#m.tests + 1] = text
   m.ended_at = ev.ended_at
@@ -129,8 +140,13 @@ function Report:test_finished(ev)
   if RANK[st] > RANK[m.status] and st ~= "skipped" then m.status = st end
 end
 
-function Report:run_finished(ev)
+-- The report's text for the run's final record (the fields of run_finished); built
+-- again only when that record changed (a report that could not be written turns a
+-- passing run into a failed one, with a run error).
+function Report:render(ev)
   self:close_module()
+  local key = tostring(ev.exit_code) .. ":" .. #self.errors
+  if self.text and self.key == key then return self.text end
   local top = {
     hplua = self.hplua, run_id = self.run_id, status = ev.status, started_at = self.started_at, ended_at = ev.ended_at,
     duration = ev.duration, exit_code = ev.exit_code, caused_failure = ev.caused_failure,
@@ -139,13 +155,17 @@ function Report:run_finished(ev)
   }
   if type(self.serial) == "string" then top.serial = self.serial end
   if self.slot then top.slot = self.slot end
-  local head = json.encode(top)
+  local head = assert(json.encode(top, false, math.huge))
   local procs = {}
-  for i, p in ipairs(self.processes) do procs[i] = json.encode(p) end
+  for i, p in ipairs(self.processes) do procs[i] = assert(json.encode(p, false, math.huge)) end
   self.text = head:sub(1, -2) .. ',"modules":[' .. table.concat(self.parts, ",") .. '],"processes":[' ..
     table.concat(procs, ",") .. "]}\n"
-  self.parts, self.processes = nil, nil
+  self.key = key
+  return self.text
 end
+
+function Report:prepare(ev) self:render(ev) end
+function Report:run_finished(ev) self:render(ev) end
 
 -- The report's text once the run has finished.
 function Report:report_text()

@@ -9,17 +9,8 @@ local function out(s)
   io.stdout:flush()
 end
 
-local function yaml_string(s)
-  s = tostring(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
-    if c == "\n" then return "\\n" elseif c == '"' then return '\\"' elseif c == "\\" then return "\\\\" end
-    return string.format("\\x%02x", c:byte())
-  end) .. '"'
-end
-
-local function desc(s)
-  return (tostring(s):gsub("[%c]", " "):gsub("#", "\\#"))
-end
+local text = require "hplua.text"
+local yaml_string, desc = text.yaml_string, text.tap_description
 
 local Tap = {}
 Tap.__index = Tap

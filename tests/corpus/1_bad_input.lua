@@ -48,6 +48,9 @@ local function case(name, spec)
     for _, piece in ipairs(type(spec.expect) == "table" and spec.expect or { spec.expect }) do
       hp.expect(out).to_contain(piece)
     end
+    for _, piece in ipairs(spec.reject or {}) do
+      hp.expect(out).never.to_contain(piece)
+    end
   end)
 end
 
@@ -59,8 +62,32 @@ case("syntax error", { files = { ["1_x.lua"] = HP .. "hp.test('a', function()\n 
 case("error while loading", { files = { ["1_x.lua"] = HP .. "local cfg\nprint(cfg.port)\n" },
   status = 2, expect = "./1_x.lua:3: error while loading: attempt to index a nil value (local 'cfg')" })
 case("binary garbage", { files = { ["1_x.lua"] = "\0\1\2\3\255\254garbage\200\n\0" }, status = 2, expect = "./1_x.lua:1:" })
+local REFUSED = "binary chunks are refused in test code: unverified bytecode can crash the Lua VM"
 case("precompiled chunk refused", { files = { ["1_x.lua"] = string.dump(function() return 1 end) },
-  status = 2, expect = "attempt to load a binary chunk (mode is 't')" })
+  status = 2, expect = "./1_x.lua:0: " .. REFUSED })
+case("require of a precompiled helper", { files = { ["1_x.lua"] = HP .. "require '_dumped'\n",
+  ["_dumped.lua"] = string.dump(function() return {} end) }, status = 2,
+  expect = { "./1_x.lua:2: error while loading: error loading module '_dumped' from file './_dumped.lua':", REFUSED } })
+local function dumped_test(name, code)
+  case(name, { files = { ["1_x.lua"] = HP .. "local d = string.dump(function() return 'ran' end)\n" ..
+    "hp.test('bytecode', function()\n  " .. code .. "\nend)\nhp.test('next', function() end)\n",
+    ["_d.luac"] = string.dump(function() return "ran" end) },
+    status = 1, expect = { "./1_x.lua:4: " .. REFUSED, "1 passed, 1 failed" } })
+end
+dumped_test("load of bytecode in a test", "assert(load(d))")
+dumped_test("load of bytecode with mode b", "assert(load(d, 'd', 'b'))")
+dumped_test("load of bytecode from a reader", "local once = d; assert(load(function() local s = once; once = nil; return s end))")
+dumped_test("loadfile of bytecode", "assert(loadfile('_d.luac'))")
+dumped_test("dofile of bytecode", "dofile('_d.luac')")
+-- a dump with one byte changed (found by flipping bytes under lua5.4): it crashes a
+-- Lua VM that runs it
+case("corrupted bytecode cannot crash the host", { files = { ["1_x.lua"] = HP ..
+  "hp.test('corrupt', function()\n  local d = string.dump(function(a, b) local t = {a, b} return t[1] + t[2] end, true)\n" ..
+  "  local f, err = load(d:sub(1, 39) .. '\\255' .. d:sub(41))\n  if f then f(1, 2) end\n  error(err)\nend)\n" },
+  status = 1, expect = { "./1_x.lua:6: " .. REFUSED, "0 passed, 1 failed" } })
+case("a test file that requires itself", { files = { ["1_x.lua"] = HP .. "require '1_x'\nhp.test('t', function() end)\n" },
+  status = 2, expect = { "./1_x.lua:2: error while loading: error loading module '1_x' from file './1_x.lua':", "stack overflow" },
+  reject = { "(null)" } })
 case("empty file", { files = { ["1_x.lua"] = "" }, status = 5, expect = "no tests collected" })
 case("50 MB file", {
   prepare = function(dir)
@@ -155,8 +182,39 @@ case("missing path", { args = { "no/such/dir" }, status = 4, expect = "hplua: er
 case("bad --timeout", { args = { "--timeout", "soon", "." }, status = 4, expect = "--timeout needs a positive number of seconds, got 'soon'" })
 case("bad --max-memory", { args = { "--max-memory", "-1", "." }, status = 4, expect = "--max-memory needs a positive number of megabytes" })
 case("report in a folder that does not exist", { files = { ["1_x.lua"] = HP .. "hp.test('ok', function() end)\n" },
-  args = { "--json", "no/such/dir/report.json", "." }, status = 1,
-  expect = { "1 passed, 0 failed", "hplua: error: cannot write no/such/dir/report.json: No such file or directory" } })
+  args = { "--json", "no/such/dir/report.json", "." }, status = 4,
+  expect = "hplua: error: --json no/such/dir/report.json: its folder does not exist", reject = { "PASSED", "passed" } })
+case("--junit in a folder that does not exist", { files = { ["1_x.lua"] = HP .. "hp.test('ok', function() print('RAN') end)\n" },
+  args = { "--junit", "/nonexistent/x.xml", "." }, status = 4,
+  expect = "hplua: error: --junit /nonexistent/x.xml: its folder does not exist", reject = { "RAN" } })
+case("--json is a folder", { files = { ["out"] = true, ["1_x.lua"] = HP .. "hp.test('ok', function() print('RAN') end)\n" },
+  args = { "--json", "out", "." }, status = 4, expect = "hplua: error: --json out: it is a folder", reject = { "RAN" } })
+case("--json in a folder hplua cannot write", { skip = is_root and "root writes every folder",
+  files = { ["ro"] = true, ["1_x.lua"] = HP .. "hp.test('ok', function() print('RAN') end)\n" },
+  prepare = function(dir) os.execute("chmod 555 '" .. dir .. "/ro'") end,
+  args = { "--json", "ro/r.json", "." }, status = 4, expect = "hplua: error: --json ro/r.json: Permission denied", reject = { "RAN" } })
+for _, v in ipairs { "1e308", "1e999", "0x7fffffffffffffff", "nan", "inf" } do
+  case("--max-memory " .. v, { args = { "--max-memory", v, "." }, status = 4, expect = "hplua: error: --max-memory" })
+end
+
+-- the tree and the test code
+case("a symbolic link loop in the test tree", { files = { ["sub"] = true, ["sub/1_t.lua"] = HP .. "hp.test('t', function() end)\n",
+  ["sub/self"] = { link = "." }, ["sub/up"] = { link = ".." }, ["sub/z"] = { link = "../sub" } },
+  status = 0, expect = "1 passed", reject = { "self/", "up/" } })
+case("a table shared many times as an artifact", { files = { ["1_x.lua"] = HP ..
+  "hp.test('dag', function()\n  local t = { 'x' }\n  for _ = 1, 22 do t = { t, t } end\n  hp.artifact('dag', t)\nend)\n" ..
+  "hp.test('next', function() end)\n" },
+  status = 1, expect = { "./1_x.lua:5: hp.artifact: not JSON-able: too large: expands to more than 256 MB", "1 passed, 1 failed" } })
+case("warn() as in plain Lua", { files = { ["1_x.lua"] = HP .. "hp.test('w', function()\n  warn('hidden-1')\n" ..
+  "  warn('@on')\n  warn('shown ', 'in ', 'parts')\n  warn('@off')\n  warn('hidden-2')\nend)\n" },
+  status = 0, expect = { "Lua warning: shown in parts\n", "1 passed" }, reject = { "hidden" } })
+case("require = nil in a test", { files = { ["1_x.lua"] = HP .. "hp.test('a', function() require = nil end)\n" ..
+  "hp.test('b', function() hp.measure { name = 'm', value = 1 } end)\n" },
+  args = { "--junit", "r.xml", "--json", "r.json", "." }, status = 0, expect = "2 passed", reject = { "internal error" } })
+case("require = nil and package = nil in a script", { args = { "-e", "require = nil package = nil" }, status = 0,
+  reject = { "internal error" } })
+case("--exec sets arg like lua.c", { files = { ["s.lua"] = "print('ARG', arg[-1] == require('hplua.sys').exepath(), arg[0], arg[1], ...)\n" },
+  args = { "--exec", "s.lua", "x" }, status = 0, expect = "ARG\ttrue\ts.lua\tx\tx" })
 case("bad --color", { args = { "--color", "rainbow" }, status = 4, expect = "--color must be auto, always or never" })
 
 hp.after_all(function() os.execute("rm -rf '" .. root .. "'") end)

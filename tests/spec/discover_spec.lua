@@ -78,3 +78,60 @@ describe("discovery", function()
     assert.matches("nope", err)
   end)
 end)
+
+describe("discovery through symbolic links", function()
+  -- a fake file system whose folders have identities, as sys.stat gives them
+  local function linked_fs(dirs, files, links)
+    local function resolve(p)
+      for from, to in pairs(links) do
+        if p == from or p:sub(1, #from + 1) == from .. "/" then return resolve(to .. p:sub(#from + 1)) end
+      end
+      return p
+    end
+    local fs = { calls = 0 }
+    function fs.kind(p)
+      p = resolve(p)
+      if dirs[p] then return "dir" end
+      if files[p] then return "file" end
+      return nil, p .. ": No such file or directory"
+    end
+    function fs.stat(p)
+      local k = fs.kind(p)
+      return k and { kind = k, dev = 1, ino = resolve(p) }
+    end
+    function fs.listdir(p)
+      fs.calls = fs.calls + 1
+      local r, names = resolve(p), {}
+      for _, set in ipairs { dirs, files, links } do
+        for q in pairs(set) do
+          local rest = q:sub(#r + 2)
+          if q:sub(1, #r + 1) == r .. "/" and rest ~= "" and not rest:find("/") then names[#names + 1] = rest end
+        end
+      end
+      return names
+    end
+    return fs
+  end
+
+  it("searches each real folder once: a link to itself or to a parent does not loop", function()
+    local fs = linked_fs({ t = true, ["t/sub"] = true }, { ["t/sub/1_a.lua"] = true },
+      { ["t/sub/self"] = "t/sub", ["t/sub/up"] = "t", ["t/again"] = "t/sub" })
+    local items = assert(discover.discover("t", fs))
+    local paths = {}
+    for _, it in ipairs(items) do paths[#paths + 1] = it.kind .. " " .. it.path end
+    assert.are.same({ "test t/again/1_a.lua" }, paths)
+    assert.is_true(fs.calls <= 3)
+  end)
+
+  it("stops when the run is interrupted", function()
+    local fs = linked_fs({ t = true, ["t/a"] = true, ["t/b"] = true }, { ["t/a/1.lua"] = true, ["t/b/2.lua"] = true }, {})
+    local n = 0
+    fs.interrupted = function() n = n + 1 return n > 3 and 2 or 1 end -- one signal before, one during
+    discover.stopped = nil
+    local items = assert(discover.discover("t", fs))
+    assert.are.equal(1, #items)
+    assert.are.equal("t/a/1.lua", items[1].path)
+    assert.is_true(discover.stopped)
+    discover.stopped = nil
+  end)
+end)

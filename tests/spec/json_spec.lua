@@ -28,3 +28,175 @@ describe("hplua.json", function()
     assert.matches("line 3", err)
   end)
 end)
+
+describe("hplua.json encoding of nasty values", function()
+  local function enc(v) return assert(json.encode(v)) end
+
+  it("writes numbers JSON can read back exactly", function()
+    assert.are.equal("-0", enc(-0.0))
+    assert.are.equal("0", enc(0))
+    assert.are.equal("1e+308", enc(1e308))
+    assert.are.equal(5e-324, json.decode(enc(5e-324)))
+    assert.are.equal("-9223372036854775808", enc(math.mininteger))
+    assert.are.equal("9223372036854775807", enc(math.maxinteger))
+    assert.are.equal("0.1", enc(0.1))
+    assert.are.equal(1 / 3, json.decode(enc(1 / 3)))
+    -- JSON has no infinities or NaN: null (the report writes measurements as text)
+    assert.are.equal("[null,null,null]", enc(json.array { math.huge, -math.huge, 0 / 0 }))
+  end)
+
+  it("escapes controls and line separators, repairs invalid UTF-8 and NUL", function()
+    assert.are.equal('"a\\u0001\\u001b[\\n\\t\\r\\"\\\\/"', enc("a\1\27[\n\t\r\"\\/"))
+    assert.are.equal('"\\u2028\\u2029"', enc("\u{2028}\u{2029}"))
+    assert.are.equal('"\u{FFFE}\u{FFFF}\127"', enc("\u{FFFE}\u{FFFF}\127")) -- valid JSON as they are
+    assert.are.equal('"a\u{FFFD}b \u{FFFD}\u{FFFD} \u{FFFD}\u{FFFD}\u{FFFD}"', enc("a\0b \192\175 \237\160\128"))
+    assert.are.equal('{"\u{FFFD}":1}', enc({ ["\255"] = 1 }))
+  end)
+
+  it("sorts keys and writes pretty text with two-space indents", function()
+    assert.are.equal('{"a":[1,{}],"b":true,"c":null}', enc({ c = json.null, b = true, a = { 1, {} } }))
+    assert.are.equal('{\n  "a": [\n    1\n  ],\n  "b": {}\n}', json.encode({ b = {}, a = { 1 } }, true))
+  end)
+
+  it("stops a table shared many times before it expands to gigabytes", function()
+    local t = { "x" }
+    for _ = 1, 22 do t = { t, t } end
+    local started = os.clock()
+    local v, err = json.encode(t)
+    assert.is_nil(v)
+    assert.are.equal("too large: expands to more than 256 MB", err)
+    assert.is_true(os.clock() - started < 30)
+    -- the budget can be given: bytes of text plus 32 per value
+    assert.are.equal("too large: expands to more than 100 bytes", select(2, json.encode(string.rep("x", 100), false, 100)))
+    assert.are.equal(102, #json.encode(string.rep("x", 100), false, 200))
+    assert.are.equal(2 ^ 10 * 4 + 1, #select(1, json.encode(string.rep("abcd", 2 ^ 10) .. "", false, math.huge)) - 1)
+  end)
+end)
+
+describe("hplua.json report files", function()
+  local sys = require "hplua.sys"
+  local dir
+  before_each(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+  end)
+  after_each(function() os.execute("rm -rf '" .. dir .. "'") end)
+
+  local function read(p)
+    local f = assert(io.open(p, "rb"))
+    local s = f:read("a")
+    f:close()
+    return s
+  end
+  local function entries()
+    local names = sys.listdir(dir)
+    table.sort(names)
+    return table.concat(names, " ")
+  end
+  local function sh(cmd) assert(os.execute(cmd)) end
+
+  it("replaces a file atomically and leaves no temporary", function()
+    assert.is_true(json.write_atomic(dir .. "/r.json", "one"))
+    assert.is_true(json.write_atomic(dir .. "/r.json", "two"))
+    assert.are.equal("two", read(dir .. "/r.json"))
+    assert.are.equal("r.json", entries())
+    local umask = require("hplua").process.start("umask", "umask"):wait(10).stdout
+    assert.are.equal(tonumber("644", 8) & ~tonumber(umask, 8), sys.stat(dir .. "/r.json").mode) -- 0644 minus the umask
+  end)
+
+  it("does not follow a planted link at the old predictable temporary name", function()
+    local victim = dir .. "/victim"
+    sh("echo secret > " .. victim .. " && chmod 600 " .. victim)
+    sh(string.format("ln -s %s %s/r.json.tmp.%d", victim, dir, sys.getpid()))
+    assert.is_true(json.write_atomic(dir .. "/r.json", "report"))
+    assert.are.equal("secret\n", read(victim))
+    assert.are.equal(tonumber("600", 8), sys.stat(victim).mode)
+  end)
+
+  it("keeps a link to a regular file and replaces the file it points to", function()
+    sh(string.format("echo old > %s/real.json && ln -s real.json %s/link.json", dir, dir))
+    assert.is_true(json.write_atomic(dir .. "/link.json", "new"))
+    assert.are.equal("new", read(dir .. "/real.json"))
+    assert.are.equal("link.json real.json", entries())
+    assert.is_true(os.execute("test -L " .. dir .. "/link.json"))
+  end)
+
+  it("refuses a folder, a dangling link and a missing folder, naming the path", function()
+    local v, err, code = json.write_atomic(dir, "x")
+    assert.is_nil(v)
+    assert.are.equal("cannot write " .. dir .. ": it is a folder", err)
+    assert.are.equal("EISDIR", code)
+    sh(string.format("ln -s nowhere %s/dangling", dir))
+    v, err, code = json.write_atomic(dir .. "/dangling", "x")
+    assert.are.equal("cannot write " .. dir .. "/dangling: it is a symbolic link to a missing file", err)
+    assert.are.equal("ENOENT", code)
+    v, err, code = json.check_target(dir .. "/no/such/r.json")
+    assert.are.equal("cannot write " .. dir .. "/no/such/r.json: its folder does not exist", err)
+    assert.are.equal("ENOENT", code)
+    assert.is_true(json.check_target(dir .. "/fresh.json"))
+    assert.are.equal("dangling", entries()) -- checking leaves nothing behind
+  end)
+
+  it("writes into a FIFO directly and never replaces it", function()
+    local fifo = dir .. "/fifo"
+    sh("mkfifo " .. fifo)
+    -- nobody reads it: an error, not a hang, and the FIFO stays
+    local v, err, code = json.write_atomic(fifo, "x")
+    assert.is_nil(v)
+    assert.are.equal("cannot write " .. fifo .. ": no process reads the FIFO", err)
+    assert.are.equal("ENXIO", code)
+    assert.is_true(json.check_target(fifo)) -- checking does not open it
+    local hp = require "hplua"
+    local reader = hp.process.start("fifo-reader", { "cat", fifo })
+    local ok
+    for _ = 1, 200 do -- until cat has opened its end
+      ok = json.write_atomic(fifo, '{"via":"fifo"}')
+      if ok then break end
+      hp.sleep(0.02)
+    end
+    assert.is_true(ok)
+    assert.are.equal('{"via":"fifo"}', reader:wait(10).stdout)
+    assert.is_true(os.execute("test -p " .. fifo))
+    assert.are.equal("fifo", entries())
+  end)
+
+  it("streams through open_atomic: nothing at the path until commit", function()
+    local p = dir .. "/s.json"
+    local h = assert(json.open_atomic(p))
+    assert.is_true(h:write("[1,", "2]"))
+    assert.is_true(h:sync())
+    assert.is_nil(io.open(p))
+    assert.is_true(h:commit())
+    assert.are.equal("[1,2]", read(p))
+    local v, err, code = h:commit()
+    assert.is_nil(v)
+    assert.are.equal("closed", code)
+    assert.matches("already committed or aborted", err)
+    -- abort, <close> and garbage collection all remove the temporary
+    h = assert(json.open_atomic(dir .. "/a.json"))
+    h:write("x")
+    h:abort()
+    do
+      local c <close> = assert(json.open_atomic(dir .. "/c.json"))
+      c:write("x")
+    end
+    json.open_atomic(dir .. "/g.json"):write("x")
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal("s.json", entries())
+  end)
+
+  it("writes into its own stdout directly (what /dev/stdout resolves to)", function()
+    -- a private link to /proc/self/fd/1, not /dev/stdout itself: a broken build must
+    -- not be able to replace a system file
+    sh(string.format("ln -s /proc/self/fd/1 %s/out", dir))
+    local hp = require "hplua"
+    local r = hp.process.start("to-stdout", { sys.exepath(), "-e",
+      string.format("io.stdout:write('before ') io.stdout:flush() assert(require('hplua.json').write_atomic(%q, 'report'))", dir .. "/out") }):wait(30)
+    assert.are.equal(0, r.exit_code)
+    assert.are.equal("before report", r.stdout)
+    assert.is_true(os.execute("test -L " .. dir .. "/out"))
+    assert.are.equal("out", entries())
+  end)
+end)

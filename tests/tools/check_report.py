@@ -1,18 +1,34 @@
 """Checks hplua reports with real consumers.
 
-  check_report.py json REPORT.json SCHEMA.json     validate against the JSON Schema
+  check_report.py json REPORT.json SCHEMA.json     strict JSON (no NaN/Infinity, no repeated
+                                                   keys, UTF-8), then the JSON Schema
   check_report.py junit REPORT.xml T F S            parse with junitparser; expect totals
 """
 import json
 import sys
 
 
+def no_constants(name):
+    raise ValueError(f"not JSON: {name}")
+
+
+def no_repeats(pairs):
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise ValueError(f"repeated key in an object: {sorted(keys)}")
+    return dict(pairs)
+
+
 def check_json(report, schema):
     import jsonschema
-    with open(report, encoding="utf-8") as f:
-        data = json.load(f)
+    with open(report, "rb") as f:
+        text = f.read().decode("utf-8")  # strict: invalid UTF-8 raises
+    data = json.loads(text, parse_constant=no_constants, object_pairs_hook=no_repeats)
     with open(schema, encoding="utf-8") as f:
-        jsonschema.validate(data, json.load(f))
+        schema = json.load(f)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    cls(schema).validate(data)
     print("valid:", report)
 
 

@@ -1,12 +1,47 @@
--- The JSON report, JUnit XML and TAP read by real consumers: a JSON Schema
--- validator, junitparser and Perl's prove; specials and invalid UTF-8 included.
+-- The JSON report, JUnit XML and TAP read by real consumers: a strict JSON Schema
+-- validator, xmllint (well-formed, and valid against Jenkins' junit-10.xsd rules),
+-- junitparser and Perl's prove; nasty strings and numbers included. Also where
+-- reports go: FIFOs, links, folders that do not exist, writes that fail.
 local hp = require "hplua"
+local sys = require "hplua.sys"
+local json = require "hplua.json"
 local run = require "_run"
 
 local tests_dir = run.fixtures .. "/.."
 local schema = tests_dir .. "/report.schema.json"
 local checker = tests_dir .. "/tools/check_report.py"
+local xsd = tests_dir .. "/tools/junit-10.xsd"
 local n = 0
+
+-- xmllint: well-formed, then valid against the JUnit schema
+local function xmllint(path)
+  n = n + 1
+  local r = hp.process.start("xmllint-" .. n, { "xmllint", "--noout", path }, { stderr = "stdout" }):wait(60)
+  if r.exit_code ~= 0 then error("not well-formed XML: " .. r.stdout, 2) end
+  r = hp.process.start("xmllint-xsd-" .. n, { "xmllint", "--noout", "--schema", xsd, path }, { stderr = "stdout" }):wait(60)
+  if r.exit_code ~= 0 then error("not valid against junit-10.xsd: " .. r.stdout, 2) end
+end
+
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir -p " .. d))
+  return d
+end
+
+local function listing(dir)
+  local names = sys.listdir(dir)
+  table.sort(names)
+  return table.concat(names, " ")
+end
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
 
 local function python(args)
   n = n + 1
@@ -26,6 +61,7 @@ local function run_checked(args, junit_counts, env)
   local res = p:wait(60)
   python { "json", json_path, schema }
   if junit_counts then
+    xmllint(junit)
     python { "junit", junit, table.unpack(junit_counts) }
   end
   os.remove(junit)
@@ -70,6 +106,7 @@ hp.test("an interrupted run is complete and stopped", function()
   run.kill(p.pid, "TERM")
   hp.expect(p:wait(10).exit_code).to_equal(2)
   python { "json", json_path, schema }
+  xmllint(junit)
   python { "junit", junit, 3, 1, 1 }
   local rep = run.read_report(json_path)
   hp.expect(rep.status).to_equal("stopped")
@@ -133,4 +170,109 @@ hp.test("dialogs: --answers, a real terminal, and neither", function()
   local bad = run.run({ "--answers", "dialog/broken.json", "dialog/1_ask.lua" })
   hp.expect(bad.exit_code).to_equal(4)
   hp.expect(bad.stderr).to_contain("--answers dialog/broken.json: invalid JSON at line 2")
+end)
+
+hp.test("nasty strings and numbers: strict JSON, valid JUnit, readable TAP", function()
+  local res, rep = run_checked({ "nasty" }, { 7, 5, 1 })
+  hp.expect(res.exit_code).to_equal(1)
+  local tests = rep.modules[1].tests
+  -- numbers JSON cannot hold are text; open limits are left out; integers are exact
+  local m = {}
+  for _, t in ipairs(tests) do
+    for _, x in ipairs(t.measurements) do m[x.name:match("^[^\1]*"):gsub(" c0 $", "")] = x end
+  end
+  hp.expect(m["number 6"].value).to_equal("inf")
+  hp.expect(m["number 7"].value).to_equal("-inf")
+  hp.expect(m["number 8"].value).to_equal("nan")
+  hp.expect(m["number 10"].value).to_equal(math.mininteger)
+  hp.expect(m["open below"].min).to_be_nil()
+  hp.expect(m["open above"].max).to_be_nil()
+  hp.expect(m["empty range"].min).to_be_nil() -- infinite limits are no limit (API 11)
+  hp.expect(m["empty range"].passed).to_be(true)
+  hp.expect(m["nan value"].value).to_equal("nan")
+  hp.expect(m["minint"].min).to_equal(math.mininteger)
+  -- nulls keep their place in arrays of run information
+  hp.expect(#rep.dut.numbers).to_equal(12)
+  hp.expect(rep.dut.numbers[6]).to_be(json.null)
+  hp.expect(rep.dut.numbers[9]).to_be_near(2 ^ 63, 2 ^ 11) -- through a double: cJSON
+  -- TAP of the same run goes through prove without a parse error
+  local r = hp.process.start("prove-nasty", { "prove", "--exec", run.exe .. " --tap", "nasty/1_nasty.lua" },
+    { cwd = run.fixtures, stderr = "stdout" }):wait(60)
+  hp.expect(r.stdout).to_match("Failed 5/7 subtests")
+  hp.expect(r.stdout).never.to_contain("Parse errors")
+end)
+
+hp.test("a 100 KB error message stays readable TAP", function()
+  local r = hp.process.start("prove-long", { "prove", "--exec", run.exe .. " --tap", "nasty_long/1_long.lua" },
+    { cwd = run.fixtures, stderr = "stdout" }):wait(60)
+  hp.expect(r.stdout).to_match("Failed 1/1 subtests")
+  hp.expect(r.stdout).never.to_contain("Parse errors")
+  hp.expect(r.stdout).never.to_contain("recursion limit")
+end)
+
+hp.test("a report that cannot be written is a usage error before anything runs", function()
+  local d = tmpdir()
+  local res = run.run({ "--junit", d .. "/no/such/x.xml", "pass" })
+  hp.expect(res.exit_code).to_equal(4)
+  hp.expect(res.stderr).to_contain("hplua: error: --junit " .. d .. "/no/such/x.xml: its folder does not exist")
+  hp.expect(res.stdout).never.to_contain("PASSED")
+  os.execute("rm -rf '" .. d .. "'")
+end)
+
+hp.test("a report that fails at the end fails the run, and the other report says so", function()
+  local d = tmpdir()
+  assert(os.execute("mkfifo " .. d .. "/fifo")) -- nobody reads it: writing fails at the end
+  local json_path = d .. "/r.json"
+  local r = hp.process.start("unwritable", { run.exe, "--json", json_path, "--junit", d .. "/fifo", "pass" },
+    { cwd = run.fixtures }):wait(60)
+  hp.expect(r.exit_code).to_equal(1)
+  hp.expect(r.stderr).to_contain("hplua: error: --junit: cannot write " .. d .. "/fifo: no process reads the FIFO")
+  python { "json", json_path, schema }
+  local rep = json.decode(read(json_path))
+  hp.expect(rep.exit_code).to_equal(1)
+  hp.expect(rep.status).to_equal("failed")
+  hp.expect(rep.summary.passed).to_equal(2)
+  hp.expect(rep.errors[1].kind).to_equal("report")
+  hp.expect(rep.errors[1].message).to_contain("--junit: cannot write")
+  hp.expect(os.execute("test -p " .. d .. "/fifo")).to_be(true) -- never replaced
+  hp.expect(listing(d)).to_equal("fifo r.json")
+  os.execute("rm -rf '" .. d .. "'")
+end)
+
+hp.test("reports go into a FIFO and through links; temporaries never stay", function()
+  local d = tmpdir()
+  assert(os.execute("mkfifo " .. d .. "/fifo"))
+  local reader = hp.process.start("fifo-cat", { "cat", d .. "/fifo" })
+  assert(os.execute(string.format("echo old > %s/real.xml && ln -s real.xml %s/link.xml", d, d)))
+  local r = hp.process.start("to-fifo", { run.exe, "-q", "--json", d .. "/fifo", "--junit", d .. "/link.xml", "pass" },
+    { cwd = run.fixtures }):wait(60)
+  hp.expect(r.exit_code).to_equal(0)
+  local rep = json.decode(reader:wait(30).stdout)
+  hp.expect(rep.summary.passed).to_equal(2)
+  hp.expect(os.execute("test -p " .. d .. "/fifo")).to_be(true)
+  hp.expect(os.execute("test -L " .. d .. "/link.xml")).to_be(true)
+  xmllint(d .. "/real.xml")
+  hp.expect(listing(d)).to_equal("fifo link.xml real.xml")
+  os.execute("rm -rf '" .. d .. "'")
+end)
+
+hp.test("SIGTERM while a report is being streamed leaves no temporary", function()
+  local d = tmpdir()
+  local ready = false
+  local code = string.format([[
+    local json = require "hplua.json"
+    local h = assert(json.open_atomic(%q))
+    h:write(string.rep("x", 1 << 20))
+    print("READY")
+    io.stdout:flush()
+    require("hplua").sleep(60)
+  ]], d .. "/r.json")
+  local p = hp.process.start("streamer", { run.exe, "-e", code },
+    { on_line = function(l) if l == "READY" then ready = true end end })
+  run.wait_for(function() return ready end, 20, "the writer")
+  hp.expect(#sys.listdir(d)).to_equal(1) -- its temporary
+  run.kill(p.pid, "TERM")
+  hp.expect(p:wait(10).signal).to_equal(15) -- -e ends by the signal it got, as lua would
+  hp.expect(listing(d)).to_equal("")
+  os.execute("rm -rf '" .. d .. "'")
 end)

@@ -36,11 +36,11 @@ FAILURES  OF RUNS  TEST
 [0]
 
 $ hplua history --history $CRAMTMP/h.db stats --since 2000-01-01 --json | grep -A 4 '"first_pass_yield"'
-	"first_pass_yield":	{
-		"passed":	0,
-		"serials":	1,
-		"yield":	0
-	},
+  "first_pass_yield": {
+    "passed": 0,
+    "serials": 1,
+    "yield": 0
+  },
 [0]
 
 $ id=$(sqlite3 $CRAMTMP/h.db "SELECT run_id FROM runs WHERE status = 'failed'"); hplua history --history $CRAMTMP/h.db show $(echo $id | cut -c1-8) | sed -n '2,3p;9,20p'
