@@ -23,6 +23,7 @@ local size = {
   startup_runs = S and 3 or 30, tests = S and 50 or 2000, test_runs = S and 1 or 9, pytest_runs = S and 1 or 3,
   children = S and 20 or 500, spawn_runs = S and 1 or 5, latency = S and 10 or 200, poll_latency = S and 5 or 200,
   capture = S and (1 << 20) or (256 << 20), capture_both = S and (1 << 20) or (64 << 20), capture_runs = S and 1 or 3,
+  cpu_loop = S and 20000 or 3000000, cpu_runs = S and 1 or 9,
 }
 
 local tmp = os.tmpname()
@@ -214,6 +215,38 @@ print(time.monotonic() - t0)
   end
   case(size.capture, false, string.format("capture %d MiB stdout", size.capture >> 20))
   case(size.capture_both, true, string.format("capture %d MiB stdout + stderr", size.capture_both >> 20))
+end
+
+-- 6. guard cost: a CPU-bound Lua loop (arithmetic and table work) as a test with a
+-- timeout and as a script, against lua5.4 running the same code (CPU seconds).
+do
+  local body = string.format([[
+local t0 = os.clock()
+local t, s = {}, 0
+for i = 1, %d do
+  s = s + (i * 7) %% 13
+  t[i %% 1000 + 1] = { i, s }
+  if i %% 3 == 0 then s = s - #t end
+end
+io.stderr:write("CPU ", os.clock() - t0, "\n")
+]], size.cpu_loop)
+  write(tmp .. "/cpu.lua", body)
+  os.execute("mkdir -p " .. tmp .. "/cpu_test")
+  write(tmp .. "/cpu_test/cpu.lua", 'local hp = require "hplua"\nhp.test("loop", { timeout = 600 }, function()\n' .. body .. "end)\n")
+  local function cpu(argv)
+    local ts = {}
+    for i = 0, size.cpu_runs do
+      local r = run(argv)
+      local v = assert(tonumber(r.stderr:match("CPU ([%d.e-]+)")), "no CPU time printed by " .. argv[1])
+      if i > 0 then ts[#ts + 1] = v end -- run 0 warms up
+    end
+    return median(ts)
+  end
+  local l = cpu({ "lua5.4", tmp .. "/cpu.lua" })
+  local ht = cpu({ HPLUA, "-q", tmp .. "/cpu_test" })
+  local hs = cpu({ HPLUA, "--exec", tmp .. "/cpu.lua" })
+  row("CPU-bound Lua loop in a test (timeout)", "s", ht, nil, "lua5.4 same loop", l, nil, "<= 1.05x lua5.4", "lower")
+  row("CPU-bound Lua loop, --exec script", "s", hs, nil, "lua5.4 same loop", l, nil, "<= 1.05x lua5.4", "lower")
 end
 
 -- the table

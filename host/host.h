@@ -10,14 +10,14 @@
 void guard_install(lua_State *L);
 /* Raises the timeout or interrupt error when a guarded call is due. */
 void guard_check(lua_State *L);
+/* A child was started: its pipes need draining while test code computes. */
+void guard_child_started(void);
 /* Monotonic deadline of the running guarded call, 0 when none. */
 double guard_deadline(void);
-/* Pushes the error-information table for the error object at idx (no Lua error escapes). */
-int guard_msgh(lua_State *L);
-/* Adds run_guarded, interrupted and caller to the table on top of the stack. */
+/* Adds run_guarded, interrupted, caller and set_rescue to the table on top of the stack. */
 void guard_register(lua_State *L);
 
-/* Is a guarded call (test code) running? */
+/* Is a guarded call (test code) running, with the heap cap in force? */
 int guard_armed(void);
 
 /* main.c: the Lua heap limit of --max-memory (0: none), enforced in test code. */

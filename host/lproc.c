@@ -412,6 +412,7 @@ static int start_common(lua_State *L, int lua_child)
         proc *p;
         rc = proc_start(&engine, &s, &p, err, sizeof err);
         if (!rc) {
+            guard_child_started();
             if (opts && lua_getfield(L, opts, "on_line") == LUA_TFUNCTION) {
                 push_state(L, "on_line");
                 lua_pushvalue(L, -2);

@@ -178,7 +178,10 @@ local function run_tests(opts)
   local reporter = opts.tap and console.tap() or console.console(opts)
   ctx.answers = answers
   local run_info = { started_at = sys.now(), wall_start = sys.wall() }
-  local plan = runner.collect(opts.paths)
+  -- Last resort (host/lguard.c): test code stuck where no hook reaches; write what we know.
+  local plan
+  sys.set_rescue(function(info) report.write_all(opts, run_info, plan, runner.rescue(info), EXIT.interrupted) end)
+  plan = runner.collect(opts.paths)
   if not plan then
     io.stdout:write("interrupted during collection\n")
     report.write_all(opts, run_info, nil, nil, EXIT.interrupted)

@@ -290,9 +290,9 @@ function Run:enter(chain)
 end
 
 function Run:attempt(t, n, timeout)
-  local rec = { test = t, attempt = n, messages = {}, measurements = {}, artifacts = {} }
-  ctx.current = rec
   local started = sys.clock()
+  local rec = { test = t, attempt = n, messages = {}, measurements = {}, artifacts = {}, started = started }
+  ctx.current = rec
   local arg = { id = t.id, name = t.name, attempt = n, module = t.module.id }
   local chain = t.module.chain
   local status, err, skip_reason = "passed", nil, nil
@@ -414,11 +414,14 @@ end
 function M.execute(plan, selected, opts, reporter)
   local run = M.new_run(plan, opts, reporter)
   run.base = { path = package.path, cpath = package.cpath }
+  run.selected = selected
+  M.current_run = run -- for M.rescue
   local real_exit = os.exit
   os.exit = function(code)
     error(string.format("os.exit(%s) called from test code: a test cannot end the run; use hp.fail or error", tostring(code)), 2)
   end
   local started = sys.clock()
+  run.started = started
   local dir
   for _, t in ipairs(selected) do
     if t.module.search_dir ~= dir then
@@ -432,6 +435,51 @@ function M.execute(plan, selected, opts, reporter)
   package.path, package.cpath = run.base.path, run.base.cpath
   if sys.interrupted() then run.interrupted = true end
   run.duration = sys.clock() - started
+  return run
+end
+
+-- LAST RESORT (self-contained, to be ported as is). The host calls this through
+-- sys.set_rescue (see cli.lua) in a forked copy of the process when test code is
+-- stuck where no hook reaches (a C call, a finalizer) or the run did not end
+-- within 4 s of SIGINT/SIGTERM; the host then ends every child and exits 2.
+-- info = { reason = "timeout"|"interrupt", message, file, line, in_test_code }.
+-- Records the stuck attempt (failed for a timeout, stopped for an interrupt), marks
+-- every test not yet run as skipped, and returns the run for the report writers
+-- (nil when stuck during collection, after recording a collection error).
+function M.rescue(info)
+  local run = M.current_run
+  if not run then
+    ctx.collection_error(info.message, info.file, info.line)
+    return nil
+  end
+  local status = info.reason == "interrupt" and "stopped" or "failed"
+  local err = { message = info.message, file = info.file, line = info.line, kind = info.reason }
+  local rec = ctx.current
+  if rec and rec.test.result then
+    local result = rec.test.result
+    rec.status, rec.error, rec.duration = status, err, sys.clock() - (rec.started or sys.clock())
+    result.attempt_results[rec.attempt] = rec
+    result.attempts = rec.attempt
+    result.status, result.error, result.skip_reason = status, err, nil
+    result.messages, result.measurements, result.artifacts = rec.messages, rec.measurements, rec.artifacts
+    result.duration = sys.wall() - result.wall_start
+    result.wall_end = sys.wall()
+    run.results[#run.results + 1] = result
+    pcall(run.reporter.test_done, run.reporter, rec.test, result)
+  else
+    table.insert(ctx.run.errors, err)
+  end
+  for _, t in ipairs(run.selected or {}) do
+    if not t.result then
+      run.results[#run.results + 1] = { test = t, id = t.id, name = t.name, status = "skipped", attempts = 0,
+        attempt_results = {}, messages = NONE, measurements = NONE, artifacts = NONE,
+        skip_reason = "not run: the run was ended (" .. info.reason .. ")", wall_start = sys.wall(), wall_end = sys.wall(),
+        duration = 0 }
+    end
+  end
+  run.interrupted = true
+  run.duration = sys.clock() - (run.started or sys.clock())
+  pcall(run.reporter.finish, run.reporter, run, M.summary(run.results))
   return run
 end
 
