@@ -129,13 +129,18 @@ static void set_real(lua_State *L, const uhook *u, int tick)
         lua_sethook(L, NULL, 0, 0);
 }
 
-static void raise_fired(lua_State *L, int why)
+/* Raises the timeout or interrupt error, located at stack level `level` (0 in the
+ * hook: the interrupted function; 1 in a C function: its caller). */
+static void raise_fired(lua_State *L, int why, int level)
 {
     char msg[64];
     guard.fired = why;
     if (lua_gethookcount(L) != 1 || !(lua_gethookmask(L) & LUA_MASKCOUNT) || lua_gethook(L) != hook)
         lua_sethook(L, hook, lua_gethookmask(L) | LUA_MASKCOUNT, 1);
-    luaL_error(L, "%s", fired_message(why, msg, sizeof msg));
+    luaL_where(L, level);
+    lua_pushstring(L, fired_message(why, msg, sizeof msg));
+    lua_concat(L, 2);
+    lua_error(L);
 }
 
 /* While test code computes, the ticks drain the children's pipes now and then
@@ -181,7 +186,7 @@ static void hook(lua_State *L, lua_Debug *ar)
             int why = guard_due();
             if (why) {
                 lua_settop(L, top);
-                raise_fired(L, why);
+                raise_fired(L, why, 0);
             }
         }
         int base = lua_gethookcount(L);
@@ -199,7 +204,7 @@ static void hook(lua_State *L, lua_Debug *ar)
     } else {
         if (guard.armed && guard.fired) {
             lua_settop(L, top);
-            raise_fired(L, guard.fired);
+            raise_fired(L, guard.fired, 0);
         }
         int bit = ar->event == LUA_HOOKTAILCALL ? LUA_MASKCALL : (1 << ar->event);
         if (u && (u->mask & bit))
@@ -235,7 +240,7 @@ void guard_check(lua_State *L)
 {
     int why = guard_due();
     if (why)
-        raise_fired(L, why);
+        raise_fired(L, why, 1);
 }
 
 void guard_child_started(void)
@@ -253,7 +258,7 @@ double guard_deadline(void) { return guard.armed ? guard.deadline : 0; }
 static void fired_check(lua_State *L)
 {
     if (guard.armed && guard.fired)
-        raise_fired(L, guard.fired);
+        raise_fired(L, guard.fired, 1);
 }
 
 /* Resumes co with narg values from L; returns the number of results moved to L,
