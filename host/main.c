@@ -3,6 +3,7 @@
 #include "bigmem.h"
 #include "evloop.h"
 #include "host.h"
+#include "monitor.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -35,6 +36,10 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 void host_set_memory_limit(size_t bytes) { heap.limit = bytes; }
 size_t host_memory_limit(void) { return heap.limit; }
 
+/* SIGINT/SIGTERM/SIGHUP are held from the start of main until their handlers are
+ * in place: one that comes that early is answered like any other (exit 2, reports). */
+static sigset_t startup_mask;
+
 static int pmain(lua_State *L)
 {
     int argc = (int)lua_tointeger(L, 1);
@@ -43,6 +48,7 @@ static int pmain(lua_State *L)
     modules_install(L);
     guard_install(L);
     int err = proc_global_init();
+    sigprocmask(SIG_SETMASK, &startup_mask, NULL);
     if (err)
         return luaL_error(L, "cannot set up signal handling: %s", strerror(err));
     lua_getglobal(L, "require");
@@ -69,6 +75,12 @@ static int traceback(lua_State *L)
 
 int main(int argc, char **argv)
 {
+    sigset_t held;
+    sigemptyset(&held);
+    sigaddset(&held, SIGINT);
+    sigaddset(&held, SIGTERM);
+    sigaddset(&held, SIGHUP);
+    sigprocmask(SIG_BLOCK, &held, &startup_mask);
     lua_State *L = lua_newstate(l_alloc, NULL);
     if (!L) {
         fprintf(stderr, "hplua: cannot create the Lua state: out of memory\n");
@@ -85,6 +97,7 @@ int main(int argc, char **argv)
     } else {
         fprintf(stderr, "hplua: internal error: %s\n", lua_tostring(L, -1));
     }
+    monitor_stop(); /* no tick, no last resort from here on */
     fflush(stdout);
     lua_close(L);
     /* Whatever way the run ended, no child outlives the host. */

@@ -314,6 +314,15 @@ int monitor_init(const monitor_config *c)
     return 0;
 }
 
+void monitor_stop(void)
+{
+    if (!mon.ready)
+        return;
+    mon.ready = 0;
+    timer_delete(mon.timer);
+    signal(mon.cfg.signal, SIG_IGN); /* a tick already queued finds nothing to do */
+}
+
 void monitor_kick(void)
 {
     if (mon.ready)

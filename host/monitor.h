@@ -30,6 +30,8 @@ typedef struct monitor_config {
 
 /* Creates the timer and installs the handler; returns 0 or an errno value. */
 int monitor_init(const monitor_config *c);
+/* Deletes the timer (at the end of main: no tick, no last resort from then on). */
+void monitor_stop(void);
 /* A guarded call begins (deadline: monotonic seconds, 0 none) / ends. */
 void monitor_arm(double deadline, unsigned interrupts_at_arm);
 void monitor_disarm(void);
