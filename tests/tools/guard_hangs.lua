@@ -16,7 +16,7 @@ local scenarios = {
   { "busy", { timeout = 1 } }, { "tostring", { timeout = 1 } }, { "close", { timeout = 1 } },
   { "coroutine", { timeout = 1 } }, { "sethook", { timeout = 1 } }, { "gc", { timeout = 1 } },
   { "xpcall", { timeout = 1 } }, { "find", { timeout = 1 } }, { "execute", { timeout = 1 } },
-  { "popen", { timeout = 1 } }, { "busy", { signal = "INT" } }, { "find", { signal = "INT" } },
+  { "popen", { timeout = 1 } }, { "busy", { signal = "INT" } }, { "coroutine", { signal = "INT" } }, { "find", { signal = "INT" } },
   { "gc", { signal = "INT" } }, { "xpcall", { signal = "TERM" } }, { "execute", { signal = "TERM" } },
   { "popen", { signal = "INT" } }, { "teardown", { signal = "INT" } },
 }
