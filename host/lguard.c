@@ -1,31 +1,30 @@
 /* Guarded calls of test code: a per-test deadline and Ctrl-C/SIGTERM stop even a
  * busy `while true do end`, at no cost while nothing is due.
  *
- * No hook runs while test code computes. The monitor thread (monitor.c) sends the
- * tick signal when something is due (a deadline passed, an interrupt pending) or
- * every 5 ms while children are live; the handler arms a count hook on the Lua
- * thread running now (coroutine.resume/wrap/close are wrapped to track it). The
- * hook drains the children's pipes and raises the timeout or interrupt error;
- * once fired it re-arms on every instruction, so a test's pcall cannot swallow
- * it. The guard stays armed until the guarded lua_pcall returns: the message
- * handler and __close run under it. The message handler only records (keyed by
- * the error object) and returns the object unchanged, so `load` and the test's own
- * handlers keep Lua's semantics. debug.sethook/gethook are virtualised per thread:
- * the one real hook serves the test's hook and the guard. Code no hook reaches
- * (a C call, a finalizer) is ended by the monitor's last resort, which calls the
- * rescue function registered with sys.set_rescue in a forked copy of the state. */
+ * No hook runs while test code computes. The monitor's timer (monitor.c) ticks when
+ * something is due (a deadline passed, an interrupt pending) or every 5 ms while
+ * children are live; the tick arms a count hook on the Lua thread running now
+ * (coroutine.resume/wrap/close are wrapped to track it). The hook drains the
+ * children's pipes and raises the timeout or interrupt error; once fired it stays
+ * on every instruction, so a test's pcall cannot swallow it. The guard stays armed
+ * until the guarded lua_pcall returns: the message handler, __close and the error
+ * object's __tostring run under it, and an overrun is a failure however the call
+ * ended. The message handler only records (keyed by the error object) and returns
+ * the object unchanged, so `load` and the test's own handlers keep Lua's semantics.
+ * debug.sethook/gethook are virtualised per thread: the one real hook serves the
+ * test's hook and the guard. Code no hook reaches (a C call, a finalizer) is ended
+ * by the monitor's last resort, which calls the rescue function registered with
+ * sys.set_rescue in a forked copy of the process. */
 #include "clock.h"
 #include "evloop.h"
 #include "host.h"
 #include "monitor.h"
 
-#include <errno.h>
 #include <lauxlib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 enum { FIRED_NONE, FIRED_TIMEOUT, FIRED_INTERRUPT };
 
@@ -49,9 +48,9 @@ static volatile sig_atomic_t tick_pending;
 static volatile long long first_interrupt_us; /* written by the signal handler only */
 
 /* Registry keys. */
-static const char HOOKS_KEY = 0;  /* { [thread] = uhook userdata (user value: function) }, weak keys */
-static const char LAST_KEY = 0;   /* the message handler's record of the last error */
-static const char RESCUE_KEY = 0; /* the runner's rescue function */
+static char HOOKS_KEY;  /* { [thread] = uhook userdata (user value: function) }, weak keys */
+static char LAST_KEY;   /* the message handler's record of the last error */
+static char RESCUE_KEY; /* the runner's rescue function */
 
 typedef struct uhook {
     int mask, count, left;
