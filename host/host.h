@@ -12,6 +12,8 @@ void guard_install(lua_State *L);
 void guard_check(lua_State *L);
 /* A child was started: its pipes need draining while test code computes. */
 void guard_child_started(void);
+/* The event loop waits (1) / is back (0): the guard's ticks pause meanwhile. */
+void guard_waiting(int on);
 /* Monotonic deadline of the running guarded call, 0 when none. */
 double guard_deadline(void);
 /* Adds run_guarded, interrupted, caller and set_rescue to the table on top of the stack. */

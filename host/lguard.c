@@ -248,6 +248,8 @@ void guard_child_started(void)
         monitor_kick(); /* the ticks drain its pipes while test code computes */
 }
 
+void guard_waiting(int on) { monitor_waiting(on); }
+
 int guard_armed(void) { return guard.armed && !guard.suspend; }
 
 double guard_deadline(void) { return guard.armed ? guard.deadline : 0; }

@@ -141,7 +141,9 @@ int host_turn(lua_State *L, double timeout, int fd, short events, short *revents
         if (timeout < 0 || left < timeout)
             timeout = left;
     }
+    guard_waiting(1);
     int ev = proc_poll(&engine, timeout, fd, events, revents);
+    guard_waiting(0);
     deliver_lines(L);
     announce_ends(L);
     guard_check(L);

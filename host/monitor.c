@@ -25,9 +25,9 @@ static struct {
     timer_t timer;
     monitor_config cfg;
     /* written by the main code, read by the handler (same thread) */
-    volatile sig_atomic_t armed;
-    volatile unsigned gen, interrupts_at_arm;
-    volatile double deadline;
+    volatile sig_atomic_t armed, waiting, skipped, child_tick;
+    volatile unsigned gen, interrupts_at_arm, steps;
+    volatile double deadline, next_other;
     /* the handler's own */
     unsigned seen_gen;
     double int_seen, first_int;
@@ -42,6 +42,8 @@ static void say(const char *text)
 
 static void schedule(double at)
 {
+    if (!mon.ready)
+        return;
     struct itimerspec its;
     memset(&its, 0, sizeof its);
     if (at > 0) {
@@ -242,7 +244,8 @@ static void last_resort(int reason, const char *why)
 
 static void step(void)
 {
-    double now = clock_mono(), next = 0;
+    mon.steps++;
+    double now = clock_mono(), other = 0, child = 0;
     unsigned ints = evloop_interrupts();
     if (ints && !mon.first_int)
         mon.first_int = now;
@@ -261,27 +264,33 @@ static void step(void)
             since = mon.int_seen;
         if (since) {
             mon.cfg.tick();
-            next = now + TICK_PENDING;
+            other = now + TICK_PENDING;
             if (now - since >= MONITOR_GRACE)
                 last_resort(ints ? MONITOR_INTERRUPT : MONITOR_TIMEOUT,
                             ints ? "an interrupt went unanswered for 2 s" : "a timeout went unanswered for 2 s");
         } else {
             if (mon.cfg.children && *mon.cfg.children) {
-                mon.cfg.tick();
-                next = now + TICK_CHILDREN;
+                if (mon.waiting) {
+                    mon.skipped = 1; /* the wait drains them; ticks resume after it */
+                } else {
+                    mon.cfg.tick();
+                    child = now + TICK_CHILDREN;
+                }
             }
-            if (dl > 0 && (!next || dl < next))
-                next = dl;
+            if (dl > 0)
+                other = dl;
         }
     }
     if (mon.first_int) {
         double cap = mon.first_int + MONITOR_HARD_CAP;
         if (now >= cap)
             last_resort(MONITOR_INTERRUPT, "the run did not end within 4 s of SIGINT/SIGTERM");
-        if (!next || cap < next)
-            next = cap;
+        if (!other || cap < other)
+            other = cap;
     }
-    schedule(next);
+    mon.next_other = other;
+    mon.child_tick = child && (!other || child < other);
+    schedule(mon.child_tick ? child : other);
 }
 
 static void on_timer(int sig)
@@ -323,11 +332,7 @@ void monitor_stop(void)
     signal(mon.cfg.signal, SIG_IGN); /* a tick already queued finds nothing to do */
 }
 
-void monitor_kick(void)
-{
-    if (mon.ready)
-        schedule(clock_mono());
-}
+void monitor_kick(void) { schedule(clock_mono()); }
 
 void monitor_arm(double deadline, unsigned interrupts_at_arm)
 {
@@ -341,3 +346,25 @@ void monitor_arm(double deadline, unsigned interrupts_at_arm)
 }
 
 void monitor_disarm(void) { mon.armed = 0; }
+
+void monitor_waiting(int on)
+{
+    if (on) {
+        mon.waiting = 1;
+        if (mon.child_tick) { /* the timer is set for a drain tick: not during the wait */
+            unsigned steps = mon.steps;
+            mon.child_tick = 0;
+            mon.skipped = 1;
+            schedule(mon.next_other);
+            if (mon.steps != steps)
+                monitor_kick(); /* a step ran meanwhile: let it decide again */
+        }
+    } else {
+        mon.waiting = 0;
+        if (mon.skipped) {
+            mon.skipped = 0;
+            mon.child_tick = 1;
+            schedule(clock_mono() + TICK_CHILDREN); /* the step then decides again */
+        }
+    }
+}

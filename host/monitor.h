@@ -35,6 +35,9 @@ void monitor_stop(void);
 /* A guarded call begins (deadline: monotonic seconds, 0 none) / ends. */
 void monitor_arm(double deadline, unsigned interrupts_at_arm);
 void monitor_disarm(void);
+/* The main thread waits in the event loop (on) / is back (off): no ticks meanwhile,
+ * the wait itself drains the children's pipes. */
+void monitor_waiting(int on);
 /* Runs a step now (an interrupt arrived, a child started); async-signal-safe. */
 void monitor_kick(void);
 
