@@ -27,6 +27,7 @@ local size = {
   keyed_small = S and 1000 or 100000, keyed_large = S and 10000 or 1000000,
   history_runs = S and 1000 or 100000, history_query_runs = S and 3 or 9,
   round_trips = S and 200 or 10000, rt_runs = S and 1 or 5,
+  cpu_loop = S and 20000 or 3000000, cpu_runs = S and 1 or 9,
 }
 
 local tmp = os.tmpname()
@@ -354,6 +355,38 @@ s:close()
       "C write/poll/read loop", c, cr, "<= 1.5x C", "lower")
     p:terminate(1)
   end
+end
+
+-- 9. guard cost: a CPU-bound Lua loop (arithmetic and table work) as a test with a
+-- timeout and as a script, against lua5.4 running the same code (CPU seconds).
+do
+  local body = string.format([[
+local t0 = os.clock()
+local t, s = {}, 0
+for i = 1, %d do
+  s = s + (i * 7) %% 13
+  t[i %% 1000 + 1] = { i, s }
+  if i %% 3 == 0 then s = s - #t end
+end
+io.stderr:write("CPU ", os.clock() - t0, "\n")
+]], size.cpu_loop)
+  write(tmp .. "/cpu.lua", body)
+  os.execute("mkdir -p " .. tmp .. "/cpu_test")
+  write(tmp .. "/cpu_test/cpu.lua", 'local hp = require "hplua"\nhp.test("loop", { timeout = 600 }, function()\n' .. body .. "end)\n")
+  -- the three commands take turns, so a change in the machine's load hits them alike
+  local cmds = { { "lua5.4", tmp .. "/cpu.lua" }, { HPLUA, "-q", tmp .. "/cpu_test" }, { HPLUA, "--exec", tmp .. "/cpu.lua" } }
+  local ts, rss = { {}, {}, {} }, { 0, 0, 0 }
+  for i = 0, size.cpu_runs do
+    for k, argv in ipairs(cmds) do
+      local r = run(argv)
+      local v = assert(tonumber(r.stderr:match("CPU ([%d.e-]+)")), "no CPU time printed by " .. argv[1])
+      if i > 0 then ts[k][#ts[k] + 1] = v end -- round 0 warms up
+      rss[k] = math.max(rss[k], r.max_rss_kb)
+    end
+  end
+  local l = median(ts[1])
+  row("CPU-bound Lua loop in a test (timeout)", "s", median(ts[2]), rss[2], "lua5.4 same loop", l, rss[1], "<= 1.05x lua5.4", "lower")
+  row("CPU-bound Lua loop, --exec script", "s", median(ts[3]), rss[3], "lua5.4 same loop", l, rss[1], "<= 1.05x lua5.4", "lower")
 end
 
 -- the table

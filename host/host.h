@@ -10,12 +10,10 @@ void guard_install(lua_State *L);
 void guard_check(lua_State *L);
 /* Monotonic deadline of the running guarded call, 0 when none. */
 double guard_deadline(void);
-/* Pushes the error-information table for the error object at idx (no Lua error escapes). */
-int guard_msgh(lua_State *L);
-/* Adds run_guarded, interrupted and caller to the table on top of the stack. */
+/* Adds run_guarded, interrupted, caller and set_rescue to the table on top of the stack. */
 void guard_register(lua_State *L);
 
-/* Is a guarded call (test code) running? */
+/* Is a guarded call (test code) running, with the heap cap in force? */
 int guard_armed(void);
 
 int luaopen_hplua_sys(lua_State *L);

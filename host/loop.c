@@ -6,23 +6,18 @@
 #include <string.h>
 
 static proc_engine engine = {.epfd = -1};
-static double (*guard_deadline_fn)(void);
-static void (*guard_check_fn)(lua_State *L);
+static loop_guard guard; /* the guard's hooks (loop_set_guard); any may be NULL */
 /* Children with an on_line callback, until their last line is delivered. */
 static proc *line_procs;
 
 proc_engine *loop_engine(void) { return &engine; }
 
-void loop_set_guard(double (*deadline)(void), void (*check)(lua_State *L))
-{
-    guard_deadline_fn = deadline;
-    guard_check_fn = check;
-}
+void loop_set_guard(const loop_guard *g) { guard = *g; }
 
 static void guard_check(lua_State *L)
 {
-    if (guard_check_fn)
-        guard_check_fn(L);
+    if (guard.check)
+        guard.check(L);
 }
 
 void loop_add_line_reader(proc *p)
@@ -72,6 +67,8 @@ int loop_start(lua_State *L, const proc_spec *s, bool scope_test, proc **out, ch
         return rc;
     (*out)->scope_test = scope_test && in_attempt;
     (*out)->attempt = attempt;
+    if (guard.child_started)
+        guard.child_started(); /* its ticks drain the new pipes while test code computes */
     crossing_process_event(L, "process_started", *out);
     return 0;
 }
@@ -116,7 +113,7 @@ void loop_announce_ends(lua_State *L)
 bool loop_turn(lua_State *L, double timeout, int fd, short events, short *revents)
 {
     guard_check(L);
-    double dl = guard_deadline_fn ? guard_deadline_fn() : 0;
+    double dl = guard.deadline ? guard.deadline() : 0;
     if (dl) {
         double left = dl - clock_mono();
         if (left < 0)
@@ -124,7 +121,11 @@ bool loop_turn(lua_State *L, double timeout, int fd, short events, short *revent
         if (timeout < 0 || left < timeout)
             timeout = left;
     }
+    if (guard.waiting)
+        guard.waiting(1);
     bool ready = proc_poll(&engine, timeout, fd, events, revents);
+    if (guard.waiting)
+        guard.waiting(0);
     deliver_lines(L);
     loop_announce_ends(L);
     guard_check(L);

@@ -4,6 +4,7 @@
 #include "heap.h"
 #include "host.h"
 #include "loop.h"
+#include "monitor.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -66,6 +67,7 @@ int main(int argc, char **argv)
     } else {
         fprintf(stderr, "hplua: internal error: %s\n", lua_tostring(L, -1));
     }
+    monitor_stop(); /* no tick, no last resort from here on */
     fflush(stdout);
     lua_close(L);
     /* Whatever way the run ended, no child outlives the host. */

@@ -404,10 +404,11 @@ local function attempt_summary(rec)
 end
 
 function Run:attempt(t, n, timeout, previous)
-  local rec = { test = t, attempt = n, messages = {}, keyed = {}, measurements = {}, artifacts = {}, attachments = {} }
+  local started = sys.clock()
+  local rec = { test = t, attempt = n, messages = {}, keyed = {}, measurements = {}, artifacts = {}, attachments = {},
+    started = started }
   ctx.current = rec
   internal.begin_attempt()
-  local started = sys.clock()
   self:emit("test_started", { test = t.id, name = t.name, module = t.module.id, attempt = n,
     max_attempts = t.attempts > 1 and t.attempts or nil,
     dependency = t.as_dependency,
@@ -636,6 +637,7 @@ function Run:main(paths, keywords)
     collected = plan and #plan.tests or 0, files = nfiles, run_args = opts.args or {},
     collection_errors = plan and #plan.errors or 0 })
   ctx.bus = self.bus
+  self.started_run = true
   for _, q in ipairs(queued) do self:emit(q[1], q[2]) end
   local phase = "run"
   if not plan then
@@ -678,6 +680,58 @@ function Run:main(paths, keywords)
   self.exit_code, self.status = final.exit_code, final.status
   self:emit("run_finished", final)
   return self.exit_code
+end
+
+-- The last resort (host/lguard.c, host/monitor.c): test code is stuck where no hook
+-- reaches (a C call, a finalizer). In a forked copy of the state, the stuck test is
+-- recorded (failed; stopped for a signal) with where it was, the rest as not run,
+-- and the run's outputs are finished as for any run (exit 2).
+-- info: { reason = "timeout"|"interrupt", message, file, line }.
+function Run:rescue(info)
+  local status = info.reason == "interrupt" and "stopped" or "failed"
+  local err = { message = info.message, file = info.file, line = info.line, kind = info.reason }
+  local rec = ctx.current
+  ctx.current = nil
+  self.interrupted = true
+  if not self.started_run then
+    self:emit("run_started", { hplua = sys.version, paths = json.array(self.opts.paths), args = json.array({}),
+      serial = self.opts.serial or null, stand = self.stand, selected = json.array(), collected = 0, files = 0,
+      collection_errors = 0 })
+    self.started_run = true
+  end
+  local t = rec and rec.test
+  if t and t.result and t.result.attempt_results then -- the test that was running
+    local result = t.result
+    rec.status, rec.error, rec.skip_reason = status, err, nil
+    rec.duration = seconds(sys.clock() - (rec.started or sys.clock()))
+    result.attempt_results[rec.attempt] = rec
+    result.attempts = rec.attempt
+    result.status, result.error, result.skip_reason = status, err, nil
+    result.messages, result.measurements, result.artifacts = rec.messages, rec.measurements, rec.artifacts
+    result.attachments = rec.attachments
+    result.wall_end = sys.wall()
+    result.duration = seconds(result.wall_end - result.wall_start)
+    self:finish_test(t, result)
+  else
+    self:run_error(info.message, info.file, info.line, info.reason)
+  end
+  local reason = "not run: the run was ended (" .. tostring(info.reason) .. ")"
+  for _, x in ipairs(self.selected or {}) do
+    if not x.result then
+      local now = sys.wall()
+      self:finish_test(x, { test = x, status = "skipped", attempts = 0, attempt_results = {}, messages = {},
+        measurements = {}, artifacts = {}, attachments = {}, skip_reason = reason, wall_start = now, wall_end = now,
+        duration = 0 })
+    end
+  end
+  self.duration = seconds(sys.clock() - self.started)
+  local final = { summary = self.summary, caused_failure = self.caused_failure or null, duration = self.duration,
+    phase = "run", ended_at = sys.now(self.wall_start + self.duration) }
+  final.exit_code, final.status = self:verdict("run")
+  self:prepare_outputs(final, "run")
+  self.exit_code, self.status = final.exit_code, final.status
+  self:emit("run_finished", final)
+  self.bus:close()
 end
 
 -- Report files are written before the run's final event and renamed into place at it:

@@ -162,6 +162,22 @@ runtime("error inside __tostring", "error(setmetatable({}, { __tostring = functi
 runtime("stack overflow", "local function f() return 1 + f() end f()", "stack overflow")
 runtime("os.exit in a test", "os.exit(3)", "os.exit(3) called from test code")
 
+-- test code that overruns its timeout in ways that once slipped past the guard
+local function timed(name, code, status, pieces)
+  case(name, { files = { ["1_x.lua"] = HP .. "hp.test('bad', { timeout = 0.3 }, function()\n  " .. code ..
+    "\nend)\nhp.test('next', function() end)\n" }, status = status, expect = pieces })
+end
+timed("an error object whose __tostring loops", "error(setmetatable({}, { __tostring = function() while true do end end }))",
+  1, { "timeout after 0.3 s", "1 passed, 1 failed" })
+timed("a __close that loops", "local x <close> = setmetatable({}, { __close = function() while true do end end })",
+  1, { "./1_x.lua:3: timeout after 0.3 s", "1 passed, 1 failed" })
+timed("a load whose reader errors, then a loop", "assert(load(function() error('r') end) == nil) while true do end",
+  1, { "./1_x.lua:3: timeout after 0.3 s", "1 passed, 1 failed" })
+timed("a timeout swallowed in a coroutine", "coroutine.resume(coroutine.create(function() while true do end end))",
+  1, { "timeout after 0.3 s", "1 passed, 1 failed" })
+timed("a finalizer that loops", "setmetatable({}, { __gc = function() while true do end end }) collectgarbage()",
+  2, { "./1_x.lua:3: timeout after 0.3 s; the test was stuck where no hook reaches", "0 passed, 1 failed, 1 skipped" })
+
 case("error() in a fixture teardown", {
   files = { ["1_x.lua"] = HP .. "hp.fixture('f', function() return 1, function() error('teardown broke') end end)\n" ..
     "hp.test('uses', function() hp.use('f') end)\n" },
