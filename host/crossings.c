@@ -85,8 +85,8 @@ void crossing_process_event(lua_State *L, const char *kind, const proc *p)
         set_int(L, "stdout_bytes", (lua_Integer)p->out.total);
         set_int(L, "stderr_bytes", (lua_Integer)p->err.total);
         /* a last line without a newline counts as a line */
-        set_int(L, "stdout_lines", (lua_Integer)(p->out.lines + (p->out.len && p->out.data[p->out.len - 1] != '\n')));
-        set_int(L, "stderr_lines", (lua_Integer)(p->err.lines + (p->err.len && p->err.data[p->err.len - 1] != '\n')));
+        set_int(L, "stdout_lines", (lua_Integer)(p->out.lines + (p->out.total && p->out.last != '\n')));
+        set_int(L, "stderr_lines", (lua_Integer)(p->err.lines + (p->err.total && p->err.last != '\n')));
         set_int(L, "max_rss_kb", p->max_rss_kb);
     }
     lua_call(L, 2, 0);

@@ -27,6 +27,7 @@ static void guard_check(lua_State *L)
 
 void loop_add_line_reader(proc *p)
 {
+    p->line_reader = true;
     p->line_next = line_procs;
     line_procs = p;
 }

@@ -6,7 +6,9 @@
 #include "loop.h"
 #include "lpopen.h"
 
+#include "bigmem.h"
 #include "clock.h"
+#include "heap.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -17,6 +19,16 @@
 #include <unistd.h>
 
 #define HANDLE_MT "hplua.process.handle"
+#define OUTPUTS_KEY "hplua.process.outputs" /* registry: { [proc_buf] = the string it became } */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CAN_HAND_OVER 0 /* the hand-over is a copy onto itself, which ASan reports */
+#elif __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define CAN_HAND_OVER (!RUNNING_ON_VALGRIND) /* and so does valgrind */
+#else
+#define CAN_HAND_OVER 1
+#endif
 
 #define engine (*loop_engine())
 
@@ -61,6 +73,42 @@ static void set_int(lua_State *L, const char *k, lua_Integer v)
     lua_setfield(L, -2, k);
 }
 
+/* A finished child's output becomes a Lua string once, without a copy: its
+ * buffer was allocated with room for the string header before the data (the
+ * engine's buf_headroom, probed at load), and the allocator hands exactly that
+ * block to lua_pushlstring, whose copy is then onto itself. The string is kept,
+ * so later results push the same one. Below BIGMEM_THRESHOLD a copy is cheap. */
+static void push_output(lua_State *L, proc *p, proc_buf *b, bool open)
+{
+    if (b->given) {
+        lua_getfield(L, LUA_REGISTRYINDEX, OUTPUTS_KEY);
+        lua_rawgetp(L, -1, b);
+        lua_remove(L, -2);
+        return;
+    }
+    size_t hr = engine.buf_headroom;
+    bool whole = p->state == PROC_EXITED && !open && !(p->flags & PROC_STREAM_STDOUT) &&
+                 (!p->line_reader || b != &p->out || p->lines_seen == b->len);
+    if (!hr || !whole || b->len < BIGMEM_THRESHOLD || !CAN_HAND_OVER) {
+        lua_pushlstring(L, b->data ? b->data : "", b->len);
+        return;
+    }
+    heap_donate(b->data - hr, b->cap + hr, hr + b->len + 1, LUA_TSTRING);
+    lua_pushlstring(L, b->data, b->len);
+    if (heap_donate_end()) {
+        proc_buf_given(b); /* Lua owns the block now */
+        if (lua_getfield(L, LUA_REGISTRYINDEX, OUTPUTS_KEY) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, LUA_REGISTRYINDEX, OUTPUTS_KEY);
+        }
+        lua_pushvalue(L, -2);
+        lua_rawsetp(L, -2, b);
+        lua_pop(L, 1);
+    }
+}
+
 /* The common part of a result and of what a wait that timed out returns. */
 static void push_common(lua_State *L, proc *p)
 {
@@ -69,9 +117,9 @@ static void push_common(lua_State *L, proc *p)
     set_str(L, "name", p->name);
     set_int(L, "pid", p->pid);
     set_str(L, "command", p->command);
-    lua_pushlstring(L, p->out.data ? p->out.data : "", p->out.len);
+    push_output(L, p, &p->out, p->fd_out >= 0);
     lua_setfield(L, -2, "stdout");
-    lua_pushlstring(L, p->err.data ? p->err.data : "", p->err.len);
+    push_output(L, p, &p->err, p->fd_err >= 0);
     lua_setfield(L, -2, "stderr");
     clock_iso8601(p->start_wall, when, sizeof when);
     set_str(L, "started_at", when);
@@ -675,6 +723,20 @@ static int i_history(lua_State *L)
     return 1;
 }
 
+/* The bytes before a long string's contents, as the allocator sees them; the
+ * engine keeps that much room before its buffers (see push_output). */
+static void probe_string_header(lua_State *L)
+{
+    char probe[100];
+    memset(probe, 'x', sizeof probe);
+    heap_probe(LUA_TSTRING);
+    lua_pushlstring(L, probe, sizeof probe); /* a long string: allocated, never interned */
+    size_t n = heap_probe_end();
+    lua_pop(L, 1);
+    if (n > sizeof probe + 1 && n - sizeof probe - 1 <= 64 && engine.n == 0)
+        engine.buf_headroom = n - sizeof probe - 1;
+}
+
 int luaopen_hplua_process(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"start", p_start},
@@ -699,6 +761,7 @@ int luaopen_hplua_process(lua_State *L)
         lua_setfield(L, -2, "methods");
     }
     lua_pop(L, 1);
+    probe_string_header(L);
     luaL_newlib(L, fns);
     return 1;
 }
