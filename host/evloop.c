@@ -68,7 +68,4 @@ void evloop_reset_child_signals(void)
     signal(SIGPIPE, SIG_DFL);
 }
 
-const char *evloop_signal_name(int sig)
-{
-    return sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGINT";
-}
+const char *evloop_signal_name(int sig) { return sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGINT"; }

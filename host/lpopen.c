@@ -101,8 +101,8 @@ static int l_execute(lua_State *L)
     const char *cmd = command_arg(L, 1);
     char err[256];
     proc *p;
-    int rc = start_shell(L, "os.execute", cmd, PROC_INHERIT_STDIN | PROC_INHERIT_STDOUT | PROC_INHERIT_STDERR, &p,
-                         err, sizeof err);
+    int rc = start_shell(L, "os.execute", cmd, PROC_INHERIT_STDIN | PROC_INHERIT_STDOUT | PROC_INHERIT_STDERR, &p, err,
+                         sizeof err);
     if (rc)
         return fail_errno(L, rc, NULL);
     wait_end(L, p);
@@ -223,7 +223,10 @@ typedef struct {
     char buf[201];
 } numeral;
 
-static int peek(numeral *r) { return r->c = fill(r->L, r->f) ? (unsigned char)r->f->p->out.data[r->f->p->out.off] : EOF; }
+static int peek(numeral *r)
+{
+    return r->c = fill(r->L, r->f) ? (unsigned char)r->f->p->out.data[r->f->p->out.off] : EOF;
+}
 
 static bool accept(numeral *r)
 {
@@ -237,10 +240,7 @@ static bool accept(numeral *r)
     return true;
 }
 
-static bool accept2(numeral *r, const char *set)
-{
-    return (r->c == set[0] || r->c == set[1]) && accept(r);
-}
+static bool accept2(numeral *r, const char *set) { return (r->c == set[0] || r->c == set[1]) && accept(r); }
 
 static int digits(numeral *r, bool hex)
 {
@@ -526,11 +526,9 @@ static int l_install(lua_State *L)
 
 void lpopen_register(lua_State *L)
 {
-    static const luaL_Reg methods[] = {{"read", f_read},   {"lines", f_lines},     {"write", f_write},
-                                       {"flush", f_flush}, {"seek", f_seek},       {"setvbuf", f_setvbuf},
-                                       {"close", f_close}, {NULL, NULL}};
-    static const luaL_Reg meta[] = {
-        {"__gc", f_gc}, {"__close", f_toclose}, {"__tostring", f_tostring}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"read", f_read}, {"lines", f_lines},     {"write", f_write}, {"flush", f_flush},
+                                       {"seek", f_seek}, {"setvbuf", f_setvbuf}, {"close", f_close}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__gc", f_gc}, {"__close", f_toclose}, {"__tostring", f_tostring}, {NULL, NULL}};
     /* Only io.popen and os.execute hold them, so an error names them as Lua would. */
     static const luaL_Reg fns[] = {{"install_standard_library", l_install}, {NULL, NULL}};
     if (luaL_newmetatable(L, POPEN_MT)) {

@@ -219,7 +219,8 @@ static char **build_argv(lua_State *L, int cmd, int *shell)
     for (lua_Integer i = 1; i <= n; i++) {
         int t = lua_geti(L, cmd, i);
         if (t != LUA_TSTRING && t != LUA_TNUMBER)
-            luaL_argerror(L, cmd, lua_pushfstring(L, "argv[%d] must be a string, got %s", (int)i, luaL_typename(L, -1)));
+            luaL_argerror(L, cmd,
+                          lua_pushfstring(L, "argv[%d] must be a string, got %s", (int)i, luaL_typename(L, -1)));
         size_t len;
         argv[i - 1] = (char *)lua_tolstring(L, -1, &len);
         if (HAS_NUL(argv[i - 1], len))
@@ -319,7 +320,8 @@ static bool read_opts(lua_State *L, int opts, proc_spec *s)
     t = lua_getfield(L, opts, "timeout");
     if (t != LUA_TNIL) {
         if (t != LUA_TNUMBER)
-            luaL_argerror(L, opts, lua_pushfstring(L, "option 'timeout' must be a number, got %s", luaL_typename(L, -1)));
+            luaL_argerror(L, opts,
+                          lua_pushfstring(L, "option 'timeout' must be a number, got %s", luaL_typename(L, -1)));
         s->timeout = lua_tonumber(L, -1);
         if (!(s->timeout >= 0))
             luaL_argerror(L, opts, "option 'timeout' must not be negative");
@@ -348,8 +350,9 @@ static int start_common(lua_State *L, int lua_child)
         nul_error(L, 1, "process name");
     proc *same = proc_find(&engine, name);
     if (same && same->state == PROC_RUNNING)
-        luaL_argerror(L, 1, lua_pushfstring(L, "process name '%s' is already used by a running process (pid %d)", name,
-                                            (int)same->pid));
+        luaL_argerror(L, 1,
+                      lua_pushfstring(L, "process name '%s' is already used by a running process (pid %d)", name,
+                                      (int)same->pid));
     if (opts) {
         luaL_checktype(L, 3, LUA_TTABLE);
         check_opts(L, 3);

@@ -33,8 +33,7 @@ int orphans_init(void)
         return 0;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    snprintf(run_token, sizeof run_token, "hplua-%d-%lld%06ld", (int)getpid(), (long long)ts.tv_sec,
-             ts.tv_nsec / 1000);
+    snprintf(run_token, sizeof run_token, "hplua-%d-%lld%06ld", (int)getpid(), (long long)ts.tv_sec, ts.tv_nsec / 1000);
     const char *old = getenv("HPLUA_RUNS");
     size_t olen = old ? strlen(old) : 0;
     char *value = malloc(olen + strlen(run_token) + 2);

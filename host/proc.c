@@ -21,6 +21,11 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
 
 #define READ_MIN 4096
 #define DEFAULT_PIPE_SIZE 65536
@@ -415,7 +420,8 @@ static int park_base(void)
     static int base = -1;
     if (base < 0) {
         struct rlimit rl;
-        base = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= 4096 ? 1024 : 0;
+        /* valgrind runs clone(CLONE_VM|CLONE_VFORK) as a fork, and refuses CLONE_FILES */
+        base = !RUNNING_ON_VALGRIND && getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= 4096 ? 1024 : 0;
     }
     return base;
 }
@@ -482,14 +488,10 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
         snprintf(err, errlen, "cannot create pipes: %s", strerror(rc));
         goto fail;
     }
-    struct child_args a = {s,
-                           in_pipe ? pin[0] : (f & PROC_INHERIT_STDIN) ? -1 : devnull(),
-                           pout[1],
-                           err_pipe ? perr[1] : (f & PROC_INHERIT_STDERR) ? -1 : pout[1],
-                           pfail[1],
-                           0,
-                           getpid(),
-                           {{0}}};
+    struct child_args a = {s,        in_pipe ? pin[0] : (f & PROC_INHERIT_STDIN) ? -1 : devnull(),
+                           pout[1],  err_pipe ? perr[1] : (f & PROC_INHERIT_STDERR) ? -1 : pout[1],
+                           pfail[1], 0,
+                           getpid(), {{0}}};
 #if !defined(__SANITIZE_ADDRESS__)
     if (park_base()) {
         int top = a.errpipe;

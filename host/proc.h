@@ -14,10 +14,10 @@
 typedef struct proc_buf {
     char *data;
     size_t len, cap;
-    size_t off;   /* a stream's reader has taken data[0..off) */
-    size_t total; /* bytes ever read (a stream drops what its reader took) */
-    size_t lines; /* newlines among them */
-    char last;    /* the last byte read */
+    size_t off;    /* a stream's reader has taken data[0..off) */
+    size_t total;  /* bytes ever read (a stream drops what its reader took) */
+    size_t lines;  /* newlines among them */
+    char last;     /* the last byte read */
     bool big_pipe; /* the pipe was enlarged after it was found full */
     bool given;    /* the data was handed over whole (proc_buf_given): data is NULL, len stays */
 } proc_buf;
@@ -41,10 +41,10 @@ typedef struct proc {
     proc_state state;
     unsigned flags;
     int fd_in, fd_out, fd_err; /* -1 once closed */
-    proc_buf in;                /* what is still to be written to stdin */
+    proc_buf in;               /* what is still to be written to stdin */
     size_t in_off;
-    bool in_closing;            /* a stream's stdin closes once written */
-    bool out_paused;            /* a stream's reader lags: stdout is not read for now */
+    bool in_closing; /* a stream's stdin closes once written */
+    bool out_paused; /* a stream's reader lags: stdout is not read for now */
     proc_buf out, err;
     double start_mono, end_mono, start_wall, end_wall;
     double timeout;  /* seconds, 0 = none */
@@ -76,7 +76,7 @@ typedef struct proc_engine {
     proc **by_pid, **by_name; /* hash chains: live children by pid; every child by name, newest first */
     size_t pid_buckets, name_buckets;
     proc *ended_first, *ended_last; /* ended since the binding last took them (proc_take_ended) */
-    int epfd;          /* -1 until the first start */
+    int epfd;                       /* -1 until the first start */
     /* Bytes kept free before every buffer's data: room for the header of the
      * object the binding turns a finished output into without copying it. Set
      * before the first start (0 after proc_engine_init). */
@@ -85,16 +85,16 @@ typedef struct proc_engine {
 
 typedef struct proc_spec {
     const char *name;
-    const char *path;       /* executable to exec (already resolved) */
+    const char *path; /* executable to exec (already resolved) */
     char *const *argv;
     char *const *envp;      /* NULL: inherit */
     const char *cwd;        /* NULL: inherit */
     const char *stdin_data; /* NULL: empty stdin */
     size_t stdin_len;
-    bool merge_stderr;      /* stderr goes into the stdout pipe */
-    unsigned flags;         /* PROC_INHERIT_*, PROC_STREAM_* */
-    double timeout;         /* seconds, 0 = none */
-    const char *command;    /* display form; NULL: argv joined */
+    bool merge_stderr;   /* stderr goes into the stdout pipe */
+    unsigned flags;      /* PROC_INHERIT_*, PROC_STREAM_* */
+    double timeout;      /* seconds, 0 = none */
+    const char *command; /* display form; NULL: argv joined */
 } proc_spec;
 
 void proc_engine_init(proc_engine *e);

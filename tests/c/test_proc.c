@@ -12,15 +12,15 @@
 
 static int failures, checks;
 
-#define CHECK(cond, ...)                                                                                   \
-    do {                                                                                                   \
-        checks++;                                                                                          \
-        if (!(cond)) {                                                                                     \
-            failures++;                                                                                    \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);                       \
-            fprintf(stderr, __VA_ARGS__);                                                                  \
-            fputc('\n', stderr);                                                                           \
-        }                                                                                                  \
+#define CHECK(cond, ...)                                                             \
+    do {                                                                             \
+        checks++;                                                                    \
+        if (!(cond)) {                                                               \
+            failures++;                                                              \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                            \
+            fputc('\n', stderr);                                                     \
+        }                                                                            \
     } while (0)
 
 static proc *start(proc_engine *e, const char *name, char *const *argv, const char *in)
@@ -132,7 +132,8 @@ static void test_signal_and_terminate(void)
     double took = clock_mono() - t0;
     CHECK(k->term_signal == SIGKILL && k->exit_code == -1, "signal %d exit %d", k->term_signal, k->exit_code);
     CHECK(s->term_signal == SIGTERM && s->terminated, "sleeper signal %d", s->term_signal);
-    CHECK(t->term_signal == SIGKILL && t->terminated, "stubborn signal %d (TERM ignored, KILL after grace)", t->term_signal);
+    CHECK(t->term_signal == SIGKILL && t->terminated, "stubborn signal %d (TERM ignored, KILL after grace)",
+          t->term_signal);
     CHECK(took < 2.5, "terminate took %.2fs", took);
     proc_engine_free(&e);
 }
