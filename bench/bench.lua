@@ -1,21 +1,27 @@
 -- hplua benchmarks, side by side with their baselines, from one run.
 --   hplua --exec bench/bench.lua --hplua PATH --bin DIR [--out FILE] [--smoke]
--- DIR holds the C helpers (spawn, exiter). --smoke uses tiny sizes (ctest runs it).
+-- DIR holds the C helpers (spawn, exiter). --smoke uses tiny sizes (ctest runs it);
+-- --only 6,7 runs those sections.
 local hp = require "hplua"
 local json = require "hplua.json"
 
-local opts = { out = nil, smoke = false }
+local opts = { out = nil, smoke = false, only = nil }
 do
   local i = 1
   while arg[i] do
     local a = arg[i]
     if a == "--smoke" then opts.smoke = true
+    elseif a == "--only" then
+      opts.only = {}
+      for n in assert(arg[i + 1], "--only needs a list"):gmatch("%d+") do opts.only[tonumber(n)] = true end
+      i = i + 1
     elseif a == "--hplua" or a == "--bin" or a == "--out" then opts[a:sub(3)] = assert(arg[i + 1], a .. " needs a value"); i = i + 1
     else error("unknown argument " .. a) end
     i = i + 1
   end
 end
 local HPLUA = assert(opts.hplua, "--hplua PATH is required")
+local function want(n) return opts.only == nil or opts.only[n] end
 local BIN = assert(opts.bin, "--bin DIR is required")
 local PY = "/usr/bin/python3"
 local S = opts.smoke
@@ -28,6 +34,8 @@ local size = {
   history_runs = S and 1000 or 100000, history_query_runs = S and 3 or 9,
   round_trips = S and 200 or 10000, rt_runs = S and 1 or 5,
   cpu_loop = S and 20000 or 3000000, cpu_runs = S and 1 or 9,
+  live = S and { 20, 160 } or { 500, 4000 }, all = S and 50 or 4000, busy = S and 20 or 2000,
+  busy_latency = S and 10 or 200,
 }
 
 local tmp = os.tmpname()
@@ -91,6 +99,7 @@ local function write(path, text)
 end
 
 local rows = {}
+local growth
 local function row(name, unit, h, h_rss, base_name, b, b_rss, goal, better)
   local ratio
   if h and b and h > 0 and b > 0 then ratio = better == "lower" and b / h or h / b end
@@ -102,7 +111,7 @@ end
 io.stderr:write("benchmarks" .. (S and " (smoke sizes)" or "") .. " in " .. tmp .. "\n")
 
 -- 1. start-up
-do
+if want(1) then
   local h, hr = time_cmd({ HPLUA, "--version" }, size.startup_runs)
   local l, lr = time_cmd({ "lua5.4", "-e", "" }, size.startup_runs)
   local p, pr = time_cmd({ PY, "-c", "import pytest" }, size.startup_runs)
@@ -111,7 +120,7 @@ do
 end
 
 -- 2. trivial tests and a dependency chain, vs pytest
-do
+if want(2) then
   local n = size.tests
   local lua, py, luac, pyc = {}, {}, {}, {}
   lua[1] = 'local hp = require "hplua"'
@@ -142,7 +151,7 @@ do
 end
 
 -- 3. start and collect short children
-do
+if want(3) then
   local n = size.children
   write(tmp .. "/spawn.lua", string.format([[
 local hp = require "hplua"
@@ -166,7 +175,7 @@ print(time.monotonic() - t0)
 end
 
 -- 4. exit-detection latency
-do
+if want(4) then
   write(tmp .. "/latency.lua", string.format([[
 local hp = require "hplua"
 local lat = {}
@@ -196,8 +205,8 @@ print(lat[(len(lat) - 1) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99 + 0.99
   row("exit latency, p99", "ms", tonumber(h99) * 1000, h.max_rss_kb, "0.2 s polling loop", tonumber(p99) * 1000, p.max_rss_kb, "< 5 ms", "lower")
 end
 
--- 6. outputs: the event stream and the streamed reports (issue 12)
-do
+-- 10. outputs: the event stream and the streamed reports (issue 12)
+if want(10) then
   local flat = tmp .. "/flat/trivial.lua"
   local ev = tmp .. "/events.ndjson"
   local plain = time_cmd({ HPLUA, "-q", flat }, size.test_runs)
@@ -235,8 +244,8 @@ end)
     "linear", 10, nil, "<= ~10x", "lower")
 end
 
--- 7. the run history (issue 13): recording cost, and queries over a large history
-do
+-- 11. the run history (issue 13): recording cost, and queries over a large history
+if want(11) then
   local flat = tmp .. "/flat/trivial.lua"
   local db = tmp .. "/history.db"
   local plain = time_cmd({ HPLUA, "-q", "--no-history", flat }, size.test_runs)
@@ -281,7 +290,7 @@ do
 end
 
 -- 5. capture throughput
-do
+if want(5) then
   local function case(bytes, both, label)
     local cmd = both and string.format("head -c %d /dev/zero & head -c %d /dev/zero >&2; wait", bytes, bytes)
       or string.format("head -c %d /dev/zero", bytes)
@@ -310,9 +319,9 @@ print(time.monotonic() - t0)
   case(size.capture_both, true, string.format("capture %d MiB stdout + stderr", size.capture_both >> 20))
 end
 
--- 8. request/response round trips with a device (tests/c/streamdev.c) over a pty
+-- 12. request/response round trips with a device (tests/c/streamdev.c) over a pty
 -- and over TCP: hp.serial/hp.tcp against the same exchanges in a raw C loop
-do
+if want(12) then
   local n = size.round_trips
   write(tmp .. "/rt.lua", string.format([[
 local hp = require "hplua"
@@ -357,9 +366,9 @@ s:close()
   end
 end
 
--- 9. guard cost: a CPU-bound Lua loop (arithmetic and table work) as a test with a
+-- 13. guard cost: a CPU-bound Lua loop (arithmetic and table work) as a test with a
 -- timeout and as a script, against lua5.4 running the same code (CPU seconds).
-do
+if want(13) then
   local body = string.format([[
 local t0 = os.clock()
 local t, s = {}, 0
@@ -389,6 +398,91 @@ io.stderr:write("CPU ", os.clock() - t0, "\n")
   row("CPU-bound Lua loop, --exec script", "s", median(ts[3]), rss[3], "lua5.4 same loop", l, rss[1], "<= 1.05x lua5.4", "lower")
 end
 
+-- 6. the loop's cost with many live children: N children alive at once, then all
+-- terminated and collected; 8x the children should cost at most 9x the time
+if want(6) then
+  local ts = {}
+  for _, n in ipairs(size.live) do
+    write(tmp .. "/live.lua", string.format([[
+local hp = require "hplua"
+local t0 = hp.clock()
+for i = 1, %d do hp.process.start("c" .. i, { %q, "600000" }) end
+hp.process.terminate_all(5)
+print(hp.clock() - t0)
+]], n, BIN .. "/exiter"))
+    local h, hr = time_inner({ HPLUA, "--exec", tmp .. "/live.lua" }, 1)
+    ts[#ts + 1] = { n = n, t = h, rss = hr }
+  end
+  local a, b = ts[1], ts[2]
+  row(string.format("%d live children, started and ended", b.n), "s", b.t, b.rss,
+    string.format("%d live children x %d", a.n, b.n // a.n), a.t * (b.n / a.n), a.rss, "growth <= 9x for 8x", "lower")
+  growth = growth or {}
+  growth[#growth + 1] = string.format("live children %d -> %d: time x%.2f (work x%d)", a.n, b.n, b.t / a.t, b.n // a.n)
+end
+
+-- 7. many children started at once and collected, vs bare C
+if want(7) then
+  local n = size.all
+  write(tmp .. "/all.lua", string.format([[
+local hp = require "hplua"
+local t0 = hp.clock()
+for i = 1, %d do hp.process.start("c" .. i, { "true" }) end
+hp.process.wait()
+print(hp.clock() - t0)
+]], n))
+  local h, hr = time_inner({ HPLUA, "--exec", tmp .. "/all.lua" }, 1)
+  local c, cr = time_inner({ BIN .. "/spawn", "--all", tostring(n), "true" }, 1)
+  row(n .. " children at once, collected", "s", h, hr, "C posix_spawn+waitpid(-1)", c, cr, "<= 1.2x C", "lower")
+end
+
+-- 8. exit-detection latency with many other children alive
+if want(8) then
+  write(tmp .. "/busy.lua", string.format([[
+local hp = require "hplua"
+for i = 1, %d do hp.process.start("idle" .. i, { %q, "600000" }) end
+local lat = {}
+for i = 1, %d do
+  local r = hp.process.start("e" .. i, { %q, tostring((i * 37) %% 50) }):wait()
+  lat[#lat + 1] = hp.clock() - tonumber(r.stdout)
+end
+hp.process.terminate_all(5)
+table.sort(lat)
+print(lat[(#lat + 1) // 2], lat[math.ceil(#lat * 0.99)])
+]], size.busy, BIN .. "/exiter", size.busy_latency, BIN .. "/exiter"))
+  local h = run({ HPLUA, "--exec", tmp .. "/busy.lua" })
+  local hm, h99 = h.stdout:match("(%S+)%s+(%S+)")
+  row(string.format("exit latency, %d alive, median", size.busy), "ms", tonumber(hm) * 1000, h.max_rss_kb, "-", nil, nil,
+    "< 1 ms", "lower")
+  row(string.format("exit latency, %d alive, p99", size.busy), "ms", tonumber(h99) * 1000, h.max_rss_kb, "-", nil, nil,
+    "< 2 ms", "lower")
+end
+
+-- 9. capture vs a plain pipe between two dd, measured in the same run
+if want(9) then
+  local bytes = size.capture
+  local mib = bytes >> 20
+  local r = run({ "sh", "-c", string.format(
+    "t0=$(date +%%s.%%N); dd if=/dev/zero bs=1M count=%d 2>/dev/null | dd of=/dev/null bs=1M 2>/dev/null; t1=$(date +%%s.%%N); echo \"$t1 - $t0\" | bc -l", mib) })
+  local dd = tonumber(r.stdout)
+  write(tmp .. "/capture.lua", string.format([[
+local hp = require "hplua"
+local t0 = hp.clock()
+local r = hp.process.start("cap", { "dd", "if=/dev/zero", "bs=1M", "count=%d" }):wait()
+assert(#r.stdout == %d)
+print(hp.clock() - t0)
+]], mib, bytes))
+  local h, hr = time_inner({ HPLUA, "--exec", tmp .. "/capture.lua" }, size.capture_runs, 1)
+  local c, cr = time_inner({ BIN .. "/capture", tostring(mib) }, size.capture_runs, 1)
+  local gb = bytes / 1e9
+  row(string.format("capture %d MiB (dd)", mib), "GB/s", gb / h, hr, "dd | dd", dd and gb / dd, r.max_rss_kb,
+    ">= 0.8x dd|dd", "higher")
+  -- dd | dd reuses one small buffer; a capture must touch fresh memory for every byte
+  row(string.format("capture %d MiB (dd)", mib), "GB/s", gb / h, hr, "C read into one buffer", gb / c, cr, "", "higher")
+  growth = growth or {}
+  growth[#growth + 1] = string.format("capture %d MiB: peak RSS %.1f MiB = %.2fx the captured size (goal <= 1.15x)",
+    mib, hr / 1024, hr * 1024 / bytes)
+end
+
 -- the table
 local function fmt(v, unit)
   if v == nil then return "-" end
@@ -407,6 +501,7 @@ for _, r in ipairs(rows) do
 end
 print(table.concat(lines, "\n"))
 print("('hplua is' = how many times faster hplua is than the baseline; medians; RSS = peak of the measured process)")
+for _, g in ipairs(growth or {}) do print(g) end
 if opts.out then
   local ok, err = json.write_atomic(opts.out, json.encode({ smoke = S, sizes = size, rows = rows, hplua = hp.version,
     date = hp.now() }, true) .. "\n")

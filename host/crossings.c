@@ -1,6 +1,8 @@
 #include "crossings.h"
 
+#include "bigmem.h"
 #include "clock.h"
+#include "heap.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -57,7 +59,52 @@ static void set_time(lua_State *L, const char *k, double wall)
     set_str(L, k, when);
 }
 
-void crossing_process_event(lua_State *L, const char *kind, const proc *p)
+#if defined(__SANITIZE_ADDRESS__)
+#define CAN_HAND_OVER 0 /* the hand-over is a copy onto itself, which ASan reports */
+#elif __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define CAN_HAND_OVER (!RUNNING_ON_VALGRIND) /* and so does valgrind */
+#else
+#define CAN_HAND_OVER 1
+#endif
+
+/* A finished child's output becomes a Lua string once, without a copy: its
+ * buffer was allocated with room for the string header before the data (the
+ * engine's buf_headroom, probed at load), and the allocator hands exactly that
+ * block to lua_pushlstring, whose copy is then onto itself. The string is kept,
+ * so later results push the same one. Below BIGMEM_THRESHOLD a copy is cheap. */
+void crossing_push_output(lua_State *L, proc *p, proc_buf *b, bool open, size_t headroom)
+{
+    if (b->given) {
+        lua_getfield(L, LUA_REGISTRYINDEX, PROCESS_OUTPUTS_KEY);
+        lua_rawgetp(L, -1, b);
+        lua_remove(L, -2);
+        return;
+    }
+    size_t hr = headroom;
+    bool whole = p->state == PROC_EXITED && !open && !(p->flags & PROC_STREAM_STDOUT) &&
+                 (!p->line_reader || b != &p->out || p->lines_seen == b->len);
+    if (!hr || !whole || b->len < BIGMEM_THRESHOLD || !CAN_HAND_OVER) {
+        lua_pushlstring(L, b->data ? b->data : "", b->len);
+        return;
+    }
+    heap_donate(b->data - hr, b->cap + hr, hr + b->len + 1, LUA_TSTRING);
+    lua_pushlstring(L, b->data, b->len);
+    if (heap_donate_end()) {
+        proc_buf_given(b); /* Lua owns the block now */
+        if (lua_getfield(L, LUA_REGISTRYINDEX, PROCESS_OUTPUTS_KEY) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, LUA_REGISTRYINDEX, PROCESS_OUTPUTS_KEY);
+        }
+        lua_pushvalue(L, -2);
+        lua_rawsetp(L, -2, b);
+        lua_pop(L, 1);
+    }
+}
+
+void crossing_process_event(lua_State *L, const char *kind, const proc *p, size_t headroom)
 {
     push_handlers(L, "event");
     if (!lua_isfunction(L, -1)) {
@@ -85,13 +132,13 @@ void crossing_process_event(lua_State *L, const char *kind, const proc *p)
         set_int(L, "stdout_bytes", (lua_Integer)p->out.total);
         set_int(L, "stderr_bytes", (lua_Integer)p->err.total);
         /* a last line without a newline counts as a line */
-        set_int(L, "stdout_lines", (lua_Integer)(p->out.lines + (p->out.len && p->out.data[p->out.len - 1] != '\n')));
-        set_int(L, "stderr_lines", (lua_Integer)(p->err.lines + (p->err.len && p->err.data[p->err.len - 1] != '\n')));
+        set_int(L, "stdout_lines", (lua_Integer)(p->out.lines + (p->out.total && p->out.last != '\n')));
+        set_int(L, "stderr_lines", (lua_Integer)(p->err.lines + (p->err.total && p->err.last != '\n')));
         set_int(L, "max_rss_kb", p->max_rss_kb);
         /* the whole output: the JSON report's processes are built from these events */
-        lua_pushlstring(L, p->out.data ? p->out.data : "", p->out.len);
+        crossing_push_output(L, (proc *)p, (proc_buf *)&p->out, false, headroom);
         lua_setfield(L, -2, "stdout");
-        lua_pushlstring(L, p->err.data ? p->err.data : "", p->err.len);
+        crossing_push_output(L, (proc *)p, (proc_buf *)&p->err, false, headroom);
         lua_setfield(L, -2, "stderr");
     }
     lua_call(L, 2, 0);

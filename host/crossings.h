@@ -23,8 +23,20 @@
 void crossing_set_event_handler(lua_State *L, int idx);
 void crossing_set_message_handler(lua_State *L, int idx);
 
-/* kind: "process_started" or "process_ended"; fields from p. */
-void crossing_process_event(lua_State *L, const char *kind, const proc *p);
+/* Registry table { [proc_buf] = the Lua string a finished output became } (lproc.c
+ * hands an output over to Lua without a copy; the buffer is then gone). */
+#define PROCESS_OUTPUTS_KEY "hplua.process.outputs"
+
+/* kind: "process_started" or "process_ended"; fields from p (a finished one's whole
+ * output included: the JSON report's processes are built from these events).
+ * headroom: the engine's buf_headroom. */
+void crossing_process_event(lua_State *L, const char *kind, const proc *p, size_t headroom);
+
+/* Pushes p's output b (stdout or err) as a Lua string. A finished, whole output at
+ * least BIGMEM_THRESHOLD long becomes its string once without a copy (its buffer has
+ * headroom bytes for the string header; the allocator hands the block to Lua) and
+ * is kept in PROCESS_OUTPUTS_KEY for every later result. */
+void crossing_push_output(lua_State *L, proc *p, proc_buf *b, bool open, size_t headroom);
 
 /* p's on_line callback: set (function at idx), forget, call with one line. */
 void crossing_set_line_callback(lua_State *L, const proc *p, int idx);

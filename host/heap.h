@@ -12,6 +12,16 @@ typedef struct heap_policy {
 
 /* lua_Alloc; ud is a heap_policy. */
 void *heap_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+/* Hand-over of a big block without a copy: the next new object of type tag and
+ * exactly nsize bytes is block itself (block_size bytes from bigmem, shrunk to
+ * nsize). Disarmed by that allocation, by a refusal, or by heap_donate_end. */
+void heap_donate(void *block, size_t block_size, size_t nsize, int tag);
+/* Returns whether the block was taken. */
+int heap_donate_end(void);
+/* Records the size of the next new object of type tag (heap_probe_end returns it). */
+void heap_probe(int tag);
+size_t heap_probe_end(void);
+
 /* The limit of --max-memory in bytes (0: none). */
 void heap_set_limit(size_t bytes);
 size_t heap_limit(void);

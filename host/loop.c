@@ -22,6 +22,7 @@ static void guard_check(lua_State *L)
 
 void loop_add_line_reader(proc *p)
 {
+    p->line_reader = true;
     p->line_next = line_procs;
     line_procs = p;
 }
@@ -69,7 +70,7 @@ int loop_start(lua_State *L, const proc_spec *s, bool scope_test, proc **out, ch
     (*out)->attempt = attempt;
     if (guard.child_started)
         guard.child_started(); /* its ticks drain the new pipes while test code computes */
-    crossing_process_event(L, "process_started", *out);
+    crossing_process_event(L, "process_started", *out, engine.buf_headroom);
     return 0;
 }
 
@@ -106,7 +107,7 @@ void loop_announce_ends(lua_State *L)
     proc *p;
     while ((p = proc_take_ended(&engine)) != NULL) {
         p->reported = true;
-        crossing_process_event(L, "process_ended", p);
+        crossing_process_event(L, "process_ended", p, engine.buf_headroom);
     }
 }
 

@@ -6,7 +6,9 @@
 #include "loop.h"
 #include "lpopen.h"
 
+#include "bigmem.h"
 #include "clock.h"
+#include "heap.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -17,6 +19,7 @@
 #include <unistd.h>
 
 #define HANDLE_MT "hplua.process.handle"
+
 
 #define engine (*loop_engine())
 
@@ -61,6 +64,13 @@ static void set_int(lua_State *L, const char *k, lua_Integer v)
     lua_setfield(L, -2, k);
 }
 
+/* A child's output as a Lua string (crossings.c: a finished one becomes its string
+ * once, without a copy, and is kept). */
+static void push_output(lua_State *L, proc *p, proc_buf *b, bool open)
+{
+    crossing_push_output(L, p, b, open, engine.buf_headroom);
+}
+
 /* The common part of a result and of what a wait that timed out returns. */
 static void push_common(lua_State *L, proc *p)
 {
@@ -69,9 +79,9 @@ static void push_common(lua_State *L, proc *p)
     set_str(L, "name", p->name);
     set_int(L, "pid", p->pid);
     set_str(L, "command", p->command);
-    lua_pushlstring(L, p->out.data ? p->out.data : "", p->out.len);
+    push_output(L, p, &p->out, p->fd_out >= 0);
     lua_setfield(L, -2, "stdout");
-    lua_pushlstring(L, p->err.data ? p->err.data : "", p->err.len);
+    push_output(L, p, &p->err, p->fd_err >= 0);
     lua_setfield(L, -2, "stderr");
     clock_iso8601(p->start_wall, when, sizeof when);
     set_str(L, "started_at", when);
@@ -678,6 +688,20 @@ static int i_history(lua_State *L)
     return 1;
 }
 
+/* The bytes before a long string's contents, as the allocator sees them; the
+ * engine keeps that much room before its buffers (see push_output). */
+static void probe_string_header(lua_State *L)
+{
+    char probe[100];
+    memset(probe, 'x', sizeof probe);
+    heap_probe(LUA_TSTRING);
+    lua_pushlstring(L, probe, sizeof probe); /* a long string: allocated, never interned */
+    size_t n = heap_probe_end();
+    lua_pop(L, 1);
+    if (n > sizeof probe + 1 && n - sizeof probe - 1 <= 64 && engine.n == 0)
+        engine.buf_headroom = n - sizeof probe - 1;
+}
+
 int luaopen_hplua_process(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"start", p_start},
@@ -702,6 +726,7 @@ int luaopen_hplua_process(lua_State *L)
         lua_setfield(L, -2, "methods");
     }
     lua_pop(L, 1);
+    probe_string_header(L);
     luaL_newlib(L, fns);
     return 1;
 }

@@ -21,6 +21,11 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
 
 #define READ_MIN 4096
 #define DEFAULT_PIPE_SIZE 65536
@@ -55,22 +60,42 @@ static void close_fd(int *fd)
     }
 }
 
-static void free_buf(proc_buf *b)
+/* Buffers keep e->buf_headroom bytes before their data (see proc_engine). */
+static int resize_buf(proc_engine *e, proc_buf *b, size_t cap)
 {
-    bigmem_realloc(b->data, b->cap, 0);
+    size_t hr = e->buf_headroom;
+    char *block = bigmem_realloc(b->data ? b->data - hr : NULL, b->data ? b->cap + hr : 0, cap + hr);
+    if (!block)
+        return ENOMEM;
+    b->data = block + hr;
+    b->cap = cap;
+    return 0;
+}
+
+static void free_buf(proc_engine *e, proc_buf *b)
+{
+    if (b->data)
+        bigmem_realloc(b->data - e->buf_headroom, b->cap + e->buf_headroom, 0);
     memset(b, 0, sizeof *b);
 }
 
-static void proc_free(proc *p)
+void proc_buf_given(proc_buf *b)
+{
+    b->data = NULL;
+    b->cap = 0;
+    b->given = true;
+}
+
+static void proc_free(proc_engine *e, proc *p)
 {
     close_fd(&p->fd_in);
     close_fd(&p->fd_out);
     close_fd(&p->fd_err);
     free(p->name);
     free(p->command);
-    free_buf(&p->in);
-    free_buf(&p->out);
-    free_buf(&p->err);
+    free_buf(e, &p->in);
+    free_buf(e, &p->out);
+    free_buf(e, &p->err);
     free(p);
 }
 
@@ -288,6 +313,7 @@ int proc_resolve(const char *file, const char *path_env, char *buf, size_t len)
 struct child_args {
     const proc_spec *s;
     int in, out, err, errpipe;
+    int keep_below; /* the child shares our fd table until it copies fds [0, keep_below) (0: not shared) */
     pid_t parent;
     sigset_t mask;
 };
@@ -325,6 +351,12 @@ static int clear_of_std(int fd) { return fd >= 0 && fd < 3 ? fcntl(fd, F_DUPFD_C
 static int child_main(void *arg)
 {
     struct child_args *a = arg;
+    /* First of all, a table of its own holding only the low descriptors (its pipe
+     * ends are among them): copying, and closing at exec, the thousands of pipe
+     * ends hplua holds for other children would cost every start O(children). */
+    if (a->keep_below && close_range((unsigned)a->keep_below, ~0U, CLOSE_RANGE_UNSHARE) != 0 &&
+        unshare(CLONE_FILES) != 0)
+        _exit(127); /* nothing else is safe while the table is shared */
     evloop_reset_child_signals();
     if (!(a->s->flags & PROC_KEEP_GROUP))
         setpgid(0, 0);
@@ -355,7 +387,8 @@ static pid_t spawn_child(struct child_args *a)
     return pid;
 #else
     static char stack[64 * 1024] __attribute__((aligned(16)));
-    return clone(child_main, stack + sizeof stack, CLONE_VM | CLONE_VFORK | SIGCHLD, a);
+    return clone(child_main, stack + sizeof stack, CLONE_VM | CLONE_VFORK | (a->keep_below ? CLONE_FILES : 0) | SIGCHLD,
+                 a);
 #endif
 }
 
@@ -378,6 +411,32 @@ static char *join_argv(char *const *argv)
     return s;
 }
 
+/* hplua's own ends of the children's pipes are parked at descriptors from
+ * park_base() up, so the low numbers stay free for the next child's ends and a
+ * child needs to copy only those (child_main). 0 where the limit of open files
+ * is too low to bother. */
+static int park_base(void)
+{
+    static int base = -1;
+    if (base < 0) {
+        struct rlimit rl;
+        /* valgrind runs clone(CLONE_VM|CLONE_VFORK) as a fork, and refuses CLONE_FILES */
+        base = !RUNNING_ON_VALGRIND && getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= 4096 ? 1024 : 0;
+    }
+    return base;
+}
+
+static int park(int fd)
+{
+    if (fd < 0 || !park_base() || fd >= park_base())
+        return fd;
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, park_base());
+    if (high < 0)
+        return fd;
+    close(fd);
+    return high;
+}
+
 /* Standard input of a child that is given none: /dev/null, opened once. */
 static int devnull(void)
 {
@@ -387,13 +446,11 @@ static int devnull(void)
     return fd;
 }
 
-static int copy_in(proc_buf *b, const char *data, size_t len)
+static int copy_in(proc_engine *e, proc_buf *b, const char *data, size_t len)
 {
     if (!len)
         return 0;
-    b->cap = len;
-    b->data = bigmem_realloc(NULL, 0, len);
-    if (!b->data)
+    if (resize_buf(e, b, len))
         return ENOMEM;
     memcpy(b->data, data, len);
     b->len = len;
@@ -419,10 +476,10 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
     p->flags = f;
     p->name = strdup(s->name);
     p->command = s->command ? strdup(s->command) : join_argv(s->argv);
-    if (!p->name || !p->command || copy_in(&p->in, s->stdin_data, s->stdin_len) || (rc = reserve(e))) {
+    if (!p->name || !p->command || copy_in(e, &p->in, s->stdin_data, s->stdin_len) || (rc = reserve(e))) {
         rc = rc ? rc : ENOMEM;
         snprintf(err, errlen, "%s", strerror(rc));
-        proc_free(p);
+        proc_free(e, p);
         return rc;
     }
     if ((in_pipe && pipe2(pin, O_CLOEXEC)) || (!in_pipe && !(f & PROC_INHERIT_STDIN) && devnull() < 0) ||
@@ -433,8 +490,18 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
     }
     struct child_args a = {s,        in_pipe ? pin[0] : (f & PROC_INHERIT_STDIN) ? -1 : devnull(),
                            pout[1],  err_pipe ? perr[1] : (f & PROC_INHERIT_STDERR) ? -1 : pout[1],
-                           pfail[1], getpid(),
-                           {{0}}};
+                           pfail[1], 0,
+                           getpid(), {{0}}};
+#if !defined(__SANITIZE_ADDRESS__)
+    if (park_base()) {
+        int top = a.errpipe;
+        top = a.in > top ? a.in : top;
+        top = a.out > top ? a.out : top;
+        top = a.err > top ? a.err : top;
+        if (top < park_base())
+            a.keep_below = top + 1;
+    }
+#endif
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &a.mask);
@@ -471,9 +538,9 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
     p->pid = pid;
     p->state = PROC_RUNNING;
     p->timeout = s->timeout;
-    p->fd_in = pin[1];
-    p->fd_out = pout[0];
-    p->fd_err = perr[0];
+    p->fd_in = park(pin[1]);
+    p->fd_out = park(pout[0]);
+    p->fd_err = park(perr[0]);
     pin[1] = pout[0] = perr[0] = -1;
     index_proc(e, p); /* room was made before the spawn */
     if (p->fd_out >= 0) {
@@ -499,7 +566,7 @@ fail:
     close_fd(&pfail[0]);
     close_fd(&pfail[1]);
     if (rc)
-        proc_free(p);
+        proc_free(e, p);
     return rc;
 }
 
@@ -531,17 +598,14 @@ static void read_pipe(proc_engine *e, proc *p, int which)
             return;
         }
         if (b->cap - b->len < READ_MIN) {
-            size_t cap = b->cap ? b->cap * 2 : READ_MIN * 4;
-            char *nd = bigmem_realloc(b->data, b->cap, cap);
-            if (!nd)
+            if (resize_buf(e, b, b->cap ? b->cap * 2 : READ_MIN * 4))
                 return; /* keep the data we have; try again next turn */
-            b->data = nd;
-            b->cap = cap;
         }
         ssize_t n = read(*fd, b->data + b->len, b->cap - b->len - 1);
         if (n > 0) {
             count_lines(b, b->data + b->len, (size_t)n);
             b->len += (size_t)n;
+            b->last = b->data[b->len - 1];
             b->total += (size_t)n;
             b->data[b->len] = 0;
             if (n >= DEFAULT_PIPE_SIZE && !b->big_pipe) {
@@ -756,11 +820,8 @@ int proc_stdin_write(proc_engine *e, proc *p, const char *data, size_t len)
         size_t cap = p->in.cap ? p->in.cap : READ_MIN;
         while (cap < p->in.len + len)
             cap *= 2;
-        char *nd = bigmem_realloc(p->in.data, p->in.cap, cap);
-        if (!nd)
+        if (resize_buf(e, &p->in, cap))
             return ENOMEM;
-        p->in.data = nd;
-        p->in.cap = cap;
     }
     memcpy(p->in.data + p->in.len, data, len);
     p->in.len += len;
@@ -833,7 +894,7 @@ void proc_engine_free(proc_engine *e)
     if (e->running)
         proc_terminate_everything(e, 1.0);
     for (size_t i = 0; i < e->n; i++)
-        proc_free(e->procs[i]);
+        proc_free(e, e->procs[i]);
     free(e->procs);
     free(e->live);
     free(e->timed);
@@ -842,5 +903,7 @@ void proc_engine_free(proc_engine *e)
     if (e->epfd >= 0)
         close(e->epfd);
     orphans_clean_exit();
+    size_t hr = e->buf_headroom;
     proc_engine_init(e);
+    e->buf_headroom = hr;
 }

@@ -17,7 +17,9 @@ typedef struct proc_buf {
     size_t off;    /* a stream's reader has taken data[0..off) */
     size_t total;  /* bytes ever read (a stream drops what its reader took) */
     size_t lines;  /* newlines among them */
+    char last;     /* the last byte read */
     bool big_pipe; /* the pipe was enlarged after it was found full */
+    bool given;    /* the data was handed over whole (proc_buf_given): data is NULL, len stays */
 } proc_buf;
 
 typedef enum { PROC_RUNNING, PROC_EXITED } proc_state;
@@ -56,6 +58,7 @@ typedef struct proc {
     bool scope_test;        /* ends with the attempt that started it */
     unsigned long attempt;  /* the attempt that started it */
     size_t lines_seen;      /* on_line cursor into out */
+    bool line_reader;       /* has an on_line callback */
     struct proc *line_next; /* list of children with an on_line callback */
     /* the engine's */
     size_t live_idx, timed_idx; /* positions in live[] and timed[] (SIZE_MAX: not there) */
@@ -74,6 +77,10 @@ typedef struct proc_engine {
     size_t pid_buckets, name_buckets;
     proc *ended_first, *ended_last; /* ended since the binding last took them (proc_take_ended) */
     int epfd;                       /* -1 until the first start */
+    /* Bytes kept free before every buffer's data: room for the header of the
+     * object the binding turns a finished output into without copying it. Set
+     * before the first start (0 after proc_engine_init). */
+    size_t buf_headroom;
 } proc_engine;
 
 typedef struct proc_spec {
@@ -117,6 +124,9 @@ void proc_terminate_everything(proc_engine *e, double grace);
 /* Makes this process the reaper of orphaned descendants, sets the run token and
  * the signal handlers. */
 int proc_global_init(void);
+
+/* The binding took over b's memory (data - buf_headroom, cap + buf_headroom). */
+void proc_buf_given(proc_buf *b);
 
 /* Streams (PROC_STREAM_*). Queues bytes for stdin; returns 0 or EPIPE when the
  * child's stdin is gone. proc_stdin_pending says how much is still queued. */

@@ -1,4 +1,4 @@
--- Runs every orphan scenario against an hplua and prints, for each, the
+-- Runs every orphan scenario (16) against an hplua and prints, for each, the
 -- survivors (must be 0) and the time from the end of the run (or the kill) until
 -- no descendant was left.
 --   build/hplua --exec tests/tools/orphans.lua [--hplua PATH] [--forker PATH] [NAME...]
@@ -55,6 +55,8 @@ local scenarios = {
   { name = "SIGINT", kinds = "standard", mode = "hang", kill = "INT" },
   { name = "SIGTERM", kinds = "standard", mode = "hang", kill = "TERM" },
   { name = "SIGKILL", kinds = "standard", mode = "hang", kill = "KILL" },
+  { name = "SIGINT in os.execute", kinds = "standard", mode = "hang_execute", kill = "INT" },
+  { name = "SIGTERM in an io.popen read", kinds = "standard", mode = "hang_popen", kill = "TERM" },
   { name = "SIGKILL of the process group", kinds = "standard", mode = "hang", kill = "KILL", group = true },
   { name = "timeout -s KILL", kinds = "standard", mode = "hang", wrap = { "timeout", "-s", "KILL", "3" } },
   { name = "env option daemon, SIGKILL", kinds = "env_daemon", mode = "hang", kill = "KILL" },

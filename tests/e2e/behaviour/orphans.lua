@@ -73,6 +73,18 @@ hp.test("SIGKILL", function()
   hp.expect(rep).to_be_nil() -- no report, and never a half-written one
 end)
 
+hp.test("SIGINT while the test waits in os.execute", function()
+  local res, rep = scenario { signal = "INT", mode = "hang_execute", min = 6 }
+  hp.expect(res.exit_code).to_equal(2)
+  hp.expect(run.test_by_id(rep, "1_spawn::start children").status).to_equal("stopped")
+end)
+
+hp.test("SIGTERM while the test reads from io.popen", function()
+  local res, rep = scenario { signal = "TERM", mode = "hang_popen", min = 6 }
+  hp.expect(res.exit_code).to_equal(2)
+  hp.expect(run.test_by_id(rep, "1_spawn::start children").error.message).to_equal("interrupted by SIGTERM")
+end)
+
 -- What `timeout -s KILL`, `kill -9 -PGID` and CI runners do: the watchdog must not
 -- be in that group.
 hp.test("SIGKILL of hplua's whole process group", function()

@@ -246,3 +246,27 @@ hp.test("retries restart a named process; scope = \"test\" children end with the
   hp.expect(cut).to_equal(2)
   hp.expect(run.find_processes(marker)).to_equal({})
 end)
+
+hp.test("a big output becomes one Lua string without a second copy, kept for later results", function()
+  local function rss_kb()
+    local f = io.open("/proc/self/status")
+    local kb = tonumber(f:read("a"):match("VmRSS:%s*(%d+)"))
+    f:close()
+    return kb
+  end
+  local f = io.open("/proc/self/maps")
+  local maps = f:read("a")
+  f:close()
+  local checked = not (maps:find("vgpreload", 1, true) or maps:find("libasan", 1, true)) -- they copy
+  local size = 32 << 20
+  collectgarbage()
+  local before = rss_kb()
+  local r = hp.process.start("big-once", string.format("head -c %d /dev/zero | tr '\\0' a", size)):wait(60)
+  local grown = rss_kb() - before
+  hp.expect(#r.stdout).to_equal(size)
+  hp.expect(r.stdout:find("[^a]")).to_be_nil()
+  hp.expect(hp.process.results()["big-once"].stdout == r.stdout).to_be(true)
+  hp.expect(hp.process.collect("big-once").stdout == r.stdout).to_be(true)
+  if checked then hp.expect(grown).to_be_less_than(size * 1.3 // 1024) end
+  hp.set_message(string.format("RSS grew %.1f MiB for %d MiB captured", grown / 1024, size >> 20))
+end)
