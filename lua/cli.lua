@@ -224,6 +224,7 @@ local function run_tests(opts)
 end
 
 function M.main(args)
+  if args[1] == "serve" then return require("hplua.serve").main({ table.unpack(args, 2) }) end
   local opts, err = M.parse(args)
   if not opts then return usage_error(err) end
   if opts.help then
