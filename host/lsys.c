@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <limits.h>
 #include <poll.h>
@@ -128,6 +129,96 @@ static int sys_set_memory_limit(lua_State *L)
     return 0;
 }
 
+/* ---- plain file descriptors: the events file (--events), the station's control FIFO ---- */
+
+static int push_fail(lua_State *L, const char *what, int err)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", what, strerror(err));
+    lua_pushstring(L, err == ENOENT ? "ENOENT" : err == EACCES ? "EACCES" : err == EAGAIN ? "EAGAIN"
+                      : err == EPIPE ? "EPIPE" : err == ELOOP ? "ELOOP" : err == ENOSPC ? "ENOSPC" : "EIO");
+    return 3;
+}
+
+/* open(path, "w"|"r") -> fd | nil, message, code. "w" creates or truncates and never
+ * follows a final symbolic link; "r" opens non-blocking (a FIFO opens at once). */
+static int sys_open(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    const char *mode = luaL_checkstring(L, 2);
+    int flags;
+    if (strcmp(mode, "w") == 0)
+        flags = O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC;
+    else if (strcmp(mode, "r") == 0)
+        flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC;
+    else
+        return luaL_argerror(L, 2, "mode must be \"w\" or \"r\"");
+    int fd = open(path, flags, 0644);
+    if (fd < 0)
+        return push_fail(L, path, errno);
+    lua_pushinteger(L, fd);
+    return 1;
+}
+
+/* write(fd, s) -> true | nil, message, code: all of s, across partial writes. */
+static int sys_write(lua_State *L)
+{
+    int fd = (int)luaL_checkinteger(L, 1);
+    size_t len, off = 0;
+    const char *s = luaL_checklstring(L, 2, &len);
+    while (off < len) {
+        ssize_t n = write(fd, s + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            struct pollfd p = {fd, POLLOUT, 0};
+            poll(&p, 1, 1000);
+            continue;
+        }
+        if (n < 0)
+            return push_fail(L, "write", errno);
+        off += (size_t)n;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* read(fd, [max]) -> data ("" at end of file) | nil, message, code ("EAGAIN": nothing yet) */
+static int sys_read(lua_State *L)
+{
+    int fd = (int)luaL_checkinteger(L, 1);
+    lua_Integer max = luaL_optinteger(L, 2, 65536);
+    luaL_argcheck(L, max > 0 && max <= (1 << 24), 2, "max must be between 1 and 16 MiB");
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, (size_t)max);
+    ssize_t n;
+    do
+        n = read(fd, p, (size_t)max);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return push_fail(L, "read", errno);
+    luaL_pushresultsize(&b, (size_t)n);
+    return 1;
+}
+
+static int sys_close(lua_State *L)
+{
+    close((int)luaL_checkinteger(L, 1));
+    return 0;
+}
+
+/* realpath(path) -> absolute path | nil, message, code */
+static int sys_realpath(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char *r = realpath(path, NULL);
+    if (!r)
+        return push_fail(L, path, errno);
+    lua_pushstring(L, r);
+    free(r);
+    return 1;
+}
+
 int luaopen_hplua_sys(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"listdir", sys_listdir},
@@ -141,6 +232,11 @@ int luaopen_hplua_sys(lua_State *L)
                                    {"wait_readable", sys_wait_readable},
                                    {"getpid", sys_getpid},
                                    {"set_memory_limit", sys_set_memory_limit},
+                                   {"open", sys_open},
+                                   {"write", sys_write},
+                                   {"read", sys_read},
+                                   {"close", sys_close},
+                                   {"realpath", sys_realpath},
                                    {NULL, NULL}};
     luaL_newlib(L, fns);
     guard_register(L);

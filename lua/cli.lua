@@ -1,4 +1,4 @@
--- hplua.cli: the command line (docs/cli.md). Returns exit statuses; never exits.
+-- hplua.cli: the command line (README.md, "Command line"). Returns exit statuses; never exits.
 local sys = require "hplua.sys"
 
 local M = {}
@@ -23,6 +23,9 @@ options:
   --color WHEN          auto (default), always or never; NO_COLOR=1 turns auto off
   --answers FILE        JSON object answering operator dialogs by id
   --max-memory MB       cap the Lua heap of the run
+  --events FILE         write the run's events as NDJSON to FILE (or fd:N)
+  --serial S            the DUT's serial number (hp.run.serial)
+  --arg KEY=VALUE       a run argument for the tests (hp.run.args.KEY; repeatable)
   --version, --help     print and exit
 
 exit status: 0 passed, 1 a test failed, 2 interrupted or collection error,
@@ -42,10 +45,11 @@ end
 
 -- Parses argv; returns opts or nil, message.
 function M.parse(args)
-  local opts = { paths = {}, keywords = {}, color = "auto", verbose = false, quiet = false }
+  local opts = { paths = {}, keywords = {}, color = "auto", verbose = false, quiet = false, args = {}, argv = args }
   local takes_value = {
     ["-k"] = true, ["--timeout"] = true, ["--json"] = true, ["--junit"] = true, ["--color"] = true,
-    ["--answers"] = true, ["--max-memory"] = true, ["-e"] = true, ["--exec"] = true,
+    ["--answers"] = true, ["--max-memory"] = true, ["-e"] = true, ["--exec"] = true, ["--events"] = true,
+    ["--control"] = true, ["--run-id"] = true, ["--serial"] = true, ["--arg"] = true, ["--slot"] = true,
   }
   local i = 1
   while i <= #args do
@@ -97,6 +101,24 @@ function M.parse(args)
         local n, err = positive(name, value, "megabytes")
         if not n then return nil, err end
         opts.max_memory = n
+      elseif name == "--events" then
+        opts.events = value
+      elseif name == "--control" then
+        opts.control = value
+      elseif name == "--run-id" then
+        if not value:match("^[%w-]+$") or #value > 64 then return nil, "--run-id must be letters, digits and dashes" end
+        opts.run_id = value
+      elseif name == "--serial" then
+        if opts.serial then return nil, "--serial given twice (several serials need --slots)" end
+        opts.serial = value
+      elseif name == "--slot" then
+        local n = math.tointeger(tonumber(value))
+        if not n or n < 1 then return nil, "--slot needs a whole number of at least 1, got '" .. value .. "'" end
+        opts.slot = n
+      elseif name == "--arg" then
+        local k, v = value:match("^([%w_.-]+)=(.*)$")
+        if not k then return nil, "--arg needs KEY=VALUE, got '" .. value .. "'" end
+        opts.args[k] = v
       elseif name == "--version" then
         opts.version = true
       elseif name == "-h" or name == "--help" then
@@ -157,12 +179,31 @@ local function load_answers(path)
   return answers
 end
 
+-- The outputs of a run, as subscribers of its event bus, in the order they hear
+-- each event: the report builder first (the JSON writer and the history read it).
+local function subscribe_outputs(run, bus, opts)
+  if opts.json then
+    local report = require("hplua.sink_report").new()
+    run.report = report
+    bus:subscribe(report)
+  end
+  bus:subscribe(opts.tap and require("hplua.sink_tap").new() or require("hplua.sink_console").new(opts))
+  if opts.events then
+    local sink, err = require("hplua.sink_events").open(opts.events)
+    if not sink then return nil, err end
+    bus:subscribe(sink)
+  end
+  if opts.json then bus:subscribe(require("hplua.sink_json").new(opts.json)) end
+  if opts.junit then bus:subscribe(require("hplua.sink_junit").new(opts.junit)) end
+  return true
+end
+
 local function run_tests(opts)
-  local answers
+  local ctx = require "hplua.context"
   if opts.answers then
-    local err
-    answers, err = load_answers(opts.answers)
+    local answers, err = load_answers(opts.answers)
     if not answers then return usage_error(err) end
+    ctx.answers = answers
   end
   for _, p in ipairs(opts.paths) do
     local kind, err = sys.kind(p)
@@ -170,57 +211,29 @@ local function run_tests(opts)
       return usage_error(err:find("No such file", 1, true) and ("path not found: " .. p) or err)
     end
   end
+  if opts.control then
+    local control, err = require("hplua.control").open(opts.control)
+    if not control then return usage_error(err) end
+    ctx.control = control
+  end
   if opts.max_memory then sys.set_memory_limit(opts.max_memory) end
   local runner = require "hplua.runner"
-  local report = require "hplua.report"
-  local ctx = require "hplua.context"
-  local console = require "hplua.console"
-  local reporter = opts.tap and console.tap() or console.console(opts)
-  ctx.answers = answers
-  local run_info = { started_at = sys.now(), wall_start = sys.wall() }
-  local plan = runner.collect(opts.paths)
-  if not plan then
-    io.stdout:write("interrupted during collection\n")
-    report.write_all(opts, run_info, nil, nil, EXIT.interrupted)
-    return EXIT.interrupted
-  end
-  if #plan.errors > 0 then
-    reporter:collection_errors(plan.errors)
-    report.write_all(opts, run_info, plan, nil, EXIT.interrupted)
-    return EXIT.interrupted
-  end
-  local selected = runner.select(plan, opts.keywords)
-  if opts.list then
+  local events = require "hplua.events"
+  local run = runner.new_run(opts)
+  local bus = events.new(opts.run_id or events.uuid(), opts.slot, run)
+  run.bus = bus
+  ctx.run.id, ctx.run.slot, ctx.run.serial, ctx.run.args = bus.run_id, opts.slot, opts.serial, opts.args
+  local ok, err = subscribe_outputs(run, bus, opts)
+  if not ok then return usage_error(err) end
+  local code, selected = run:main(opts.paths, opts.keywords)
+  if code == nil then -- --list
     for _, t in ipairs(selected) do io.stdout:write(t.id, "\n") end
     return EXIT.ok
   end
-  if #selected == 0 then
-    io.stdout:write(#plan.tests == 0 and "no tests collected\n" or
-      string.format("no tests selected (%d deselected by -k)\n", #plan.tests))
-    report.write_all(opts, run_info, plan, nil, EXIT.none)
-    return EXIT.none
-  end
-  local files = {}
-  for _, t in ipairs(selected) do files[t.module] = true end
-  local nfiles = 0
-  for _ in pairs(files) do nfiles = nfiles + 1 end
-  reporter:start({ selected = #selected, deselected = #plan.tests - #selected, files = nfiles })
-  ctx.on_message = reporter.message and function(rec, msg) reporter:message(rec, msg) end
-  local run = runner.execute(plan, selected, opts, reporter)
-  local summary = runner.summary(run.results)
-  local code = EXIT.ok
-  if run.interrupted then
-    code = EXIT.interrupted
-  elseif summary.failed > 0 or summary.stopped > 0 or #ctx.run.errors > 0 then
-    code = EXIT.failed
-  end
-  reporter:finish(run, summary)
-  local ok, werr = report.write_all(opts, run_info, plan, run, code)
-  if not ok then
-    io.stderr:write("hplua: error: " .. werr .. "\n")
-    if code == EXIT.ok then code = EXIT.failed end
-  end
-  return code
+  local closed, cerr = bus:close()
+  if not closed then run:output_error(cerr) end
+  if ctx.control then ctx.control:close() end
+  return run.exit_code
 end
 
 function M.main(args)

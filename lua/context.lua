@@ -1,47 +1,63 @@
--- hplua.context: the state the runner shares with the test authors' API
--- (stdlib/hplua.lua). One table, reset for each run.
-local sys = require "hplua.sys"
+-- hplua.context: what the test authors' API (stdlib/) needs of the running run:
+-- the file being collected, the attempt running now, fixtures, and the bus that
+-- carries everything recorded to the outputs. The run itself (lua/runner.lua)
+-- owns its plan, results and run information.
+local json = require "hplua.json"
 
 local M = {}
 
-function M.reset()
-
 -- hp.skip() raises an object with this metatable; the runner turns it into a skip.
 M.skip_mt = { __tostring = function(s) return "skipped: " .. tostring(s.reason) end }
+
+function M.reset()
   M.collecting = nil   -- { module = mod } or { suite = scope } while a file loads
-  M.current = nil      -- the running attempt: { test, messages, measurements, artifacts }
+  M.current = nil      -- the running attempt: { test, attempt, measurements, artifacts }
   M.errors = {}        -- collection errors: { message, file, line }
   M.fixtures = {}      -- name -> { fn, file, line, created, value, teardown, error }
   M.fixture_order = {} -- fixtures in order of creation
-  M.run = { messages = {}, dut = {}, stand = {}, instruments = {}, errors = {} }
-  M.on_message = nil   -- console hook: function(record, msg)
+  M.bus = nil          -- the run's event bus (nil outside a test run: hplua -e)
+  M.dialogs = nil      -- the dialog answer providers, in order (hplua.dialog)
+  M.run = { id = nil, slot = nil, serial = nil, args = {} } -- hp.run
+  M.run_messages = nil -- { messages, keyed }: messages recorded outside a test
+  M.run_info = { dut = {}, stand = {}, instruments = {} } -- what hp.set_* recorded
+  M.assertion = nil    -- text of the last failed hp.expect (its error kind is assertion)
 end
 M.reset()
 
 -- Location of the caller of an API function: the nearest frame outside the host.
-M.caller = sys.caller
+M.caller = require("hplua.sys").caller
+
+local function emit(kind, ev)
+  local bus = M.bus
+  if bus then return bus:emit(kind, ev) end
+end
+M.emit = emit
 
 function M.collection_error(message, file, line)
   if not file then file, line = M.caller() end
   M.errors[#M.errors + 1] = { message = message, file = file, line = line }
 end
 
--- Messages: on the running test, else on the run. A message with the key of an
--- earlier one replaces it in place.
+-- A message on the running test, else on the run. A keyed message replaces the
+-- earlier one of the same key in place (O(1): the holder indexes its keys).
 function M.message(text, key)
-  local list = M.current and M.current.messages or M.run.messages
-  local msg = { time = sys.now(), text = tostring(text), key = key }
+  local cur = M.current
+  text = tostring(text)
+  local ev = emit("message", { test = cur and cur.test.id or json.null, attempt = cur and cur.attempt or nil,
+    text = text, key = key })
+  local holder = cur or M.run_messages
+  if not (holder and ev) then return end
+  local msg = { time = ev.time, text = text, key = key }
+  local list = holder.messages
   if key ~= nil then
-    for i, old in ipairs(list) do
-      if old.key == key then
-        list[i] = msg
-        if M.on_message then M.on_message(M.current, msg) end
-        return
-      end
+    local i = holder.keyed[key]
+    if i then
+      list[i] = msg
+      return
     end
+    holder.keyed[key] = #list + 1
   end
   list[#list + 1] = msg
-  if M.on_message then M.on_message(M.current, msg) end
 end
 
 return M

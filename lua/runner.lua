@@ -1,6 +1,7 @@
 -- hplua.runner: collection (load every file, check every declaration), then the
 -- ordered run with dependencies, critical stops, attempts, timeouts, fixtures and
--- hooks. Reporters get events; the run's record is returned for the report writers.
+-- hooks. The run owns its state and publishes what happens as events (API 6) on
+-- its bus; every output is a subscriber (lua/sink_*.lua).
 local sys = require "hplua.sys"
 local ctx = require "hplua.context"
 local discover = require "hplua.discover"
@@ -131,6 +132,8 @@ function M.collect(paths)
   local plan = { modules = {}, tests = {}, scopes = {} }
   local modules_by_id = {}
   for root_index, root in ipairs(paths) do
+    local root_dir = sys.kind(root) == "dir" and root or dirname(root)
+    hp.suite_dir = sys.realpath(root_dir) or root_dir
     local items, err = discover.discover(root)
     if not items then
       ctx.collection_error(err, root, 0)
@@ -150,7 +153,7 @@ function M.collect(paths)
       else
         local id = discover.module_id(item.rel)
         local mod = { id = id, name = id, file = item.path, dir = item.dir, search_dir = dirname(item.path),
-          root = root_index, tests = {}, by_name = {}, hooks = new_hooks(), kind = "module" }
+          root = root_index, suite_dir = hp.suite_dir, tests = {}, by_name = {}, hooks = new_hooks(), kind = "module" }
         ctx.collecting = { module = mod }
         set_search_path(base, mod.search_dir)
         local ok = load_file(item.path)
@@ -202,16 +205,32 @@ function M.select(plan, keywords)
   return selected
 end
 
--- Turns a guarded call's failure into a status and an error record.
+local json = require "hplua.json"
+local null = json.null
+
+-- A guarded call's failure -> status, error record { message, file, line, traceback,
+-- kind }, skip reason. Kinds: timeout, interrupt, error, assertion, memory
+-- (measurement is added by the runner).
 local function outcome(info, prefix)
+  local e = { message = (prefix or "") .. info.message, file = info.file, line = info.line,
+    traceback = info.traceback, kind = info.kind }
   if info.kind == "interrupt" then
-    return "stopped", { message = info.message, file = info.file, line = info.line, traceback = info.traceback }
+    e.message = info.message
+    return "stopped", e
   end
   if type(info.object) == "table" and getmetatable(info.object) == ctx.skip_mt then
     return "skipped", nil, tostring(info.object.reason)
   end
-  return "failed", { message = (prefix or "") .. info.message, file = info.file, line = info.line,
-    traceback = info.traceback, kind = info.kind }
+  if e.kind == "error" then
+    local m = info.message
+    if m:find("^out of memory") or m:find("^not enough memory") then
+      e.kind = "memory"
+    elseif m == "assertion failed!" or (ctx.assertion and m:sub(-#ctx.assertion) == ctx.assertion) then
+      e.kind = "assertion"
+    end
+  end
+  ctx.assertion = nil
+  return "failed", e
 end
 
 -- The failure a test's out-of-limit measurements add up to, located at the first.
@@ -232,17 +251,45 @@ local function measurement_failure(list)
   if #bad > 0 then return "measurement failed: " .. table.concat(bad, "; "), first end
 end
 
+-- An error record as events and reports carry it (null when there is none).
+local function error_record(e)
+  if not e then return null end
+  return { message = e.message, file = e.file, line = e.line, traceback = e.traceback, kind = e.kind or "error" }
+end
+M.error_record = error_record
+
+local EXIT = { ok = 0, failed = 1, interrupted = 2, internal = 3, usage = 4, none = 5 }
+M.EXIT = EXIT
+
 local Run = {}
 Run.__index = Run
 
-function M.new_run(plan, opts, reporter)
-  return setmetatable({ plan = plan, opts = opts, reporter = reporter, open = {}, results = {} }, Run)
+-- opts: the parsed command line; bus: the event bus (hplua.events) with its sinks.
+function M.new_run(opts, bus)
+  local run = setmetatable({ opts = opts, bus = bus, open = {}, results = {}, errors = {},
+    summary = { total = 0, passed = 0, failed = 0, skipped = 0, stopped = 0 },
+    messages = { messages = {}, keyed = {} }, dut = {}, stand = {}, instruments = {},
+    started = sys.clock(), wall_start = sys.wall() }, Run)
+  return run
 end
 
-function Run:run_error(message, file, line)
-  local e = { message = message, file = file, line = line }
-  table.insert(ctx.run.errors, e)
-  if self.reporter.run_error then self.reporter:run_error(e) end
+function Run:emit(kind, ev) return self.bus:emit(kind, ev) end
+
+-- An output that could not be written: said on stderr, and a passing run fails.
+function Run:output_error(message)
+  io.stderr:write("hplua: error: " .. tostring(message) .. "\n")
+  if self.exit_code == EXIT.ok then self.exit_code = EXIT.failed end
+end
+
+-- The JSON report's text, once the run has finished (needs the report builder).
+function Run:report_text()
+  return self.report and self.report:report_text()
+end
+
+function Run:run_error(message, file, line, kind)
+  local e = { message = message, file = file, line = line, kind = kind or "error" }
+  self.errors[#self.errors + 1] = e
+  self:emit("run_error", { message = message, file = file or null, line = line or null, kind = e.kind })
 end
 
 function Run:guarded(fn, arg, timeout)
@@ -270,7 +317,7 @@ function Run:close_scope(scope)
   for i = #scope.hooks.after_all, 1, -1 do
     local h = scope.hooks.after_all[i]
     local ok, info = self:guarded(h.fn, nil, self.opts.timeout)
-    if not ok then self:run_error("after_all failed: " .. info.message, info.file or h.file, info.line or h.line) end
+    if not ok then self:run_error("after_all failed: " .. info.message, info.file or h.file, info.line or h.line, info.kind) end
   end
   scope.closed = true
 end
@@ -289,10 +336,17 @@ function Run:enter(chain)
   end
 end
 
-function Run:attempt(t, n, timeout)
-  local rec = { test = t, attempt = n, messages = {}, measurements = {}, artifacts = {} }
+local function attempt_summary(rec)
+  return { attempt = rec.attempt, status = rec.status, duration = rec.duration, error = error_record(rec.error),
+    messages = json.array(rec.messages), measurements = json.array(rec.measurements) }
+end
+
+function Run:attempt(t, n, timeout, previous)
+  local rec = { test = t, attempt = n, messages = {}, keyed = {}, measurements = {}, artifacts = {} }
   ctx.current = rec
   local started = sys.clock()
+  self:emit("test_started", { test = t.id, name = t.name, module = t.module.id, attempt = n, max_attempts = t.attempts,
+    previous = previous and { status = previous.status, error = error_record(previous.error) } or nil })
   local arg = { id = t.id, name = t.name, attempt = n, module = t.module.id }
   local chain = t.module.chain
   local status, err, skip_reason = "passed", nil, nil
@@ -324,9 +378,13 @@ function Run:attempt(t, n, timeout)
       end
     end
   end
+  if rec.exit_called and status ~= "failed" and status ~= "stopped" then
+    -- os.exit was called and its error caught by the test itself: still a failure
+    status, err = "failed", rec.exit_called
+  end
   if status == "passed" and #rec.measurements > 0 then
     local why, m = measurement_failure(rec.measurements)
-    if why then status, err = "failed", { message = why, file = m.file, line = m.line } end
+    if why then status, err = "failed", { message = why, file = m.file, line = m.line, kind = "measurement" } end
   end
   ctx.current = nil
   rec.status, rec.error, rec.skip_reason, rec.duration = status, err, skip_reason, sys.clock() - started
@@ -335,14 +393,15 @@ end
 
 function Run:execute(t, result)
   local timeout = t.timeout or self.opts.timeout
+  local previous
   for n = 1, t.attempts do
-    local rec = self:attempt(t, n, timeout)
+    local rec = self:attempt(t, n, timeout, previous)
     result.attempt_results[n] = rec
     result.attempts = n
     result.status, result.error, result.skip_reason = rec.status, rec.error, rec.skip_reason
     result.messages, result.measurements, result.artifacts = rec.messages, rec.measurements, rec.artifacts
     if rec.status ~= "failed" or sys.interrupted() then break end
-    if n < t.attempts and self.reporter.retry then self.reporter:retry(t, rec) end
+    previous = rec
   end
 end
 
@@ -357,23 +416,38 @@ function Run:skip_reason(t)
   end
 end
 
+function Run:finish_test(t, result)
+  local s = self.summary
+  s.total = s.total + 1
+  s[result.status] = s[result.status] + 1
+  if result.status == "failed" and not self.caused_failure then self.caused_failure = t.id end
+  self.results[#self.results + 1] = result
+  local attempts = json.array()
+  for i, rec in ipairs(result.attempt_results) do attempts[i] = attempt_summary(rec) end
+  self:emit("test_finished", { test = t.id, name = t.name, module = t.module.id, module_name = t.module.name,
+    status = result.status,
+    attempt = result.attempts, attempts = result.attempts, duration = result.duration,
+    error = error_record(result.error), skip_reason = result.skip_reason or null,
+    started_at = sys.now(result.wall_start), ended_at = sys.now(result.wall_end),
+    messages = json.array(result.messages), measurements = json.array(result.measurements),
+    artifacts = result.artifacts, attempt_results = attempts, file = t.module.file, max_attempts = t.attempts })
+end
+
 function Run:run_test(t)
   local result = { test = t, id = t.id, name = t.name, status = "skipped", attempts = 0, attempt_results = {},
-    messages = NONE, measurements = NONE, artifacts = NONE }
+    messages = {}, measurements = {}, artifacts = {} }
   t.result = result
-  local n = sys.interrupted()
-  if n and not self.stop_reason then
+  if sys.interrupted() and not self.stop_reason then
     self.interrupted = true
     self.stop_reason = "run interrupted"
   end
-  result.wall_start = sys.wall() -- ISO times are formatted when a report is written
+  result.wall_start = sys.wall()
   local started = sys.clock()
   local reason, explicit = self:skip_reason(t)
   if reason then
     result.skip_reason = reason
   else
     self:enter(t.module.chain)
-    if self.reporter.test_start then self.reporter:test_start(t) end
     self:execute(t, result)
   end
   result.duration = sys.clock() - started
@@ -388,11 +462,10 @@ function Run:run_test(t)
   if self.opts.exitfirst and result.status == "failed" and not self.stop_reason then
     self.stop_reason = string.format("stopped after the first failure (-x): %s", t.id)
   end
-  self.results[#self.results + 1] = result
-  self.reporter:test_done(t, result)
+  self:finish_test(t, result)
 end
 
-function Run:finish()
+function Run:teardown()
   for i = #self.open, 1, -1 do
     self:close_scope(self.open[i])
     self.open[i] = nil
@@ -402,43 +475,132 @@ function Run:finish()
     if f.teardown then
       local ok, info = self:guarded(f.teardown, f.value, 0)
       if not ok then
-        self:run_error(string.format("teardown of fixture %q failed: %s", f.name, info.message), info.file or f.file, info.line or f.line)
+        self:run_error(string.format("teardown of fixture %q failed: %s", f.name, info.message),
+          info.file or f.file, info.line or f.line, info.kind)
       end
     end
   end
   local ok, err = pcall(process._cleanup, 3)
   if not ok then self:run_error("process clean-up failed: " .. tostring(err)) end
+  -- Every process the run started, as process_ended events (in start order).
+  local results = process.results()
+  for _, name in ipairs(process.names()) do
+    local r = results[name]
+    if r then
+      self:emit("process_ended", { test = null, name = r.name, pid = r.pid, command = r.command, exit_code = r.exit_code,
+        signal = r.signal, duration = r.duration, timed_out = r.timed_out, terminated = r.terminated,
+        stdout_bytes = #r.stdout, stderr_bytes = #r.stderr, stdout = r.stdout, stderr = r.stderr,
+        started_at = r.started_at, ended_at = r.ended_at, max_rss_kb = r.max_rss_kb })
+    end
+  end
 end
 
--- Runs the selected tests; returns the run record.
-function M.execute(plan, selected, opts, reporter)
-  local run = M.new_run(plan, opts, reporter)
-  run.base = { path = package.path, cpath = package.cpath }
+-- os.exit in test code fails the test (or the collection) instead of ending the run;
+-- the attempt remembers it even when the test catches the error.
+local function install_exit_guard()
   local real_exit = os.exit
   os.exit = function(code)
-    error(string.format("os.exit(%s) called from test code: a test cannot end the run; use hp.fail or error", tostring(code)), 2)
-  end
-  local started = sys.clock()
-  local dir
-  for _, t in ipairs(selected) do
-    if t.module.search_dir ~= dir then
-      dir = t.module.search_dir
-      set_search_path(run.base, dir)
+    local msg = string.format("os.exit(%s) called from test code: a test cannot end the run; use hp.fail or error",
+      tostring(code))
+    local cur = ctx.current
+    if cur and not cur.exit_called then
+      local file, line = ctx.caller()
+      cur.exit_called = { message = msg, file = file, line = line, kind = "error" }
     end
-    run:run_test(t)
+    error(msg, 2)
   end
-  run:finish()
-  os.exit = real_exit
-  package.path, package.cpath = run.base.path, run.base.cpath
-  if sys.interrupted() then run.interrupted = true end
-  run.duration = sys.clock() - started
-  return run
+  return function() os.exit = real_exit end
 end
 
-function M.summary(results)
-  local s = { total = #results, passed = 0, failed = 0, skipped = 0, stopped = 0 }
-  for _, r in ipairs(results) do s[r.status] = s[r.status] + 1 end
-  return s
+-- The run's verdict: exit status and report status (API 1 and 4).
+function Run:verdict(phase)
+  local code
+  if phase == "collection_error" or phase == "interrupted_collection" or self.interrupted then
+    code = EXIT.interrupted
+  elseif phase == "none" then
+    code = EXIT.none
+  elseif self.summary.failed > 0 or self.summary.stopped > 0 or #self.errors > 0 then
+    code = EXIT.failed
+  else
+    code = EXIT.ok
+  end
+  local status = "passed"
+  if code == EXIT.interrupted and phase ~= "collection_error" then
+    status = "stopped"
+  elseif code ~= EXIT.ok and code ~= EXIT.none then
+    status = "failed"
+  end
+  return code, status
+end
+
+-- Collection, then the run; everything is published on the bus. Returns the exit status.
+-- phase (in run_finished): "collection_error", "interrupted_collection", "none" (no test
+-- selected), "list" (--list) or "run".
+function Run:main(paths, keywords)
+  local opts = self.opts
+  local restore_exit = install_exit_guard()
+  ctx.run_messages = self.messages
+  ctx.run_info = { dut = self.dut, stand = self.stand, instruments = self.instruments }
+  -- what suite.lua and test files record while they load follows run_started
+  local queued = {}
+  ctx.bus = { emit = function(_, kind, ev)
+    ev.time = sys.now()
+    queued[#queued + 1] = { kind, ev }
+    return ev
+  end }
+  local plan = M.collect(paths)
+  self.plan = plan
+  local selected = plan and M.select(plan, keywords) or {}
+  self.selected = selected
+  local ids, files, nfiles = json.array(), {}, 0
+  for i, t in ipairs(selected) do
+    ids[i] = t.id
+    if not files[t.module] then files[t.module] = true; nfiles = nfiles + 1 end
+  end
+  if opts.list and plan and #plan.errors == 0 then
+    restore_exit()
+    ctx.bus = nil
+    return nil, selected
+  end
+  self:emit("run_started", { hplua = sys.version, paths = json.array(paths), args = json.array(opts.argv or {}),
+    serial = opts.serial or null, stand = self.stand, selected = ids, started_at = sys.now(self.wall_start),
+    collected = plan and #plan.tests or 0, files = nfiles, run_args = opts.args or {},
+    collection_errors = plan and #plan.errors or 0 })
+  ctx.bus = self.bus
+  for _, q in ipairs(queued) do self:emit(q[1], q[2]) end
+  local phase = "run"
+  if not plan then
+    phase = "interrupted_collection"
+  elseif #plan.errors > 0 then
+    phase = "collection_error"
+    for _, e in ipairs(plan.errors) do
+      self:emit("collection_error", { message = e.message, file = e.file, line = e.line or 0 })
+    end
+  elseif #selected == 0 then
+    phase = "none"
+  else
+    self.base = { path = package.path, cpath = package.cpath }
+    local dir
+    for _, t in ipairs(selected) do
+      if t.module.search_dir ~= dir then
+        dir = t.module.search_dir
+        set_search_path(self.base, dir)
+        hp.suite_dir = t.module.suite_dir
+      end
+      self:run_test(t)
+    end
+    self:teardown()
+    package.path, package.cpath = self.base.path, self.base.cpath
+    if sys.interrupted() then self.interrupted = true end
+  end
+  restore_exit()
+  local code, status = self:verdict(phase)
+  self.exit_code, self.status = code, status
+  self.duration = sys.clock() - self.started
+  self:emit("run_finished", { status = status, exit_code = code, summary = self.summary,
+    caused_failure = self.caused_failure or null, duration = self.duration, phase = phase,
+    ended_at = sys.now(self.wall_start + self.duration) })
+  return code
 end
 
 return M

@@ -43,7 +43,11 @@ local function new(actual, negated)
   local e = {}
   local function check(ok, message)
     if negated then ok = not ok; message = "not " .. message end
-    if not ok then error("expected " .. message, 3) end
+    if not ok then
+      local ctx = package.loaded["hplua.context"]
+      if ctx then ctx.assertion = "expected " .. message end -- the runner records kind "assertion"
+      error("expected " .. message, 3)
+    end
   end
 
   function e.to_equal(expected)

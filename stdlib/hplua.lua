@@ -15,6 +15,10 @@ local hp = {
 
 process._set_message_handler(function(text, key) ctx.message(text, key) end)
 
+-- hp.run: { id, slot, serial, args } of the running run (API 11); hp.suite_dir is set
+-- by the runner to the absolute folder of the PATH the running test came from.
+hp.run = ctx.run
+
 local function type_error(what, expected, value)
   return string.format("%s must be %s, got %s", what, expected, type(value))
 end
@@ -234,10 +238,14 @@ function hp.measure(m)
   if m.max and v > m.max then passed = false end
   if m.expect ~= nil and v ~= m.expect then passed = false end
   if v ~= v then passed = false end -- NaN is never within limits
-  local rec = { name = m.name, value = v, unit = m.unit, min = m.min, max = m.max, expect = m.expect, passed = passed }
+  local cur = ctx.current
+  local rec = { name = m.name, value = v, unit = m.unit, min = m.min, max = m.max, expect = m.expect, passed = passed,
+    status = passed and "passed" or "failed" }
   if not passed then rec.file, rec.line = ctx.caller() end
-  local list = ctx.current.measurements
+  local list = cur.measurements
   list[#list + 1] = rec
+  ctx.emit("measurement", { test = cur.test.id, attempt = cur.attempt, name = rec.name, value = v, unit = rec.unit,
+    min = rec.min, max = rec.max, expect = rec.expect, status = rec.status })
   return passed
 end
 
@@ -249,10 +257,18 @@ local function snapshot(value, fname)
   return json.decode(text)
 end
 
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
 local function info_setter(field, fname)
   return function(t)
     if type(t) ~= "table" then error(fname .. ": a table expected, got " .. type(t), 2) end
-    for k, v in pairs(snapshot(t, fname)) do ctx.run[field][k] = v end
+    local info = ctx.run_info[field]
+    for k, v in pairs(snapshot(t, fname)) do info[k] = v end
+    ctx.emit("info", { [field] = copy(info) })
   end
 end
 hp.set_dut = info_setter("dut", "hp.set_dut")
@@ -262,11 +278,13 @@ function hp.set_instrument(t)
   if type(t) ~= "table" then error("hp.set_instrument: a table expected, got " .. type(t), 2) end
   if type(t.name) ~= "string" then error("hp.set_instrument: name must be a string", 2) end
   t = snapshot(t, "hp.set_instrument")
-  local list = ctx.run.instruments
+  local list = ctx.run_info.instruments
+  local found = false
   for i, old in ipairs(list) do
-    if old.name == t.name then list[i] = t; return end
+    if old.name == t.name then list[i] = t; found = true; break end
   end
-  list[#list + 1] = t
+  if not found then list[#list + 1] = t end
+  ctx.emit("info", { instrument = t })
 end
 
 function hp.artifact(name, value)

@@ -38,7 +38,7 @@ hp.test("the C API records messages and measurements on the running test", funct
   hp.expect(res.exit_code).to_equal(1)
   local t = run.test_by_id(rep, "01_rails::5V rail through the driver's measure")
   hp.expect(t.status).to_equal("passed")
-  hp.expect(t.measurements[1]).to_equal { name = "5v (driver)", value = 5.01, unit = "V", min = 4.9, max = 5.1, passed = true }
+  hp.expect(t.measurements[1]).to_equal { name = "5v (driver)", value = 5.01, unit = "V", min = 4.9, max = 5.1, passed = true, status = "passed" }
   hp.expect(t.messages[1].text).to_equal("dmm: 5v (driver) = 5.01 V (01_rails::5V rail through the driver's measure)")
   hp.expect(rep.instruments[1].model).to_equal("SIM-DMM")
   local failed = run.test_by_id(rep, "01_rails::12V rail (out of limits on purpose)")

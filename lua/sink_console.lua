@@ -1,0 +1,152 @@
+-- hplua.sink_console: the live console report (pytest-like), a subscriber of the
+-- run's events.
+local sys = require "hplua.sys"
+local format = require "hplua.format"
+
+local M = {}
+
+local COLORS = { passed = "32", failed = "31", skipped = "33", stopped = "35", bold = "1", dim = "2" }
+local LABEL = { passed = "PASSED ", failed = "FAILED ", skipped = "SKIPPED", stopped = "STOPPED" }
+
+local function out(s)
+  io.stdout:write(s)
+  io.stdout:flush()
+end
+
+local Console = {}
+Console.__index = Console
+
+-- opts: color ("auto"|"always"|"never"), verbose, quiet.
+function M.new(opts)
+  local color = opts.color or "auto"
+  if color == "auto" then
+    local nc = os.getenv("NO_COLOR")
+    color = sys.isatty(1) and (nc == nil or nc == "")
+  else
+    color = color == "always"
+  end
+  return setmetatable({ verbose = opts.verbose, quiet = opts.quiet, color = color, failures = {}, errors = {},
+    collection_errors = {} }, Console)
+end
+
+function Console:paint(what, s)
+  if not self.color then return s end
+  return "\27[" .. COLORS[what] .. "m" .. s .. "\27[0m"
+end
+
+function Console:run_started(ev)
+  self.started = ev
+  if self.quiet or ev.collection_errors > 0 or #ev.selected == 0 then return end
+  local n, files, deselected = #ev.selected, ev.files, ev.collected - #ev.selected
+  out(self:paint("bold", string.format("hplua %s: %d test%s in %d file%s", ev.hplua, n, n == 1 and "" or "s",
+    files, files == 1 and "" or "s")) .. (deselected > 0 and string.format(" (%d deselected)", deselected) or "") .. "\n")
+end
+
+function Console:collection_error(ev)
+  self.collection_errors[#self.collection_errors + 1] = ev
+end
+
+-- -v: messages are printed as they are recorded, under a line naming their test
+-- (as pytest's live log does); the test's result line follows when it ends.
+function Console:message(ev)
+  if not self.verbose then return end
+  if type(ev.test) == "string" then
+    local head = ev.test .. (ev.attempt and ev.attempt > 1 and string.format(" (attempt %d)", ev.attempt) or "")
+    if self.header_for ~= head then
+      self.header_for = head
+      out(self:paint("dim", head) .. "\n")
+    end
+  end
+  out("    " .. ev.text .. "\n")
+end
+
+function Console:test_started(ev)
+  local prev = ev.previous
+  if prev and not self.quiet then
+    local e = prev.error
+    out(self:paint("dim", string.format("  attempt %d of %d failed: %s", ev.attempt - 1, ev.max_attempts,
+      type(e) == "table" and e.message or prev.status)) .. "\n")
+  end
+end
+
+function Console:test_finished(ev)
+  if ev.status == "failed" or ev.status == "stopped" then self.failures[#self.failures + 1] = ev end
+  if self.quiet and (ev.status == "passed" or ev.status == "skipped") then return end
+  local detail
+  if ev.status == "skipped" then
+    detail = ": " .. tostring(ev.skip_reason)
+  elseif ev.attempts > 1 then
+    detail = string.format(" (%.2fs, attempt %d of %d)", ev.duration, ev.attempts, ev.max_attempts)
+  else
+    detail = string.format(" (%.2fs)", ev.duration)
+  end
+  out(self:paint(ev.status, LABEL[ev.status]) .. " " .. ev.test .. detail .. "\n")
+  for _, m in ipairs(ev.measurements) do
+    if self.verbose then
+      out("    " .. (m.passed and "" or self:paint("failed", "")) .. format.measurement(m) .. "\n")
+    elseif not m.passed then
+      out("    " .. self:paint("failed", format.measurement(m)) .. "\n")
+    end
+  end
+end
+
+function Console:run_error(ev)
+  self.errors[#self.errors + 1] = ev
+end
+
+local function located(e)
+  if type(e.file) == "string" then return string.format("%s:%d: %s\n", e.file, tonumber(e.line) or 0, e.message) end
+  return e.message .. "\n"
+end
+
+function Console:print_failures()
+  out("\n" .. self:paint("bold", "FAILURES") .. "\n")
+  for _, r in ipairs(self.failures) do
+    out(self:paint(r.status, "--- " .. r.test .. " ---") .. "\n")
+    local e = type(r.error) == "table" and r.error or { message = r.status }
+    out(located(e))
+    if e.traceback and e.traceback ~= "" then
+      out("traceback:\n")
+      for line in e.traceback:gmatch("[^\n]+") do out("    " .. line .. "\n") end
+    end
+    if not self.verbose then
+      for _, m in ipairs(r.messages) do out("    " .. m.text .. "\n") end
+    end
+  end
+end
+
+function Console:run_finished(ev)
+  local phase = ev.phase
+  if phase == "interrupted_collection" then
+    out("interrupted during collection\n")
+    return
+  elseif phase == "collection_error" then
+    local errs = self.collection_errors
+    out(self:paint("failed", string.format("ERROR: %d collection error%s", #errs, #errs == 1 and "" or "s")) .. "\n")
+    for _, e in ipairs(errs) do out(located(e)) end
+    out(self:paint("failed", "collection failed: no test was run") .. "\n")
+    return
+  elseif phase == "none" then
+    local st = self.started
+    out(st.collected == 0 and "no tests collected\n" or
+      string.format("no tests selected (%d deselected by -k)\n", st.collected))
+    return
+  end
+  if #self.failures > 0 then self:print_failures() end
+  if #self.errors > 0 then
+    out("\n" .. self:paint("bold", "ERRORS") .. "\n")
+    for _, e in ipairs(self.errors) do out(located(e)) end
+  end
+  if ev.status == "stopped" then out(self:paint("stopped", "run interrupted") .. "\n") end
+  local s = ev.summary
+  local parts = {
+    self:paint(s.passed > 0 and "passed" or "bold", s.passed .. " passed"),
+    self:paint(s.failed > 0 and "failed" or "bold", s.failed .. " failed"),
+    self:paint(s.skipped > 0 and "skipped" or "bold", s.skipped .. " skipped"),
+  }
+  if s.stopped > 0 then parts[#parts + 1] = self:paint("stopped", s.stopped .. " stopped") end
+  if #self.errors > 0 then parts[#parts + 1] = self:paint("failed", #self.errors .. (#self.errors == 1 and " error" or " errors")) end
+  out(table.concat(parts, ", ") .. string.format(" in %.2fs", ev.duration) .. "\n")
+end
+
+return M

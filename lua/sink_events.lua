@@ -1,0 +1,42 @@
+-- hplua.sink_events: the run's events as NDJSON (--events FILE or --events fd:N),
+-- one JSON object per line, written as each event happens (API 6).
+local sys = require "hplua.sys"
+local json = require "hplua.json"
+
+local M = {}
+
+local Events = {}
+Events.__index = Events
+
+-- target: a path, or "fd:N" for an inherited descriptor. Returns the sink or nil, message.
+function M.open(target)
+  local n = target:match("^fd:(%d+)$")
+  if n then return setmetatable({ fd = tonumber(n), owned = false, target = target }, Events) end
+  local fd, err = sys.open(target, "w")
+  if not fd then return nil, "--events: cannot open " .. err end
+  return setmetatable({ fd = fd, owned = true, target = target }, Events)
+end
+
+-- Every event type goes through one handler.
+setmetatable(Events, { __index = function(_, kind)
+  if type(kind) == "string" and kind:match("^[a-z_]+$") then return Events.write end
+end })
+
+function Events:write(ev, run)
+  if not self.fd then return end
+  local line, err = json.encode(ev)
+  if not line then line = json.encode({ v = 1, seq = ev.seq, run_id = ev.run_id, type = ev.type, time = ev.time,
+    error = "event not encodable: " .. tostring(err) }) end
+  local ok, werr = sys.write(self.fd, line .. "\n")
+  if not ok then
+    self:close()
+    if run then run:output_error("--events " .. self.target .. ": " .. werr) end
+  end
+end
+
+function Events:close()
+  if self.fd and self.owned then sys.close(self.fd) end
+  self.fd = nil
+end
+
+return M

@@ -1,0 +1,94 @@
+-- The run's event stream (--events, API 6): every event type valid against
+-- tests/events.schema.json, readable live while the run goes on, through an
+-- inherited descriptor too, and in agreement with the exit status and the report.
+local hp = require "hplua"
+local json = require "hplua.json"
+local run = require "_run"
+
+local tests_dir = run.fixtures .. "/.."
+local schema = tests_dir .. "/events.schema.json"
+local checker = tests_dir .. "/tools/check_events.py"
+local n = 0
+
+local function check(path, ...)
+  n = n + 1
+  local r = hp.process.start("check-events-" .. n, { "/usr/bin/python3", checker, path, schema, ... }):wait(60)
+  if r.exit_code ~= 0 then error("events check failed: " .. r.stdout .. r.stderr, 2) end
+  return r.stdout
+end
+
+local function read_events(path)
+  local list = {}
+  for line in io.lines(path) do list[#list + 1] = assert(json.decode(line)) end
+  return list
+end
+
+hp.test("every event type is valid against the schema", function()
+  local events = os.tmpname()
+  local res, rep = run.run({ "--events", events, "--answers", "events/answers.json", "events" })
+  hp.expect(res.exit_code).to_equal(1)
+  check(events, "run_started", "info", "test_started", "message", "measurement", "process_ended",
+    "dialog_requested", "dialog_answered", "test_finished", "run_error", "run_finished")
+  local list = read_events(events)
+  local last = list[#list]
+  hp.expect(last.exit_code).to_equal(1)
+  hp.expect(last.status).to_equal(rep.status)
+  hp.expect(last.run_id).to_equal(rep.run_id)
+  hp.expect(last.summary).to_equal(rep.summary)
+  -- keyed messages: both updates are events; the report keeps the latest
+  local status_msgs = 0
+  for _, ev in ipairs(list) do
+    if ev.type == "message" and ev.key == "status" then status_msgs = status_msgs + 1 end
+  end
+  hp.expect(status_msgs).to_equal(2)
+  local t = run.test_by_id(rep, "1_all::records")
+  hp.expect(#t.messages).to_be_greater_than(0)
+  hp.expect(t.messages[1].text).to_equal("status: ready")
+  local answered = {}
+  for _, ev in ipairs(list) do
+    if ev.type == "dialog_answered" then answered[ev.id] = ev.value end
+  end
+  hp.expect(answered).to_equal { led = true, pick = { "a", "c" } }
+  os.remove(events)
+
+  events = os.tmpname()
+  res = run.run({ "--events", events, "collect_errors" })
+  hp.expect(res.exit_code).to_equal(2)
+  check(events, "run_started", "collection_error", "run_finished")
+  os.remove(events)
+end)
+
+hp.test("a reader tailing the file sees each event while the run goes on", function()
+  local events, marker = os.tmpname(), os.tmpname()
+  os.remove(marker)
+  local p = run.start({ "--events", events, "events_live" }, { env = { EVENTS_MARKER = marker } })
+  local seen
+  run.wait_for(function()
+    local f = io.open(events)
+    local text = f and f:read("a") or ""
+    if f then f:close() end
+    seen = text:find('"test":"1_live::waits for the reader","time":"[^"]*","type":"test_started"') ~= nil
+    return seen
+  end, 20, "test_started in the events file while the run is live")
+  hp.expect(p:alive()).to_be(true)
+  io.open(marker, "w"):close()
+  hp.expect(p:wait(20).exit_code).to_equal(0)
+  check(events, "run_started", "test_started", "test_finished", "run_finished")
+  os.remove(events)
+  os.remove(marker)
+end)
+
+hp.test("--events fd:N writes to an inherited descriptor", function()
+  local events = os.tmpname()
+  local r = hp.process.start("fd3", { "sh", "-c", '"$0" --events fd:3 -q pass 3>"$1"', run.exe, events },
+    { cwd = run.fixtures }):wait(60)
+  hp.expect(r.exit_code).to_equal(0)
+  check(events, "run_started", "test_finished", "run_finished")
+  os.remove(events)
+end)
+
+hp.test("an events file that cannot be opened is a usage error before anything runs", function()
+  local res = run.run({ "--events", "/nonexistent/dir/e.ndjson", "pass" })
+  hp.expect(res.exit_code).to_equal(4)
+  hp.expect(res.stderr).to_match("%-%-events: cannot open /nonexistent/dir/e.ndjson")
+end)
