@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define SERVER_MT "hplua.http.server"
@@ -365,6 +366,29 @@ static int l_kill(lua_State *L)
     return 1;
 }
 
+/* reap(keep) -> number reaped: collects ended children that nobody waits for (the
+ * engine makes this process the reaper of orphans, e.g. a run child's watchdog),
+ * leaving alone the pids in keep ({[pid] = true}, the engine's live children). */
+static int l_reap(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int n = 0;
+    for (;;) {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == 0)
+            break;
+        lua_rawgeti(L, 1, si.si_pid);
+        int keep = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        if (keep || waitpid(si.si_pid, NULL, WNOHANG) <= 0)
+            break;
+        n++;
+    }
+    lua_pushinteger(L, n);
+    return 1;
+}
+
 static int l_random(lua_State *L)
 {
     lua_Integer n = luaL_checkinteger(L, 1);
@@ -416,6 +440,7 @@ int luaopen_hplua_http(lua_State *L)
                                    {"private_dir", l_private_dir},
                                    {"mkfifo", l_mkfifo},
                                    {"kill", l_kill},
+                                   {"reap", l_reap},
                                    {"random", l_random},
                                    {"json_depth", l_json_depth},
                                    {"files", l_files},

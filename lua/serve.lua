@@ -367,7 +367,7 @@ function Station:child_argv(slot, run)
   if fake and fake ~= "" then argv[#argv + 1] = "--exec"; argv[#argv + 1] = fake end
   local function add(...) for _, v in ipairs { ... } do argv[#argv + 1] = tostring(v) end end
   add("--events", run.events_path, "--control", run.control_path, "--run-id", run.run_id, "--serial", run.serial,
-    "--json", run.json_path, "--color", "never")
+    "--slot", slot.slot, "--json", run.json_path, "--color", "never")
   if s.junit then add("--junit", expand(s.junit, slot.slot, run.serial, run.run_id)) end
   if s.timeout then add("--timeout", s.timeout) end
   if s.max_memory then add("--max-memory", s.max_memory) end
@@ -627,6 +627,11 @@ end
 
 -- One look at every running child: events, exit, stop deadline.
 function Station:tend()
+  local keep = {}
+  for _, slot in ipairs(self.slots) do
+    if slot.run then keep[slot.run.handle.pid] = true end
+  end
+  http.reap(keep)
   for _, slot in ipairs(self.slots) do
     local run = slot.run
     if run then
