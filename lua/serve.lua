@@ -341,6 +341,7 @@ function Station.new(s)
     last_keepalive = sys.clock(), started = sys.now() }, Station)
   for i = 1, s.slots do st.slots[i] = new_slot(i) end
   st.js_pattern = M.js_pattern(s.serial_pattern)
+  st.hostname = (read_file("/proc/sys/kernel/hostname") or "station"):gsub("%s+$", "")
   local name = s.path:gsub("/+$", "")
   if name:match("/tests$") then name = name:sub(1, -7) end
   st.suite_name = s.suite_name or name:match("([^/]+)$") or name
@@ -659,7 +660,7 @@ function Station:state()
       pending_dialogs = #self:dialogs(slot) }
   end
   local stand = self.s.stand or {}
-  return { station = stand.name or os.getenv("HOSTNAME") or "station", suite = self.suite_name,
+  return { station = stand.name or self.hostname, suite = self.suite_name,
     stand = stand, slots = slots, serial_pattern = self.s.serial_pattern, serial_regex = self.js_pattern or json.null,
     stats = self.history:stats(), uploads_pending = json.null, started_at = self.started, hplua = sys.version }
 end
