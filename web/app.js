@@ -185,7 +185,19 @@ function fillRow(li, t) {
   $('.name', li).textContent = t.attempt > 1 ? `${t.name} (attempt ${t.attempt})` : t.name;
   $('.duration', li).textContent = fmtDuration(t.duration);
   $('.message', li).textContent = t.message ?? '';
-  const ms = $('.measurements', li);
+  // measurements and output lines are redrawn only when they changed
+  if (li.mrev !== t.mrev) {
+    li.mrev = t.mrev;
+    drawMeasurements($('.measurements', li), t);
+  }
+  if (li.orev !== t.orev) {
+    li.orev = t.orev;
+    const lines = t.output.slice(-12);
+    $('.output', li).replaceChildren(...lines.map((o) => el('li', o.kind, o.text)));
+  }
+}
+
+function drawMeasurements(ms, t) {
   ms.replaceChildren(...t.measurements.map((m) => {
     const row = el('li', 'measurement');
     row.dataset.status = m.status ?? 'passed';
@@ -194,9 +206,6 @@ function fillRow(li, t) {
       el('span', 'm-status', m.status === 'marginal' ? 'MARGINAL' : m.status === 'failed' ? 'OUT OF LIMITS' : ''));
     return row;
   }));
-  const out = $('.output', li);
-  const lines = t.output.slice(-12);
-  out.replaceChildren(...lines.map((o) => el('li', o.kind, o.text)));
 }
 
 function drawSlot(tile, s) {
@@ -224,7 +233,9 @@ function drawSlot(tile, s) {
   if (all || s.dirty.has('errors')) {
     $('.errors', tile).replaceChildren(...s.errors.map((e) => el('li', 'error', e)));
   }
-  if (s.current) {
+  if (s.current && s.current !== tile.shownCurrent) {
+    // keep the running test in view (once per test: scrolling costs a layout)
+    tile.shownCurrent = s.current;
     const li = list.querySelector(`li.test[data-id="${CSS.escape(s.current)}"]`);
     if (li) li.scrollIntoView({ block: 'nearest' });
   }

@@ -13,7 +13,7 @@ function testOf(s, id) {
   let t = s.tests.get(id);
   if (!t) {
     t = { id, name: id.includes('::') ? id.slice(id.indexOf('::') + 2) : id, status: 'queued', duration: null,
-          message: null, measurements: [], output: [], attempt: 1, time: null };
+          message: null, measurements: [], output: [], attempt: 1, time: null, mrev: 0, orev: 0 };
     s.tests.set(id, t);
     s.order.push(id);
     s.dirty.add('list');
@@ -50,7 +50,7 @@ export function apply(s, ev) {
     case 'test_started':
       t.status = 'running'; t.attempt = ev.attempt ?? 1; t.message = null; t.duration = null;
       if (ev.name) t.name = ev.name;
-      if (t.attempt > 1) { t.measurements = []; t.output = []; }
+      if (t.attempt > 1) { t.measurements = []; t.output = []; t.mrev++; t.orev++; }
       s.current = ev.test;
       s.dirty.add('head');
       break;
@@ -61,22 +61,24 @@ export function apply(s, ev) {
     case 'measurement': {
       const i = t.measurements.findIndex((m) => m.name === ev.name);
       if (i >= 0) t.measurements[i] = ev; else t.measurements.push(ev);
+      t.mrev++;
       break;
     }
     case 'process_started':
-      if (t) t.output.push({ kind: 'proc', text: `▶ ${ev.name} started (pid ${ev.pid})` });
+      if (t) { t.output.push({ kind: 'proc', text: `▶ ${ev.name} started (pid ${ev.pid})` }); t.orev++; }
       break;
     case 'process_output':
       if (t) {
         t.output.push({ kind: 'line', text: `${ev.name}: ${ev.line ?? ev.text ?? ''}` });
         if (t.output.length > 200) t.output.splice(0, t.output.length - 200);
+        t.orev++;
       }
       break;
     case 'process_ended': {
       const how = ev.signal ? `signal ${ev.signal}` : `exit ${ev.exit_code}`;
       const line = { kind: 'proc', text: `■ ${ev.name} ended: ${how}${ev.timed_out ? ', timed out' : ''}` +
         (typeof ev.duration === 'number' ? ` (${ev.duration.toFixed(2)} s)` : '') };
-      if (t) t.output.push(line);
+      if (t) { t.output.push(line); t.orev++; }
       break;
     }
     case 'dialog_requested':
