@@ -23,6 +23,8 @@ local size = {
   startup_runs = S and 3 or 30, tests = S and 50 or 2000, test_runs = S and 1 or 9, pytest_runs = S and 1 or 3,
   children = S and 20 or 500, spawn_runs = S and 1 or 5, latency = S and 10 or 200, poll_latency = S and 5 or 200,
   capture = S and (1 << 20) or (256 << 20), capture_both = S and (1 << 20) or (64 << 20), capture_runs = S and 1 or 3,
+  big_suite = S and 500 or 100000, big_runs = S and 1 or 3, keyed = S and 2000 or 40000,
+  keyed_small = S and 1000 or 100000, keyed_large = S and 10000 or 1000000,
 }
 
 local tmp = os.tmpname()
@@ -184,6 +186,45 @@ print(lat[(len(lat) - 1) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99 + 0.99
   local pm, p99 = p.stdout:match("(%S+)%s+(%S+)")
   row("exit latency, median", "ms", tonumber(hm) * 1000, h.max_rss_kb, "0.2 s polling loop", tonumber(pm) * 1000, p.max_rss_kb, "< 1 ms", "lower")
   row("exit latency, p99", "ms", tonumber(h99) * 1000, h.max_rss_kb, "0.2 s polling loop", tonumber(p99) * 1000, p.max_rss_kb, "< 5 ms", "lower")
+end
+
+-- 6. outputs: the event stream and the streamed reports (issue 12)
+do
+  local flat = tmp .. "/flat/trivial.lua"
+  local ev = tmp .. "/events.ndjson"
+  local plain = time_cmd({ HPLUA, "-q", flat }, size.test_runs)
+  local with_events = time_cmd({ HPLUA, "-q", "--events", ev, flat }, size.test_runs)
+  row(string.format("%d trivial tests --events", size.tests), "s", with_events, nil, "the same without --events",
+    plain, nil, "<= 1.10x", "lower")
+
+  local lua = { 'local hp = require "hplua"' }
+  for i = 1, size.big_suite do lua[#lua + 1] = string.format('hp.test("t%d", function() end)', i) end
+  write(tmp .. "/big.lua", table.concat(lua, "\n") .. "\n")
+  local bare, bare_rss = time_cmd({ HPLUA, "-q", tmp .. "/big.lua" }, size.big_runs)
+  local rep, rep_rss = time_cmd({ HPLUA, "-q", "--json", tmp .. "/big.json", "--junit", tmp .. "/big.xml",
+    tmp .. "/big.lua" }, size.big_runs)
+  row(string.format("%d tests --json --junit", size.big_suite), "s", rep, rep_rss, "the same without reports",
+    bare, bare_rss, "<= 1.3x time and RSS", "lower")
+
+  -- keyed messages: O(1) each (40,000 distinct keys; then x10 messages over 1,000 keys)
+  local function keyed(n, keys)
+    write(tmp .. "/keyed.lua", string.format([[
+local hp = require "hplua"
+hp.test("keyed", function()
+  local t0 = hp.clock()
+  for i = 1, %d do hp.set_message("value " .. i, "k" .. (i %% %d)) end
+  print(hp.clock() - t0)
+end)
+]], n, keys))
+    local r = run({ HPLUA, "-q", tmp .. "/keyed.lua" })
+    return assert(tonumber(r.stdout:match("^([%d.e-]+)\n")), "no time printed: " .. r.stdout)
+  end
+  local distinct = keyed(size.keyed, size.keyed)
+  row(string.format("%d distinct message keys", size.keyed), "s", distinct, nil, "goal", S and 0.5 or 0.5, nil,
+    "< 0.5 s", "lower")
+  local small, large = keyed(size.keyed_small, 1000), keyed(size.keyed_large, 1000)
+  row(string.format("keyed messages x10 (%d -> %d)", size.keyed_small, size.keyed_large), "x", large / small, nil,
+    "linear", 10, nil, "<= ~10x", "lower")
 end
 
 -- 5. capture throughput

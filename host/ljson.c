@@ -1,5 +1,6 @@
 /* hplua.json: JSON through cJSON (encode, decode) and atomic file writes. */
 #include "host.h"
+#include "jenc.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -190,9 +191,19 @@ static cJSON *to_json(lua_State *L, int idx, int depth)
     }
 }
 
-/* encode(value, [pretty]) -> string | nil, err */
+/* encode(value, [pretty], [max_bytes]) -> string | nil, err. The compact form is
+ * written directly (jenc.c); pretty printing goes through cJSON. */
 static int json_encode(lua_State *L)
 {
+    if (!lua_toboolean(L, 2)) {
+        lua_Integer max = luaL_optinteger(L, 3, 0);
+        luaL_argcheck(L, max >= 0, 3, "max_bytes must not be negative");
+        if (jenc_encode(L, 1, (size_t)max, ARRAY_MT))
+            return 1;
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
     lua_settop(L, 2);
     cJSON *j = to_json(L, 1, 0);
     if (!j) {

@@ -160,12 +160,18 @@ static int sys_open(lua_State *L)
     return 1;
 }
 
-/* write(fd, s) -> true | nil, message, code: all of s, across partial writes. */
+/* write(fd, s, [tail]) -> true | nil, message, code: all of s (then tail), across
+ * partial writes. */
 static int sys_write(lua_State *L)
 {
     int fd = (int)luaL_checkinteger(L, 1);
     size_t len, off = 0;
     const char *s = luaL_checklstring(L, 2, &len);
+    if (!lua_isnoneornil(L, 3)) {
+        lua_settop(L, 3);
+        lua_concat(L, 2);
+        s = lua_tolstring(L, 2, &len);
+    }
     while (off < len) {
         ssize_t n = write(fd, s + off, len - off);
         if (n < 0 && errno == EINTR)

@@ -261,6 +261,11 @@ M.error_record = error_record
 local EXIT = { ok = 0, failed = 1, interrupted = 2, internal = 3, usage = 4, none = 5 }
 M.EXIT = EXIT
 
+-- Durations are kept to the microsecond (they print short and read back exactly).
+local function seconds(d)
+  return math.floor(d * 1e6 + 0.5) / 1e6
+end
+
 local Run = {}
 Run.__index = Run
 
@@ -387,7 +392,7 @@ function Run:attempt(t, n, timeout, previous)
     if why then status, err = "failed", { message = why, file = m.file, line = m.line, kind = "measurement" } end
   end
   ctx.current = nil
-  rec.status, rec.error, rec.skip_reason, rec.duration = status, err, skip_reason, sys.clock() - started
+  rec.status, rec.error, rec.skip_reason, rec.duration = status, err, skip_reason, seconds(sys.clock() - started)
   return rec
 end
 
@@ -450,7 +455,7 @@ function Run:run_test(t)
     self:enter(t.module.chain)
     self:execute(t, result)
   end
-  result.duration = sys.clock() - started
+  result.duration = seconds(sys.clock() - started)
   result.wall_end = result.wall_start + result.duration
   if result.status == "stopped" then
     self.interrupted = true
@@ -596,7 +601,7 @@ function Run:main(paths, keywords)
   restore_exit()
   local code, status = self:verdict(phase)
   self.exit_code, self.status = code, status
-  self.duration = sys.clock() - self.started
+  self.duration = seconds(sys.clock() - self.started)
   self:emit("run_finished", { status = status, exit_code = code, summary = self.summary,
     caused_failure = self.caused_failure or null, duration = self.duration, phase = phase,
     ended_at = sys.now(self.wall_start + self.duration) })

@@ -17,21 +17,22 @@ function M.open(target)
   return setmetatable({ fd = fd, owned = true, target = target }, Events)
 end
 
--- Every event type goes through one handler.
-setmetatable(Events, { __index = function(_, kind)
-  if type(kind) == "string" and kind:match("^[a-z_]+$") then return Events.write end
-end })
-
 function Events:write(ev, run)
   if not self.fd then return end
   local line, err = json.encode(ev)
   if not line then line = json.encode({ v = 1, seq = ev.seq, run_id = ev.run_id, type = ev.type, time = ev.time,
     error = "event not encodable: " .. tostring(err) }) end
-  local ok, werr = sys.write(self.fd, line .. "\n")
+  local ok, werr = sys.write(self.fd, line, "\n")
   if not ok then
     self:close()
     if run then run:output_error("--events " .. self.target .. ": " .. werr) end
   end
+end
+
+-- Every event type goes through the one handler.
+for _, kind in ipairs { "run_started", "collection_error", "test_started", "message", "measurement", "process_started",
+  "process_ended", "dialog_requested", "dialog_answered", "info", "test_finished", "run_error", "run_finished" } do
+  Events[kind] = Events.write
 end
 
 function Events:close()
