@@ -7,7 +7,7 @@ import { startStation, launch, check, failed, alive, children, api, shotsDir } f
 const HPLUA = path.resolve(process.argv[2] ?? 'build/hplua');
 if (process.argv[3]) process.env.SCREENSHOTS = process.argv[3];
 const SHOTS = shotsDir();
-const T = 20000;
+const T = 45000;
 
 async function row(page, name) {
   return page.locator('li.test', { has: page.locator('.name', { hasText: new RegExp(`^${name}`) }) });
