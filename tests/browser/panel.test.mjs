@@ -167,6 +167,10 @@ async function main() {
     await page.keyboard.press('Enter');
     await page.locator('.verdict-word', { hasText: 'STOPPED' }).waitFor({ timeout: T });
     await page2.locator('.verdict-word', { hasText: 'STOPPED' }).waitFor({ timeout: T });
+    // the verdict comes with the run's last event; the station records the run once its process is gone
+    for (let i = 0; i < 200 && (await api(station.url, 'GET', '/api/state')).doc.slots[0].state === 'running'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
     check(!alive(pid), 'Stop leaves no run process (/proc)');
     const kids = children(station.proc.pid).filter((k) => k !== pid);
     check(kids.every((k) => !alive(k) || readCmd(k).includes('serve')), 'no process left but the engine watchdog');
