@@ -2,6 +2,7 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -15,6 +16,60 @@
 #include <unistd.h>
 
 #define TOKEN_COOKIE "hplua_token"
+
+/* libmicrohttpd (and the TLS stack it links) is loaded on first use, by `hplua
+ * serve` only: every other hplua process, test children included, starts
+ * without paying for it. The calls go through this table. */
+#define MHD_FUNCTIONS(X)                                                                                              \
+    X(MHD_add_response_header) X(MHD_create_response_from_buffer) X(MHD_create_response_from_callback)                \
+    X(MHD_destroy_response) X(MHD_get_connection_values) X(MHD_get_daemon_info) X(MHD_get_timeout)                    \
+    X(MHD_lookup_connection_value) X(MHD_queue_response) X(MHD_resume_connection) X(MHD_run) X(MHD_start_daemon)      \
+    X(MHD_stop_daemon) X(MHD_suspend_connection)
+
+static struct {
+#define FIELD(name) __typeof__(&name) name;
+    MHD_FUNCTIONS(FIELD)
+#undef FIELD
+} mhd;
+
+static int mhd_load(char *err, size_t errlen)
+{
+    static void *lib;
+    if (lib)
+        return 0;
+    void *h = dlopen("libmicrohttpd.so.12", RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        h = dlopen("libmicrohttpd.so", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(err, errlen, "cannot load libmicrohttpd: %s", dlerror());
+        return -1;
+    }
+#define LOAD(name)                                                                                                    \
+    if (!(*(void **)&mhd.name = dlsym(h, #name))) {                                                                   \
+        snprintf(err, errlen, "libmicrohttpd lacks %s", #name);                                                       \
+        dlclose(h);                                                                                                   \
+        return -1;                                                                                                    \
+    }
+    MHD_FUNCTIONS(LOAD)
+#undef LOAD
+    lib = h;
+    return 0;
+}
+
+#define MHD_add_response_header mhd.MHD_add_response_header
+#define MHD_create_response_from_buffer mhd.MHD_create_response_from_buffer
+#define MHD_create_response_from_callback mhd.MHD_create_response_from_callback
+#define MHD_destroy_response mhd.MHD_destroy_response
+#define MHD_get_connection_values mhd.MHD_get_connection_values
+#define MHD_get_daemon_info mhd.MHD_get_daemon_info
+#define MHD_get_timeout mhd.MHD_get_timeout
+#define MHD_lookup_connection_value mhd.MHD_lookup_connection_value
+#define MHD_queue_response mhd.MHD_queue_response
+#define MHD_resume_connection mhd.MHD_resume_connection
+#define MHD_run mhd.MHD_run
+#define MHD_start_daemon mhd.MHD_start_daemon
+#define MHD_stop_daemon mhd.MHD_stop_daemon
+#define MHD_suspend_connection mhd.MHD_suspend_connection
 
 typedef struct sse_client {
     struct sse_client *next, *prev;
@@ -455,6 +510,8 @@ static int open_listener(const char *bind_addr, int port, int *bound_port, char 
 
 http_server *http_start(const http_options *o, char *err, size_t errlen)
 {
+    if (mhd_load(err, errlen) != 0)
+        return NULL;
     http_server *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "out of memory");

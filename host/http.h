@@ -1,4 +1,5 @@
-/* The station's HTTP front, plain C around libmicrohttpd (no Lua). One thread:
+/* The station's HTTP front, plain C around libmicrohttpd (no Lua; the library is
+ * loaded when the first server starts, so only `hplua serve` pays for it). One thread:
  * MHD runs with external polling on its epoll fd, nested in an epoll set of our
  * own that can also watch other fds (the run's event FIFO), so the station's loop
  * waits on one fd with host_wait and neither side blocks the other.
