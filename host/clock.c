@@ -1,6 +1,7 @@
 #include "clock.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 double clock_mono(void)
@@ -33,5 +34,22 @@ void clock_iso8601(double wall, char *buf, size_t len)
         strftime(zone, sizeof zone, "%z", &tm); /* +0000 -> +00:00 */
         cached_secs = secs;
     }
-    snprintf(buf, len, "%s.%03d%.3s:%.2s", date, ms, zone, zone + 3);
+    /* "YYYY-MM-DDTHH:MM:SS" ".mmm" "+HH" ":" "MM" without printf: reports and events
+     * stamp every record */
+    if (len < 30) {
+        snprintf(buf, len, "%s.%03d%.3s:%.2s", date, ms, zone, zone + 3);
+        return;
+    }
+    size_t n = strlen(date);
+    memcpy(buf, date, n);
+    buf[n++] = '.';
+    buf[n++] = (char)('0' + ms / 100);
+    buf[n++] = (char)('0' + ms / 10 % 10);
+    buf[n++] = (char)('0' + ms % 10);
+    memcpy(buf + n, zone, 3);
+    n += 3;
+    buf[n++] = ':';
+    memcpy(buf + n, zone + 3, 2);
+    n += 2;
+    buf[n] = 0;
 }

@@ -39,6 +39,7 @@ void host_message(lua_State *L, const char *key, const char *text);
 int luaopen_hplua_sys(lua_State *L);
 int luaopen_hplua_process(lua_State *L);
 int luaopen_hplua_json(lua_State *L);
+int luaopen_hplua_fs(lua_State *L);
 
 /* modules.c: the embedded Lua files as package.preload entries. */
 void modules_install(lua_State *L);

@@ -64,6 +64,15 @@ static size_t utf8_len(const unsigned char *s, size_t left)
     return n;
 }
 
+/* plain[c]: byte c goes into a JSON string as it is (printable ASCII but " and \\). */
+static unsigned char plain[256];
+
+static void init_plain(void)
+{
+    for (int c = 0x20; c < 0x80; c++)
+        plain[c] = c != '"' && c != '\\';
+}
+
 static void put_string(lua_State *L, jbuf *b, const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
@@ -72,7 +81,7 @@ static void put_string(lua_State *L, jbuf *b, const char *str, size_t len)
     size_t i = 0;
     while (i < len) {
         size_t run = i; /* a run of plain ASCII copies at once */
-        while (run < len && s[run] >= 0x20 && s[run] < 0x80 && s[run] != '"' && s[run] != '\\')
+        while (run < len && plain[s[run]])
             run++;
         if (run > i) {
             put(L, b, str + i, run - i);
@@ -125,6 +134,41 @@ static void put_number(lua_State *L, jbuf *b, int idx)
         if (!isfinite(d)) {
             PUTLIT(L, b, "null");
             return;
+        }
+        /* Durations are kept to the microsecond: k / 1e6 prints as k with six decimals
+         * (trailing zeros dropped) and reads back as the same double. */
+        if (fabs(d) < 1e9) {
+            double scaled = d * 1e6;
+            long long k = llround(scaled);
+            if ((double)k / 1e6 == d) {
+                char *p = num;
+                unsigned long long u = (unsigned long long)(k < 0 ? -k : k);
+                if (k < 0)
+                    *p++ = '-';
+                unsigned long long ip = u / 1000000, fp = u % 1000000;
+                char tmp[24];
+                int tn = 0;
+                do
+                    tmp[tn++] = (char)('0' + ip % 10);
+                while ((ip /= 10) > 0);
+                while (tn)
+                    *p++ = tmp[--tn];
+                if (fp) {
+                    *p++ = '.';
+                    char frac[6];
+                    for (int i = 5; i >= 0; i--) {
+                        frac[i] = (char)('0' + fp % 10);
+                        fp /= 10;
+                    }
+                    int last = 5;
+                    while (frac[last] == '0')
+                        last--;
+                    for (int i = 0; i <= last; i++)
+                        *p++ = frac[i];
+                }
+                put(L, b, num, (size_t)(p - num));
+                return;
+            }
         }
         /* the shortest of %.15g / %.17g that reads back as the same double */
         n = snprintf(num, sizeof num, "%.15g", d);
@@ -277,6 +321,52 @@ static void encode_table(lua_State *L, jbuf *b, int idx, int depth)
         return;
     }
     int top = lua_gettop(L);
+    /* A small record (the common case: events, report records): one lua_next pass
+     * leaves every value on the stack beside its key's text; then sorted by key. */
+    typedef struct {
+        const char *s;
+        size_t len;
+        int slot;
+    } kv;
+    kv small[MAX_KEYS_ON_STACK];
+    size_t nk = 0;
+    int fits = lua_checkstack(L, MAX_KEYS_ON_STACK * 2 + 4);
+    lua_pushnil(L);
+    while (fits && lua_next(L, idx)) {
+        int kt = lua_type(L, -2);
+        if (nk == MAX_KEYS_ON_STACK || (kt != LUA_TSTRING)) {
+            fits = 0; /* many keys, or keys that are not strings: the general path */
+            break;
+        }
+        lua_insert(L, -2);                   /* value below its key */
+        small[nk].s = lua_tolstring(L, -1, &small[nk].len);
+        small[nk].slot = lua_gettop(L) - 1;
+        nk++;
+        lua_pushvalue(L, -1); /* the key stays as a text anchor; a copy drives lua_next */
+    }
+    if (fits) {
+        for (size_t i = 1; i < nk; i++) {
+            kv k = small[i];
+            size_t j = i;
+            while (j > 0 && cmp_key((const key *)&small[j - 1], (const key *)&k) > 0) {
+                small[j] = small[j - 1];
+                j--;
+            }
+            small[j] = k;
+        }
+        PUTLIT(L, b, "{");
+        for (size_t i = 0; i < nk; i++) {
+            if (i)
+                PUTLIT(L, b, ",");
+            put_string(L, b, small[i].s, small[i].len);
+            PUTLIT(L, b, ":");
+            encode(L, b, small[i].slot, depth + 1);
+        }
+        PUTLIT(L, b, "}");
+        lua_settop(L, top);
+        return;
+    }
+    lua_settop(L, top);
     key stack_keys[MAX_KEYS_ON_STACK];
     size_t count;
     key *keys = object_keys(L, idx, &count, stack_keys);
@@ -342,6 +432,8 @@ static jbuf shared;
 
 int jenc_encode(lua_State *L, int idx, size_t max_bytes, const char *array_mt)
 {
+    if (!plain['a'])
+        init_plain();
     idx = lua_absindex(L, idx);
     shared.len = 0;
     shared.max = max_bytes;

@@ -62,6 +62,8 @@ void modules_install(lua_State *L)
     lua_setfield(L, -2, "hplua.process");
     lua_pushcfunction(L, luaopen_hplua_json);
     lua_setfield(L, -2, "hplua.json");
+    lua_pushcfunction(L, luaopen_hplua_fs);
+    lua_setfield(L, -2, "hplua.fs");
     lua_pushcfunction(L, luaopen_hplua_http);
     lua_setfield(L, -2, "hplua.http");
     lua_pop(L, 1);

@@ -10,9 +10,12 @@ local USAGE = [[
 usage: hplua [OPTIONS] [PATH ...]     run the test suite(s); PATH defaults to ./tests
        hplua -e CODE [ARG ...]        run a Lua chunk with the stdlib loaded
        hplua --exec FILE [ARG ...]    run a Lua script with the stdlib loaded
+       hplua init [DIR]               write a starter suite into DIR (default: tests)
 
 options:
-  -k TEXT               run only tests whose id contains TEXT (repeatable: any match)
+  -k TEXT               run only tests whose id contains TEXT (repeatable: any match),
+                        and the tests they depend on
+  --no-deps             with -k, do not add the tests the selected ones depend on
   --list                print the selected test ids in run order and exit
   -x, --exitfirst       stop after the first failed test (the rest are skipped)
   --timeout SECONDS     default per-test timeout (a test's own timeout wins)
@@ -24,6 +27,8 @@ options:
   --answers FILE        JSON object answering operator dialogs by id
   --max-memory MB       cap the Lua heap of the run
   --events FILE         write the run's events as NDJSON to FILE (or fd:N)
+  --limits FILE         limits (JSON or Lua) for measurements that state none of their own
+  --artifacts DIR       where hp.attach copies files (default: beside the --json report)
   --serial S            the DUT's serial number (hp.run.serial)
   --arg KEY=VALUE       a run argument for the tests (hp.run.args.KEY; repeatable)
   --version, --help     print and exit
@@ -49,7 +54,7 @@ function M.parse(args)
   local takes_value = {
     ["-k"] = true, ["--timeout"] = true, ["--json"] = true, ["--junit"] = true, ["--color"] = true,
     ["--answers"] = true, ["--max-memory"] = true, ["-e"] = true, ["--exec"] = true, ["--events"] = true,
-    ["--control"] = true, ["--run-id"] = true, ["--serial"] = true, ["--arg"] = true, ["--slot"] = true,
+    ["--control"] = true, ["--run-id"] = true, ["--serial"] = true, ["--arg"] = true, ["--slot"] = true, ["--limits"] = true, ["--artifacts"] = true,
   }
   local i = 1
   while i <= #args do
@@ -72,6 +77,8 @@ function M.parse(args)
         return opts
       elseif name == "-k" then
         opts.keywords[#opts.keywords + 1] = value
+      elseif name == "--no-deps" then
+        opts.no_deps = true
       elseif name == "--list" then
         opts.list = true
       elseif name == "-x" or name == "--exitfirst" then
@@ -101,6 +108,10 @@ function M.parse(args)
         local n, err = positive(name, value, "megabytes")
         if not n then return nil, err end
         opts.max_memory = n
+      elseif name == "--artifacts" then
+        opts.artifacts = value
+      elseif name == "--limits" then
+        opts.limits = value
       elseif name == "--events" then
         opts.events = value
       elseif name == "--control" then
@@ -124,7 +135,10 @@ function M.parse(args)
       elseif name == "-h" or name == "--help" then
         opts.help = true
       else
-        return nil, "unknown option '" .. a .. "'"
+        local known = { "--list", "--no-deps", "--exitfirst", "--tap", "--quiet", "--verbose", "--version", "--help" }
+        for k in pairs(takes_value) do known[#known + 1] = k end
+        table.sort(known)
+        return nil, "unknown option '" .. a .. "'" .. require("hplua.suggest").hint(name, known)
       end
     else
       opts.paths[#opts.paths + 1] = a
@@ -216,6 +230,12 @@ local function run_tests(opts)
     if not control then return usage_error(err) end
     ctx.control = control
   end
+  if opts.limits then
+    local ok, err = require("hplua.measure").load(opts.limits)
+    if not ok then return usage_error(err) end
+  end
+  -- hp.attach copies files here: --artifacts, else beside the JSON report
+  ctx.artifacts = opts.artifacts or (opts.json and ((opts.json:match("^(.*)/[^/]*$") or ".") .. "/artifacts"))
   if opts.max_memory then sys.set_memory_limit(opts.max_memory) end
   local runner = require "hplua.runner"
   local events = require "hplua.events"
@@ -227,7 +247,7 @@ local function run_tests(opts)
   if not ok then return usage_error(err) end
   local code, selected = run:main(opts.paths, opts.keywords)
   if code == nil then -- --list
-    for _, t in ipairs(selected) do io.stdout:write(t.id, "\n") end
+    for _, t in ipairs(selected) do io.stdout:write(t.id, t.as_dependency and "  (dependency)" or "", "\n") end
     return EXIT.ok
   end
   local closed, cerr = bus:close()
@@ -237,6 +257,7 @@ local function run_tests(opts)
 end
 
 function M.main(args)
+  if args[1] == "init" then return require("hplua.init").main({ table.unpack(args, 2) }) end
   if args[1] == "serve" then return require("hplua.serve").main({ table.unpack(args, 2) }) end
   local opts, err = M.parse(args)
   if not opts then return usage_error(err) end

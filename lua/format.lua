@@ -9,16 +9,50 @@ function M.value(v)
   return tostring(v)
 end
 
--- "vcc = 3.31 V [3.2, 3.4] ok"
-function M.measurement(m)
-  local fmt_value = M.value
-  local limits = {}
-  if m.min ~= nil or m.max ~= nil then
-    limits[#limits + 1] = string.format("[%s, %s]", m.min ~= nil and fmt_value(m.min) or "-inf", m.max ~= nil and fmt_value(m.max) or "inf")
+-- Limits as people write them: "3.2 … 3.4 V", "≤ 0.25", "> 0", "3.3 V ± 0.1",
+-- "= true", "~ ^OK".
+function M.limits(m)
+  local v, u = M.value, m.unit and (" " .. m.unit) or ""
+  local parts = {}
+  if m.min ~= nil and m.max ~= nil then
+    parts[#parts + 1] = v(m.min) .. " … " .. v(m.max) .. u
+  elseif m.min ~= nil then
+    parts[#parts + 1] = "≥ " .. v(m.min) .. u
+  elseif m.max ~= nil then
+    parts[#parts + 1] = "≤ " .. v(m.max) .. u
   end
-  if m.expect ~= nil then limits[#limits + 1] = "expect " .. fmt_value(m.expect) end
-  return string.format("%s = %s%s%s %s", m.name, fmt_value(m.value), m.unit and (" " .. m.unit) or "",
-    #limits > 0 and (" " .. table.concat(limits, " ")) or "", m.passed and "ok" or "OUT OF LIMITS")
+  if m.gt ~= nil then parts[#parts + 1] = "> " .. v(m.gt) .. u end
+  if m.lt ~= nil then parts[#parts + 1] = "< " .. v(m.lt) .. u end
+  if m.nominal ~= nil then
+    parts[#parts + 1] = v(m.nominal) .. u .. " ± " .. (m.tolerance_pct and (v(m.tolerance_pct) .. "%") or v(m.tolerance))
+  end
+  if m.expect ~= nil then parts[#parts + 1] = "= " .. v(m.expect) end
+  if m.match ~= nil then parts[#parts + 1] = "~ " .. m.match end
+  if m.marginal_min ~= nil and m.marginal_max ~= nil then
+    parts[#parts + 1] = "marginal outside " .. v(m.marginal_min) .. " … " .. v(m.marginal_max)
+  elseif m.marginal_min ~= nil then
+    parts[#parts + 1] = "marginal below " .. v(m.marginal_min)
+  elseif m.marginal_max ~= nil then
+    parts[#parts + 1] = "marginal above " .. v(m.marginal_max)
+  end
+  return table.concat(parts, ", ")
+end
+
+local function numeric(m)
+  for _, k in ipairs { "min", "max", "gt", "lt", "nominal" } do
+    if m[k] ~= nil then return true end
+  end
+  return false
+end
+
+-- "vcc = 3.31 V (3.2 … 3.4 V) ok"
+function M.measurement(m)
+  local limits = M.limits(m)
+  local status = m.status or (m.passed and "passed" or "failed")
+  local label = status == "passed" and "ok" or status == "marginal" and "MARGINAL"
+    or numeric(m) and "OUT OF LIMITS" or "FAILED"
+  return string.format("%s = %s%s%s %s", m.name, M.value(m.value), m.unit and (" " .. m.unit) or "",
+    limits ~= "" and (" (" .. limits .. ")") or "", label)
 end
 
 return M

@@ -53,29 +53,41 @@ end
 
 -- Resolves and checks every `depends` entry; records collection errors.
 local function resolve_dependencies(tests, modules_by_id)
-  local by_id = {}
-  for _, t in ipairs(tests) do by_id[t.id] = t end
+  local by_id, all_ids = {}, {}
+  for _, t in ipairs(tests) do by_id[t.id] = t; all_ids[#all_ids + 1] = t.id end
+  local suggest = require "hplua.suggest"
+  local function names_of(mod)
+    local out = {}
+    for _, x in ipairs(mod.tests) do out[#out + 1] = x.name end
+    return out
+  end
   local function resolve(t, spec, line)
     local out = {}
     local mid, name = spec:match("^(.-)::(.*)$")
     if not mid then
       local target = t.module.by_name[spec]
       if not target then
-        ctx.collection_error(string.format("%s depends on unknown test %q", t.id, spec), t.file, line)
+        ctx.collection_error(string.format("%s depends on unknown test %q%s", t.id, spec,
+          suggest.hint(spec, names_of(t.module))), t.file, line)
       else
         out[1] = target
       end
     elseif name == "*" then
       local mod = modules_by_id[mid]
       if not mod then
-        ctx.collection_error(string.format("%s depends on unknown module %q", t.id, mid), t.file, line)
+        local mods = {}
+        for id in pairs(modules_by_id) do mods[#mods + 1] = id end
+        table.sort(mods)
+        ctx.collection_error(string.format("%s depends on unknown module %q%s", t.id, mid, suggest.hint(mid, mods)),
+          t.file, line)
       else
         for _, x in ipairs(mod.tests) do out[#out + 1] = x end
       end
     else
       local target = by_id[spec]
       if not target then
-        ctx.collection_error(string.format("%s depends on unknown test %q", t.id, spec), t.file, line)
+        ctx.collection_error(string.format("%s depends on unknown test %q%s", t.id, spec, suggest.hint(spec, all_ids)),
+          t.file, line)
       else
         out[1] = target
       end
@@ -130,7 +142,7 @@ end
 function M.collect(paths)
   local base = { path = package.path, cpath = package.cpath }
   local plan = { modules = {}, tests = {}, scopes = {} }
-  local modules_by_id = {}
+  local modules_by_id, file_order = {}, {}
   for root_index, root in ipairs(paths) do
     local root_dir = sys.kind(root) == "dir" and root or dirname(root)
     hp.suite_dir = sys.realpath(root_dir) or root_dir
@@ -140,6 +152,7 @@ function M.collect(paths)
       items = {}
     end
     for _, item in ipairs(items) do
+      file_order[#file_order + 1] = item.path
       if item.kind == "error" then
         ctx.collection_error(item.message, item.path, 0)
       elseif item.kind == "suite" then
@@ -189,18 +202,45 @@ function M.collect(paths)
     end
   end
   resolve_dependencies(plan.tests, modules_by_id)
+  -- collection errors in the order of the files and lines they name
+  local order = {}
+  for i, path in ipairs(file_order) do order[path] = order[path] or i end
+  for i, e in ipairs(ctx.errors) do e.seq = i end
+  table.sort(ctx.errors, function(a, b)
+    local oa, ob = order[a.file] or math.huge, order[b.file] or math.huge
+    if oa ~= ob then return oa < ob end
+    if a.file ~= b.file then return tostring(a.file) < tostring(b.file) end
+    if (a.line or 0) ~= (b.line or 0) then return (a.line or 0) < (b.line or 0) end
+    return a.seq < b.seq
+  end)
   plan.errors = ctx.errors
   return plan
 end
 
-function M.select(plan, keywords)
-  local selected = {}
+-- Tests whose id contains any keyword (all without keywords), in run order. Unless
+-- no_deps, the tests they depend on (transitively) are selected too, marked
+-- t.as_dependency, so that running one test by its id runs what it needs.
+function M.select(plan, keywords, no_deps)
   for _, t in ipairs(plan.tests) do
     local ok = #keywords == 0
     for _, k in ipairs(keywords) do
       if t.id:find(k, 1, true) then ok = true break end
     end
-    if ok then selected[#selected + 1] = t; t.selected = true end
+    t.selected = ok or nil
+  end
+  if not no_deps and #keywords > 0 then
+    for i = #plan.tests, 1, -1 do -- dependencies run earlier: one backward pass reaches them all
+      local t = plan.tests[i]
+      if t.selected then
+        for _, d in ipairs(t.deps or {}) do
+          if not d.test.selected then d.test.selected, d.test.as_dependency = true, true end
+        end
+      end
+    end
+  end
+  local selected = {}
+  for _, t in ipairs(plan.tests) do
+    if t.selected then selected[#selected + 1] = t end
   end
   return selected
 end
@@ -227,25 +267,24 @@ local function outcome(info, prefix)
       e.kind = "memory"
     elseif m == "assertion failed!" or (ctx.assertion and m:sub(-#ctx.assertion) == ctx.assertion) then
       e.kind = "assertion"
+      local d = ctx.assertion_detail
+      if d then e.expected, e.actual = d.expected, d.actual end -- full values of a compacted diff
     end
   end
-  ctx.assertion = nil
+  ctx.assertion, ctx.assertion_detail = nil, nil
   return "failed", e
 end
 
 -- The failure a test's out-of-limit measurements add up to, located at the first.
 local function measurement_failure(list)
+  local format = require "hplua.format"
   local bad, first = {}, nil
   for _, m in ipairs(list) do
     if not m.passed then
       first = first or m
-      local limits = {}
-      if m.min ~= nil or m.max ~= nil then
-        limits[#limits + 1] = string.format("[%s, %s]", m.min ~= nil and tostring(m.min) or "-inf", m.max ~= nil and tostring(m.max) or "inf")
-      end
-      if m.expect ~= nil then limits[#limits + 1] = "expected " .. tostring(m.expect) end
-      bad[#bad + 1] = string.format("%s = %s%s out of limits %s", m.name, tostring(m.value), m.unit and (" " .. m.unit) or "",
-        table.concat(limits, ", "))
+      local limits = format.limits(m)
+      bad[#bad + 1] = string.format("%s = %s%s %s", m.name, format.value(m.value), m.unit and (" " .. m.unit) or "",
+        limits ~= "" and ("out of limits " .. limits) or "failed")
     end
   end
   if #bad > 0 then return "measurement failed: " .. table.concat(bad, "; "), first end
@@ -254,7 +293,8 @@ end
 -- An error record as events and reports carry it (null when there is none).
 local function error_record(e)
   if not e then return null end
-  return { message = e.message, file = e.file, line = e.line, traceback = e.traceback, kind = e.kind or "error" }
+  return { message = e.message, file = e.file, line = e.line, traceback = e.traceback, kind = e.kind or "error",
+    expected = e.expected, actual = e.actual }
 end
 M.error_record = error_record
 
@@ -301,13 +341,21 @@ function Run:guarded(fn, arg, timeout)
   return sys.run_guarded(fn, arg, timeout or 0)
 end
 
+-- Hooks and teardowns that run outside any test get a deadline too, so a hung
+-- teardown cannot hang the run: their own timeout, else --timeout, else this.
+local HOOK_TIMEOUT = 60
+
+function Run:hook_timeout(h)
+  return h.timeout or self.opts.timeout or HOOK_TIMEOUT
+end
+
 function Run:open_scope(scope)
   scope.opened = true
   -- before_all hooks require from their own folder; the test's search path comes back after
   local path, cpath = package.path, package.cpath
   set_search_path(self.base, scope.search_dir or dirname(scope.file))
   for _, h in ipairs(scope.hooks.before_all) do
-    local ok, info = self:guarded(h.fn, nil, self.opts.timeout)
+    local ok, info = self:guarded(h.fn, nil, self:hook_timeout(h))
     if not ok then
       local status, err = outcome(info, "before_all failed: ")
       scope.error = err or { message = "before_all skipped" }
@@ -321,7 +369,7 @@ end
 function Run:close_scope(scope)
   for i = #scope.hooks.after_all, 1, -1 do
     local h = scope.hooks.after_all[i]
-    local ok, info = self:guarded(h.fn, nil, self.opts.timeout)
+    local ok, info = self:guarded(h.fn, nil, self:hook_timeout(h))
     if not ok then self:run_error("after_all failed: " .. info.message, info.file or h.file, info.line or h.line, info.kind) end
   end
   scope.closed = true
@@ -341,16 +389,25 @@ function Run:enter(chain)
   end
 end
 
+-- Events are read-only for their subscribers, so empty lists can share one array.
+local NO_ITEMS = json.array()
+local function array(t)
+  if #t == 0 then return NO_ITEMS end
+  return json.array(t)
+end
+
 local function attempt_summary(rec)
   return { attempt = rec.attempt, status = rec.status, duration = rec.duration, error = error_record(rec.error),
-    messages = json.array(rec.messages), measurements = json.array(rec.measurements) }
+    messages = array(rec.messages), measurements = array(rec.measurements) }
 end
 
 function Run:attempt(t, n, timeout, previous)
-  local rec = { test = t, attempt = n, messages = {}, keyed = {}, measurements = {}, artifacts = {} }
+  local rec = { test = t, attempt = n, messages = {}, keyed = {}, measurements = {}, artifacts = {}, attachments = {} }
   ctx.current = rec
   local started = sys.clock()
-  self:emit("test_started", { test = t.id, name = t.name, module = t.module.id, attempt = n, max_attempts = t.attempts,
+  self:emit("test_started", { test = t.id, name = t.name, module = t.module.id, attempt = n,
+    max_attempts = t.attempts > 1 and t.attempts or nil,
+    dependency = t.as_dependency,
     previous = previous and { status = previous.status, error = error_record(previous.error) } or nil })
   local arg = { id = t.id, name = t.name, attempt = n, module = t.module.id }
   local chain = t.module.chain
@@ -362,7 +419,7 @@ function Run:attempt(t, n, timeout, previous)
     local entered = 0 -- scopes whose before_each hooks ran (their after_each will run)
     for i, scope in ipairs(chain) do
       for _, h in ipairs(scope.hooks.before_each) do
-        local ok, info = self:guarded(h.fn, arg, timeout)
+        local ok, info = self:guarded(h.fn, arg, h.timeout or timeout)
         if not ok then
           status, err, skip_reason = outcome(info, "before_each failed: ")
           break
@@ -378,7 +435,7 @@ function Run:attempt(t, n, timeout, previous)
     for i = entered, 1, -1 do
       local hooks = chain[i].hooks.after_each
       for j = #hooks, 1, -1 do
-        local ok, info = self:guarded(hooks[j].fn, arg, timeout)
+        local ok, info = self:guarded(hooks[j].fn, arg, hooks[j].timeout or timeout or HOOK_TIMEOUT)
         if not ok and status == "passed" then status, err, skip_reason = outcome(info, "after_each failed: ") end
       end
     end
@@ -405,6 +462,7 @@ function Run:execute(t, result)
     result.attempts = n
     result.status, result.error, result.skip_reason = rec.status, rec.error, rec.skip_reason
     result.messages, result.measurements, result.artifacts = rec.messages, rec.measurements, rec.artifacts
+    result.attachments = rec.attachments
     if rec.status ~= "failed" or sys.interrupted() then break end
     previous = rec
   end
@@ -427,20 +485,29 @@ function Run:finish_test(t, result)
   s[result.status] = s[result.status] + 1
   if result.status == "failed" and not self.caused_failure then self.caused_failure = t.id end
   self.results[#self.results + 1] = result
-  local attempts = json.array()
-  for i, rec in ipairs(result.attempt_results) do attempts[i] = attempt_summary(rec) end
-  self:emit("test_finished", { test = t.id, name = t.name, module = t.module.id, module_name = t.module.name,
-    status = result.status,
+  -- Lists that are empty, and fields that say nothing new, are left out: the stream
+  -- stays small (docs/events.md says which fields may be absent).
+  local attempts
+  if #result.attempt_results > 1 then
+    attempts = json.array()
+    for i, rec in ipairs(result.attempt_results) do attempts[i] = attempt_summary(rec) end
+  end
+  local mod = t.module
+  self:emit("test_finished", { test = t.id, name = t.name, module = mod.id,
+    module_name = mod.name ~= mod.id and mod.name or nil, file = mod.file, status = result.status,
     attempt = result.attempts, attempts = result.attempts, duration = result.duration,
     error = error_record(result.error), skip_reason = result.skip_reason or null,
     started_at = sys.now(result.wall_start), ended_at = sys.now(result.wall_end),
-    messages = json.array(result.messages), measurements = json.array(result.measurements),
-    artifacts = result.artifacts, attempt_results = attempts, file = t.module.file, max_attempts = t.attempts })
+    messages = #result.messages > 0 and json.array(result.messages) or nil,
+    measurements = #result.measurements > 0 and json.array(result.measurements) or nil,
+    artifacts = next(result.artifacts) and result.artifacts or nil,
+    attachments = #result.attachments > 0 and json.array(result.attachments) or nil,
+    attempt_results = attempts, max_attempts = t.attempts > 1 and t.attempts or nil, dependency = t.as_dependency })
 end
 
 function Run:run_test(t)
   local result = { test = t, id = t.id, name = t.name, status = "skipped", attempts = 0, attempt_results = {},
-    messages = {}, measurements = {}, artifacts = {} }
+    messages = {}, measurements = {}, artifacts = {}, attachments = {} }
   t.result = result
   if sys.interrupted() and not self.stop_reason then
     self.interrupted = true
@@ -478,7 +545,7 @@ function Run:teardown()
   for i = #ctx.fixture_order, 1, -1 do
     local f = ctx.fixture_order[i]
     if f.teardown then
-      local ok, info = self:guarded(f.teardown, f.value, 0)
+      local ok, info = self:guarded(f.teardown, f.value, self:hook_timeout(f))
       if not ok then
         self:run_error(string.format("teardown of fixture %q failed: %s", f.name, info.message),
           info.file or f.file, info.line or f.line, info.kind)
@@ -524,6 +591,8 @@ function Run:verdict(phase)
     code = EXIT.interrupted
   elseif phase == "none" then
     code = EXIT.none
+  elseif self.all_deps_missing then
+    code = EXIT.none
   elseif self.summary.failed > 0 or self.summary.stopped > 0 or #self.errors > 0 then
     code = EXIT.failed
   else
@@ -555,7 +624,7 @@ function Run:main(paths, keywords)
   end }
   local plan = M.collect(paths)
   self.plan = plan
-  local selected = plan and M.select(plan, keywords) or {}
+  local selected = plan and M.select(plan, keywords, opts.no_deps) or {}
   self.selected = selected
   local ids, files, nfiles = json.array(), {}, 0
   for i, t in ipairs(selected) do
@@ -596,6 +665,15 @@ function Run:main(paths, keywords)
     end
     self:teardown()
     package.path, package.cpath = self.base.path, self.base.cpath
+    -- every selected test skipped because what it needs was not selected (--no-deps)
+    local missing = 0
+    for _, r in ipairs(self.results) do
+      if r.status == "skipped" and (r.skip_reason or ""):find("^dependency .* not selected$") then missing = missing + 1 end
+    end
+    if missing > 0 and missing == #self.results then
+      self.all_deps_missing = true
+      phase = "deps_not_selected"
+    end
     if sys.interrupted() then self.interrupted = true end
   end
   restore_exit()
@@ -604,6 +682,7 @@ function Run:main(paths, keywords)
   self.duration = seconds(sys.clock() - self.started)
   self:emit("run_finished", { status = status, exit_code = code, summary = self.summary,
     caused_failure = self.caused_failure or null, duration = self.duration, phase = phase,
+    warnings = phase == "run" and json.array(require("hplua.measure").unused_warnings()) or nil,
     ended_at = sys.now(self.wall_start + self.duration) })
   return code
 end

@@ -74,8 +74,8 @@ function Junit:test_finished(ev)
     lines[#lines + 1] = string.format('      <skipped message="%s"/>', xml(ev.skip_reason ~= null and ev.skip_reason or "skipped"))
   end
   local out = {}
-  for _, msg in ipairs(ev.messages) do out[#out + 1] = msg.time .. " " .. msg.text end
-  for _, m in ipairs(ev.measurements) do out[#out + 1] = format.measurement(m) end
+  for _, msg in ipairs(ev.messages or {}) do out[#out + 1] = msg.time .. " " .. msg.text end
+  for _, m in ipairs(ev.measurements or {}) do out[#out + 1] = format.measurement(m) end
   if #out > 0 then lines[#lines + 1] = "      <system-out>" .. xml(table.concat(out, "\n")) .. "</system-out>" end
   lines[#lines + 1] = "    </testcase>"
   s.cases[#s.cases + 1] = table.concat(lines, "\n")

@@ -6,6 +6,7 @@ local json = require "hplua.json"
 
 local M = {}
 local arr, null = json.array, json.null
+local NONE = arr() -- shared and never changed
 
 local Report = {}
 Report.__index = Report
@@ -66,9 +67,12 @@ function Report:process_ended(ev)
   self.processes[#self.processes + 1] = r
 end
 
+local LIMIT_KEYS = require("hplua.measure").LIMIT_KEYS
+
 local function measurement_record(m)
-  return { name = m.name, value = m.value, unit = m.unit, min = m.min, max = m.max, expect = m.expect,
-    passed = m.passed, status = m.status }
+  local r = { name = m.name, value = m.value, unit = m.unit, passed = m.passed, status = m.status }
+  for _, k in ipairs(LIMIT_KEYS) do r[k] = m[k] end
+  return r
 end
 
 local function measurements(list)
@@ -97,15 +101,21 @@ function Report:test_finished(ev)
       started_at = ev.started_at, duration = 0, tests = {} }
     self.module = m
   end
+  local msgs, meas = ev.messages or NONE, measurements(ev.measurements or NONE)
   local attempts = arr()
-  for i, a in ipairs(ev.attempt_results) do
-    attempts[i] = { attempt = a.attempt, status = a.status, duration = a.duration, error = a.error,
-      messages = a.messages, measurements = measurements(a.measurements) }
+  if ev.attempt_results then
+    for i, a in ipairs(ev.attempt_results) do
+      attempts[i] = { attempt = a.attempt, status = a.status, duration = a.duration, error = a.error,
+        messages = a.messages, measurements = measurements(a.measurements) }
+    end
+  elseif ev.attempts == 1 then -- the test's own fields are its only attempt
+    attempts[1] = { attempt = 1, status = ev.status, duration = ev.duration, error = ev.error, messages = msgs,
+      measurements = meas }
   end
   local rec = { id = ev.test, name = ev.name, status = ev.status, started_at = ev.started_at, ended_at = ev.ended_at,
     duration = ev.duration, attempts = ev.attempts, error = ev.error, skip_reason = ev.skip_reason,
-    messages = ev.messages, measurements = measurements(ev.measurements),
-    artifacts = next(ev.artifacts) and ev.artifacts or {}, attempt_results = attempts }
+    messages = msgs, measurements = meas, artifacts = ev.artifacts or {}, attachments = ev.attachments or NONE,
+    attempt_results = attempts }
   local text, err = json.encode(rec)
   if not text then
     rec.artifacts = { error = "not encodable: " .. tostring(err) }

@@ -48,7 +48,7 @@ function Tap:test_finished(ev)
     out("  message: " .. yaml_string(e.message or ev.status) .. "\n")
     if e.file then out("  file: " .. yaml_string(e.file) .. "\n  line: " .. (e.line or 0) .. "\n") end
     local bad = {}
-    for _, m in ipairs(ev.measurements) do
+    for _, m in ipairs(ev.measurements or {}) do
       if not m.passed then bad[#bad + 1] = m end
     end
     if #bad > 0 then

@@ -156,6 +156,14 @@ return function(d)
       return answer
     end
   end
-  error(string.format("dialog %q needs an operator: run on a terminal, or give --answers FILE with {\"%s\": ...}",
-    d.id, d.id), 2)
+  local hint = ""
+  if ctx.answers then
+    local ids = {}
+    for k in pairs(ctx.answers) do ids[#ids + 1] = k end
+    table.sort(ids)
+    local near = require("hplua.suggest").closest(d.id, ids)
+    if near then hint = string.format(" (--answers has %q: did you mean that?)", near) end
+  end
+  error(string.format("dialog %q needs an operator: run on a terminal, or give --answers FILE with {\"%s\": ...}%s",
+    d.id, d.id, hint), 2)
 end

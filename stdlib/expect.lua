@@ -3,7 +3,12 @@
 -- values; tables are compared deeply and the first difference is named.
 local function fmt(v, depth)
   depth = depth or 0
-  if type(v) == "string" then return string.format("%q", v) end
+  if type(v) == "string" then
+    if #v > 200 then
+      return string.format("%q", v:sub(1, 80)):gsub("\\\n", "\\n") .. string.format("… (%d bytes)", #v)
+    end
+    return (string.format("%q", v):gsub("\\\n", "\\n"))
+  end
   if type(v) ~= "table" or depth > 2 then return tostring(v) end
   local keys = {}
   for k in pairs(v) do keys[#keys + 1] = k end
@@ -39,15 +44,51 @@ local function diff(a, b, path, seen)
   return nil
 end
 
+-- Raises a failed check (the runner records it with kind "assertion"; detail, the
+-- full values of a compacted message, goes to the report).
+local function fail(message, level, detail)
+  local ctx = package.loaded["hplua.context"]
+  if ctx then ctx.assertion, ctx.assertion_detail = message, detail end
+  error(message, level + 1)
+end
+
+local LONG = 120
+
+-- A line of s shown around column col, at most LONG characters, escaped.
+local function excerpt(line, col)
+  local from = math.max(1, col - 40)
+  local piece = line:sub(from, from + LONG - 1)
+  local q = string.format("%q", piece):gsub("\\\n", "\\n")
+  return (from > 1 and "…" or "") .. q .. (from + LONG - 1 < #line and "…" or "")
+end
+
+local function lines_of(s)
+  local out = {}
+  for l in (s .. "\n"):gmatch("([^\n]*)\n") do out[#out + 1] = l end
+  return out
+end
+
+-- Two long strings: where they first differ, with a line of context, not the whole values.
+local function string_diff(actual, expected)
+  local a, b = lines_of(actual), lines_of(expected)
+  local i = 1
+  while i <= #a and i <= #b and a[i] == b[i] do i = i + 1 end
+  local la, lb = a[i] or "", b[i] or ""
+  local col = 1
+  while col <= #la and col <= #lb and la:sub(col, col) == lb:sub(col, col) do col = col + 1 end
+  local out = { string.format("expected strings to be equal; they differ at line %d, column %d (%d vs %d lines, %d vs %d bytes):",
+    i, col, #b, #a, #expected, #actual) }
+  if i > 1 then out[#out + 1] = string.format("    line %d:   %s", i - 1, excerpt(a[i - 1], col)) end
+  out[#out + 1] = string.format("  - expected: %s", b[i] and excerpt(lb, col) or "(no such line)")
+  out[#out + 1] = string.format("  + actual:   %s", a[i] and excerpt(la, col) or "(no such line)")
+  return table.concat(out, "\n")
+end
+
 local function new(actual, negated)
   local e = {}
   local function check(ok, message)
     if negated then ok = not ok; message = "not " .. message end
-    if not ok then
-      local ctx = package.loaded["hplua.context"]
-      if ctx then ctx.assertion = "expected " .. message end -- the runner records kind "assertion"
-      error("expected " .. message, 3)
-    end
+    if not ok then fail("expected " .. message, 3) end
   end
 
   function e.to_equal(expected)
@@ -55,8 +96,14 @@ local function new(actual, negated)
     if negated then
       check(d == nil, "value to equal " .. fmt(expected))
     elseif d then
+      if type(d.actual) == "string" and type(d.expected) == "string" and
+        (#d.actual > LONG or #d.expected > LONG or d.actual:find("\n") or d.expected:find("\n")) then
+        local msg = string_diff(d.actual, d.expected)
+        if d.path ~= "" then msg = msg .. "\n  at " .. d.path end
+        fail(msg, 2, { expected = d.expected, actual = d.actual })
+      end
       local where = d.path ~= "" and (" at " .. d.path) or ""
-      error(string.format("expected %s, got %s%s", fmt(d.expected), fmt(d.actual), where), 2)
+      fail(string.format("expected %s, got %s%s", fmt(d.expected), fmt(d.actual), where), 2)
     end
   end
   e.to_same = e.to_equal
@@ -92,12 +139,12 @@ local function new(actual, negated)
     local ok, err = pcall(actual)
     local msg = tostring(err)
     if negated then
-      if not ok then error("expected the function not to fail, but it failed with: " .. msg, 2) end
+      if not ok then fail("expected the function not to fail, but it failed with: " .. msg, 2) end
       return
     end
-    if ok then error("expected the function to fail, but it returned normally", 2) end
+    if ok then fail("expected the function to fail, but it returned normally", 2) end
     if pattern and not msg:find(pattern) then
-      error(string.format("expected the error to match %s, got %s", fmt(pattern), fmt(msg)), 2)
+      fail(string.format("expected the error to match %s, got %s", fmt(pattern), fmt(msg)), 2)
     end
     return err
   end

@@ -140,15 +140,24 @@ function hp.module(opts)
   mod.critical = opts.critical
 end
 
+-- A hook's or fixture's own options: { timeout = seconds }.
+local function hook_options(what, opts)
+  if opts == nil then return nil end
+  if type(opts) ~= "table" then return nil, what .. ": " .. type_error("options", "a table", opts) end
+  return nil, check_options(opts, { timeout = test_options.timeout }, what)
+end
+
 local function add_hook(kind)
-  return function(fn)
+  return function(fn, opts)
     local c = collecting("hp." .. kind)
     local file, line = ctx.caller()
     if type(fn) ~= "function" then
       return ctx.collection_error("hp." .. kind .. ": " .. type_error("the argument", "a function", fn), file, line)
     end
+    local _, problem = hook_options("hp." .. kind, opts)
+    if problem then return ctx.collection_error(problem, file, line) end
     local scope = c.module or c.suite
-    table.insert(scope.hooks[kind], { fn = fn, file = file, line = line })
+    table.insert(scope.hooks[kind], { fn = fn, file = file, line = line, timeout = opts and opts.timeout })
   end
 end
 hp.before_all = add_hook("before_all")
@@ -156,9 +165,11 @@ hp.after_all = add_hook("after_all")
 hp.before_each = add_hook("before_each")
 hp.after_each = add_hook("after_each")
 
-function hp.fixture(name, fn)
+function hp.fixture(name, fn, opts)
   collecting("hp.fixture")
   local file, line = ctx.caller()
+  local _, problem = hook_options(string.format("hp.fixture %q", tostring(name)), opts)
+  if problem then return ctx.collection_error(problem, file, line) end
   if type(name) ~= "string" or name == "" then
     return ctx.collection_error("hp.fixture: " .. type_error("the name", "a non-empty string", name), file, line)
   end
@@ -169,19 +180,22 @@ function hp.fixture(name, fn)
   if first then
     return ctx.collection_error(string.format("duplicate fixture %q (first declared at %s:%d)", name, first.file, first.line), file, line)
   end
-  ctx.fixtures[name] = { name = name, fn = fn, file = file, line = line }
+  ctx.fixtures[name] = { name = name, fn = fn, file = file, line = line, timeout = opts and opts.timeout }
 end
 
 function hp.use(name)
   if type(name) ~= "string" then error("hp.use: the fixture name must be a string, got " .. type(name), 2) end
   local f = ctx.fixtures[name]
-  if not f then error(string.format("hp.use: no fixture named %q", name), 2) end
+  if not f then
+    local names = {}
+    for n in pairs(ctx.fixtures) do names[#names + 1] = n end
+    table.sort(names)
+    error(string.format("hp.use: no fixture named %q%s", name, require("hplua.suggest").hint(name, names)), 2)
+  end
   if not ctx.current then error("hp.use must be called while a test runs", 2) end
   if f.error then error(string.format("fixture %q failed earlier: %s", name, f.error), 2) end
   if not f.created then
-    f.creating = true
     local ok, value, teardown = pcall(f.fn)
-    f.creating = nil
     if not ok then
       f.error = type(value) == "string" and value or tostring(value)
       error(value, 0)
@@ -216,37 +230,44 @@ function hp.sleep(seconds)
   sys.sleep(seconds)
 end
 
--- Measurements: recorded on the running test, checked against limits.
+-- Measurements: recorded on the running test, checked against limits (hplua.measure).
+local measure = require "hplua.measure"
+
 function hp.measure(m)
   if type(m) ~= "table" then error("hp.measure: a table expected, got " .. type(m), 2) end
   if type(m.name) ~= "string" or m.name == "" then error("hp.measure: name must be a non-empty string", 2) end
   if m.unit ~= nil and type(m.unit) ~= "string" then error("hp.measure: unit must be a string", 2) end
-  for _, k in ipairs { "min", "max" } do
-    if m[k] ~= nil and type(m[k]) ~= "number" then error("hp.measure: " .. k .. " must be a number, got " .. type(m[k]), 2) end
-  end
-  if (m.min or m.max) and type(m.value) ~= "number" then
-    error("hp.measure: value must be a number when min or max is given, got " .. type(m.value), 2)
-  end
   local v = m.value
   local tv = type(v)
   if tv ~= "number" and tv ~= "string" and tv ~= "boolean" then
     error("hp.measure: value must be a number, string or boolean, got " .. tv, 2)
   end
-  if not ctx.current then error("hp.measure must be called while a test runs", 2) end
-  local passed = true
-  if m.min and v < m.min then passed = false end
-  if m.max and v > m.max then passed = false end
-  if m.expect ~= nil and v ~= m.expect then passed = false end
-  if v ~= v then passed = false end -- NaN is never within limits
+  local problem = measure.check(m)
+  if problem then error(string.format("hp.measure %q: %s", m.name, problem), 2) end
   local cur = ctx.current
-  local rec = { name = m.name, value = v, unit = m.unit, min = m.min, max = m.max, expect = m.expect, passed = passed,
-    status = passed and "passed" or "failed" }
-  if not passed then rec.file, rec.line = ctx.caller() end
+  if not cur then error("hp.measure must be called while a test runs", 2) end
+  -- a measurement that states no limits of its own takes them from --limits
+  local limits, unit = m, m.unit
+  local stated = false
+  for _, k in ipairs(measure.LIMIT_KEYS) do
+    if m[k] ~= nil then stated = true break end
+  end
+  local entry = measure.entry(m.name)
+  if entry then
+    if not stated then limits = entry end
+    unit = unit or entry.unit
+  end
+  local ok, status = pcall(measure.evaluate, limits, v)
+  if not ok then error(string.format("hp.measure %q: %s", m.name, status), 2) end
+  local rec = measure.record_limits(limits, { name = m.name, value = v, unit = unit, passed = status ~= "failed",
+    status = status })
+  if status == "failed" then rec.file, rec.line = ctx.caller() end
   local list = cur.measurements
   list[#list + 1] = rec
-  ctx.emit("measurement", { test = cur.test.id, attempt = cur.attempt, name = rec.name, value = v, unit = rec.unit,
-    min = rec.min, max = rec.max, expect = rec.expect, status = rec.status })
-  return passed
+  local ev = measure.record_limits(limits, { test = cur.test.id, attempt = cur.attempt, name = rec.name, value = v,
+    unit = unit, status = status })
+  ctx.emit("measurement", ev)
+  return status ~= "failed"
 end
 
 -- Run information and artifacts are recorded as they are at the call, as JSON
@@ -291,6 +312,40 @@ function hp.artifact(name, value)
   if type(name) ~= "string" then error("hp.artifact: name must be a string", 2) end
   if not ctx.current then error("hp.artifact must be called while a test runs", 2) end
   ctx.current.artifacts[name] = snapshot(value, "hp.artifact")
+end
+
+-- hp.attach(name, path): copies a file (a log, a scope capture, a photo) into the run's
+-- artifact folder and records it on the test with its size and SHA-256. Returns the
+-- copy's path, or nil, message, code when the file cannot be read or copied.
+local fs = require "hplua.fs"
+
+function hp.attach(name, path)
+  if type(name) ~= "string" or name == "" then error("hp.attach: name must be a non-empty string", 2) end
+  if type(path) ~= "string" or path == "" then error("hp.attach: path must be a non-empty string", 2) end
+  local cur = ctx.current
+  if not cur then error("hp.attach must be called while a test runs", 2) end
+  local root = ctx.artifacts
+  if not root then error("hp.attach: no artifact folder: give --artifacts DIR (or --json FILE)", 2) end
+  local dir = root .. "/" .. (ctx.run.id or "run")
+  local ok, err, code = fs.mkdir(root)
+  if ok then ok, err, code = fs.mkdir(dir) end
+  if not ok then return nil, "hp.attach: " .. err, code end
+  local base = name:gsub("[^%w%._-]", "_"):gsub("^%.", "_")
+  local dst, n = dir .. "/" .. base, 1
+  local size, sha
+  repeat
+    size, sha, code = fs.copy(path, dst)
+    if not size and code == "EEXIST" then
+      n = n + 1
+      dst = string.format("%s/%d-%s", dir, n, base)
+    end
+  until size or code ~= "EEXIST"
+  if not size then return nil, "hp.attach: " .. sha, code end
+  local list = cur.attachments
+  dst = require("hplua.sys").realpath(dst) or dst
+  list[#list + 1] = { name = name, path = dst, size = size, sha256 = sha }
+  ctx.message(string.format("Attached %s: %s (%d bytes)", name, dst, size))
+  return dst
 end
 
 return hp

@@ -113,9 +113,9 @@ runtime("process.start: on_line is a string", "hp.process.start('p', { 'true' },
 runtime("process.start: stderr is bogus", "hp.process.start('p', { 'true' }, { stderr = 'file' })", "option 'stderr' must be \"pipe\" or \"stdout\", got \"file\"")
 runtime("process.start: not found", "hp.process.start('p', { 'no-such-program-hplua' })", "cannot start process 'p' (no-such-program-hplua): command not found")
 runtime("measure: no name", "hp.measure { value = 1 }", "hp.measure: name must be a non-empty string")
-runtime("measure: min is a string", "hp.measure { name = 'v', value = 1, min = '0' }", "hp.measure: min must be a number, got string")
+runtime("measure: min is a string", "hp.measure { name = 'v', value = 1, min = '0' }", 'hp.measure "v": min must be a number, got string')
 runtime("measure: value is a table", "hp.measure { name = 'v', value = {} }", "hp.measure: value must be a number, string or boolean, got table")
-runtime("measure: limits on a string", "hp.measure { name = 'v', value = 'x', max = 1 }", "value must be a number when min or max is given, got string")
+runtime("measure: limits on a string", "hp.measure { name = 'v', value = 'x', max = 1 }", "value must be a number when numeric limits are given, got string")
 
 -- error objects of every kind
 runtime("error with a table", "error({ code = 1 })", "(error object is a table value)")

@@ -42,5 +42,5 @@ hp.test("the C API records messages and measurements on the running test", funct
   hp.expect(t.messages[1].text).to_equal("dmm: 5v (driver) = 5.01 V (01_rails::5V rail through the driver's measure)")
   hp.expect(rep.instruments[1].model).to_equal("SIM-DMM")
   local failed = run.test_by_id(rep, "01_rails::12V rail (out of limits on purpose)")
-  hp.expect(failed.error.message).to_equal("measurement failed: 12v = 12.61 V out of limits [11.4, 12.6]")
+  hp.expect(failed.error.message).to_equal("measurement failed: 12v = 12.61 V out of limits 11.4 … 12.6 V")
 end)

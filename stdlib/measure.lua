@@ -1,0 +1,186 @@
+-- hplua.measure: hp.measure's limits (API 11): min/max (inclusive), gt/lt (exclusive),
+-- nominal with tolerance or tolerance_pct, expect (equality), match (a Lua pattern),
+-- and marginal_min/marginal_max (inside the limits but close: status "marginal", the
+-- test still passes). Infinite limits mean no limit. Limits that contradict each
+-- other or have the wrong type are the caller's mistake (raised at the call);
+-- --limits FILE gives limits to measurements that state none of their own.
+local M = {}
+
+local NUMERIC = { "min", "max", "gt", "lt", "nominal", "tolerance", "tolerance_pct", "marginal_min", "marginal_max" }
+local LIMIT_KEYS = { "expect", "match" }
+for _, k in ipairs(NUMERIC) do LIMIT_KEYS[#LIMIT_KEYS + 1] = k end
+M.LIMIT_KEYS = LIMIT_KEYS
+
+local function finite(x) return x ~= nil and x == x and x > -math.huge and x < math.huge end
+
+-- The effective bounds: lo, lo_inclusive, hi, hi_inclusive (nil: unbounded).
+local function bounds(s)
+  local lo, lo_in, hi, hi_in
+  local function lower(x, inclusive)
+    if not finite(x) then return end
+    if not lo or x > lo or (x == lo and not inclusive) then lo, lo_in = x, inclusive end
+  end
+  local function upper(x, inclusive)
+    if not finite(x) then return end
+    if not hi or x < hi or (x == hi and not inclusive) then hi, hi_in = x, inclusive end
+  end
+  lower(s.min, true)
+  lower(s.gt, false)
+  upper(s.max, true)
+  upper(s.lt, false)
+  if s.nominal and (s.tolerance or s.tolerance_pct) then
+    local tol = s.tolerance or math.abs(s.nominal) * s.tolerance_pct / 100
+    lower(s.nominal - tol, true)
+    upper(s.nominal + tol, true)
+  end
+  return lo, lo_in, hi, hi_in
+end
+
+local function fmt(x) return require("hplua.format").value(x) end
+
+-- nil, or what is wrong with a set of limits (from a call or a limits file).
+function M.check(s)
+  for _, k in ipairs(NUMERIC) do
+    local v = s[k]
+    if v ~= nil then
+      if type(v) ~= "number" then return string.format("%s must be a number, got %s", k, type(v)) end
+      if v ~= v then return k .. " must not be NaN" end
+    end
+  end
+  if s.tolerance and s.tolerance < 0 then return "tolerance must not be negative, got " .. fmt(s.tolerance) end
+  if s.tolerance_pct and s.tolerance_pct < 0 then return "tolerance_pct must not be negative, got " .. fmt(s.tolerance_pct) end
+  if s.tolerance and s.tolerance_pct then return "give tolerance or tolerance_pct, not both" end
+  if (s.tolerance or s.tolerance_pct) and s.nominal == nil then return "tolerance needs nominal" end
+  if s.nominal ~= nil and not (s.tolerance or s.tolerance_pct) then return "nominal needs tolerance or tolerance_pct" end
+  local e = s.expect
+  if e ~= nil and type(e) ~= "number" and type(e) ~= "string" and type(e) ~= "boolean" then
+    return "expect must be a number, string or boolean, got " .. type(e)
+  end
+  if e ~= nil and e ~= e then return "expect must not be NaN" end
+  if s.match ~= nil then
+    if type(s.match) ~= "string" then return "match must be a string (a Lua pattern), got " .. type(s.match) end
+    local ok, err = pcall(string.find, "", s.match)
+    if not ok then return "match is not a valid Lua pattern: " .. tostring(err):gsub("^.-: ", "") end
+  end
+  local lo, lo_in, hi, hi_in = bounds(s)
+  if lo and hi and (lo > hi or (lo == hi and not (lo_in and hi_in))) then
+    return string.format("contradictory limits: nothing is %s %s and %s %s", lo_in and ">=" or ">", fmt(lo),
+      hi_in and "<=" or "<", fmt(hi))
+  end
+  local mlo, mhi = s.marginal_min, s.marginal_max
+  if mlo and mhi and mlo > mhi then
+    return string.format("contradictory limits: marginal_min %s > marginal_max %s", fmt(mlo), fmt(mhi))
+  end
+  if mlo and lo and mlo < lo then return string.format("marginal_min %s is below the lower limit %s", fmt(mlo), fmt(lo)) end
+  if mhi and hi and mhi > hi then return string.format("marginal_max %s is above the upper limit %s", fmt(mhi), fmt(hi)) end
+  return nil
+end
+
+local function numeric_limits(s)
+  for _, k in ipairs(NUMERIC) do
+    if s[k] ~= nil then return true end
+  end
+  return false
+end
+M.numeric_limits = numeric_limits
+
+-- Status of value v under limits s: "passed", "marginal" or "failed". Raises (a string)
+-- when the value cannot be compared with the limits given.
+function M.evaluate(s, v)
+  local tv = type(v)
+  if numeric_limits(s) and tv ~= "number" then
+    error("value must be a number when numeric limits are given, got " .. tv, 0)
+  end
+  if s.match ~= nil and tv ~= "string" then error("value must be a string when match is given, got " .. tv, 0) end
+  if tv == "number" and v ~= v then return "failed" end -- NaN is never within limits
+  if tv == "number" then
+    local lo, lo_in, hi, hi_in = bounds(s)
+    if lo and (v < lo or (v == lo and not lo_in)) then return "failed" end
+    if hi and (v > hi or (v == hi and not hi_in)) then return "failed" end
+  end
+  if s.expect ~= nil and v ~= s.expect then return "failed" end
+  if s.match ~= nil and not v:find(s.match) then return "failed" end
+  if tv == "number" and ((s.marginal_min and v < s.marginal_min) or (s.marginal_max and v > s.marginal_max)) then
+    return "marginal"
+  end
+  return "passed"
+end
+
+-- The limits a record keeps (infinite ones are no limit and are left out).
+function M.record_limits(s, rec)
+  for _, k in ipairs(LIMIT_KEYS) do
+    local v = s[k]
+    if v ~= nil and (type(v) ~= "number" or finite(v)) then rec[k] = v end
+  end
+  return rec
+end
+
+-- ---- --limits FILE ----
+
+local ENTRY_KEYS = { unit = true }
+for _, k in ipairs(LIMIT_KEYS) do ENTRY_KEYS[k] = true end
+
+local loaded -- { path, entries = { name -> spec }, used = { name -> true } }
+
+-- Loads and checks a limits file (JSON object or a Lua file returning a table) keyed
+-- by measurement name. Returns true or nil, message naming the file and the entry.
+function M.load(path)
+  local data
+  if path:match("%.lua$") then
+    local chunk, err = loadfile(path, "t")
+    if not chunk then return nil, "--limits: " .. tostring(err) end
+    local ok, res = pcall(chunk)
+    if not ok then return nil, "--limits " .. path .. ": " .. tostring(res) end
+    data = res
+  else
+    local f, err = io.open(path)
+    if not f then return nil, "--limits: " .. err end
+    local text = f:read("a")
+    f:close()
+    local derr
+    data, derr = require("hplua.json").decode(text)
+    if data == nil then return nil, "--limits " .. path .. ": " .. tostring(derr) end
+  end
+  if type(data) ~= "table" then return nil, "--limits " .. path .. ": a table of measurement names is needed" end
+  local entries = {}
+  for name, spec in pairs(data) do
+    if type(name) ~= "string" then return nil, string.format("--limits %s: key %s is not a measurement name", path, tostring(name)) end
+    if type(spec) ~= "table" then
+      return nil, string.format("--limits %s: entry '%s' must be a table of limits, got %s", path, name, type(spec))
+    end
+    for k in pairs(spec) do
+      if not ENTRY_KEYS[k] then return nil, string.format("--limits %s: entry '%s': unknown key '%s'", path, name, tostring(k)) end
+    end
+    if spec.unit ~= nil and type(spec.unit) ~= "string" then
+      return nil, string.format("--limits %s: entry '%s': unit must be a string, got %s", path, name, type(spec.unit))
+    end
+    local problem = M.check(spec)
+    if problem then return nil, string.format("--limits %s: entry '%s': %s", path, name, problem) end
+    entries[name] = spec
+  end
+  loaded = { path = path, entries = entries, used = {} }
+  return true
+end
+
+-- The file's entry for a measurement name (marked used), or nil.
+function M.entry(name)
+  if not loaded then return nil end
+  local e = loaded.entries[name]
+  if e then loaded.used[name] = true end
+  return e
+end
+
+-- Warnings for the entries no measurement used.
+function M.unused_warnings()
+  if not loaded then return {} end
+  local out = {}
+  for name in pairs(loaded.entries) do
+    if not loaded.used[name] then
+      out[#out + 1] = string.format("--limits %s: entry '%s' was not used by any measurement", loaded.path, name)
+    end
+  end
+  table.sort(out)
+  return out
+end
+
+return M
