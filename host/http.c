@@ -75,6 +75,10 @@ typedef struct sse_client {
     struct sse_client *next, *prev;
     http_server *srv;
     struct MHD_Connection *conn;
+    const char *ext; /* borrowed replay, sent first */
+    size_t ext_off, ext_len;
+    void (*release)(void *);
+    void *release_ud;
     char *buf;
     size_t off, len, cap;
     int suspended, dropped;
@@ -151,8 +155,14 @@ static enum MHD_Result respond_error(http_request *r, int status, const char *ms
 
 static int sse_append(sse_client *cl, const char *data, size_t len)
 {
-    if (cl->off && cl->off == cl->len)
+    if (cl->off && cl->off == cl->len) {
         cl->off = cl->len = 0;
+        if (cl->cap > 256 * 1024) { /* drained after a burst: give the memory back */
+            free(cl->buf);
+            cl->buf = NULL;
+            cl->cap = 0;
+        }
+    }
     if (cl->len + len > cl->cap && cl->off) {
         memmove(cl->buf, cl->buf + cl->off, cl->len - cl->off);
         cl->len -= cl->off;
@@ -179,6 +189,12 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
     sse_client *cl = cls;
     if (cl->dropped)
         return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (cl->ext_off < cl->ext_len) {
+        size_t n = cl->ext_len - cl->ext_off < max ? cl->ext_len - cl->ext_off : max;
+        memcpy(buf, cl->ext + cl->ext_off, n);
+        cl->ext_off += n;
+        return (ssize_t)n;
+    }
     size_t pending = cl->len - cl->off;
     if (!pending) {
         /* nothing to send: off MHD's loop until the next broadcast resumes it */
@@ -204,17 +220,23 @@ static void sse_free(void *cls)
     if (cl->next)
         cl->next->prev = cl->prev;
     s->nclients--;
+    if (cl->release)
+        cl->release(cl->release_ud);
     free(cl->buf);
     free(cl);
 }
 
-int http_respond_stream(http_request *r, const char *initial, size_t len)
+int http_respond_stream(http_request *r, const char *initial, size_t len, void (*release)(void *ud), void *ud)
 {
     if (r->answered)
         return -1;
     http_server *s = r->srv;
     sse_client *cl = calloc(1, sizeof *cl);
-    if (!cl || sse_append(cl, initial, len) != 0) {
+    if (cl && release) {
+        cl->ext = initial;
+        cl->ext_len = len;
+    }
+    if (!cl || (!release && sse_append(cl, initial, len) != 0)) {
         if (cl)
             free(cl->buf);
         free(cl);
@@ -222,12 +244,14 @@ int http_respond_stream(http_request *r, const char *initial, size_t len)
     }
     cl->srv = s;
     cl->conn = r->c;
-    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, sse_read, cl, sse_free);
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, sse_read, cl, sse_free);
     if (!resp) {
         free(cl->buf);
         free(cl);
         return -1;
     }
+    cl->release = release; /* from here on, sse_free releases the borrowed replay */
+    cl->release_ud = ud;
     cl->next = s->clients;
     if (s->clients)
         s->clients->prev = cl;
@@ -242,6 +266,7 @@ void http_broadcast(http_server *s, const char *data, size_t len)
     for (sse_client *cl = s->clients; cl; cl = cl->next) {
         if (cl->dropped)
             continue;
+        /* the shared replay costs nothing per client: only its own queue counts */
         if (cl->len - cl->off + len > s->o.sse_limit || sse_append(cl, data, len) != 0) {
             cl->dropped = 1; /* too far behind: closed; the browser resumes with Last-Event-ID */
             s->ndropped++;

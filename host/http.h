@@ -72,8 +72,10 @@ const char *http_req_body(const http_request *r, size_t *len);
 /* Answers. extra is NULL or name, value, ..., NULL. Return 0, or -1 when MHD refused. */
 int http_respond(http_request *r, int status, const char *content_type, const char *body, size_t len,
                  const char *const *extra);
-/* Answers with an event stream that starts with initial, then gets broadcasts. */
-int http_respond_stream(http_request *r, const char *initial, size_t len);
+/* Answers with an event stream that starts with initial, then gets broadcasts.
+ * With release set, initial is borrowed (not copied: many panels joining at once
+ * share one replay) until release(ud) is called; without, it is copied. */
+int http_respond_stream(http_request *r, const char *initial, size_t len, void (*release)(void *ud), void *ud);
 
 /* Deepest nesting of [ and { in a JSON text (strings skipped); stops counting at cap. */
 int http_json_depth(const char *s, size_t len, int cap);

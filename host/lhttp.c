@@ -40,6 +40,20 @@ static int push_fail(lua_State *L, const char *what, int err)
 
 /* ---- the request handler ---- */
 
+typedef struct {
+    lserver *ls;
+    int ref;
+} replay_ref;
+
+/* Called by http.c when an event stream ends (inside server:run() or :close(),
+ * where ls->L is the running state). */
+static void release_replay(void *ud)
+{
+    replay_ref *rr = ud;
+    luaL_unref(rr->ls->L, LUA_REGISTRYINDEX, rr->ref);
+    free(rr);
+}
+
 static void add_arg(void *ud, const char *k, const char *v)
 {
     lua_State *L = ud;
@@ -79,9 +93,19 @@ static int call_handler(lua_State *L)
     set_header(L, r, "content_type", "Content-Type");
     lua_call(L, 1, 4);
     if (lua_type(L, 1) == LUA_TSTRING && strcmp(lua_tostring(L, 1), "stream") == 0) {
+        /* the replay string is borrowed, kept alive by a registry reference */
         const char *initial = luaL_optlstring(L, 2, "", &len);
-        if (http_respond_stream(r, initial, len) != 0)
+        replay_ref *rr = malloc(sizeof *rr);
+        if (!rr)
+            return luaL_error(L, "out of memory");
+        lua_pushvalue(L, 2);
+        rr->ls = ls;
+        rr->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        if (http_respond_stream(r, initial, len, release_replay, rr) != 0) {
+            luaL_unref(L, LUA_REGISTRYINDEX, rr->ref);
+            free(rr);
             return luaL_error(L, "cannot start the event stream");
+        }
         return 0;
     }
     int status = (int)luaL_checkinteger(L, 1);
@@ -235,7 +259,9 @@ static int s_close(lua_State *L)
     if (ls->running)
         return luaL_error(L, "server:close() called from a request handler");
     if (ls->srv) {
+        ls->L = L; /* the streams' replays are released while stopping */
         http_stop(ls->srv);
+        ls->L = NULL;
         ls->srv = NULL;
     }
     luaL_unref(L, LUA_REGISTRYINDEX, ls->handler);

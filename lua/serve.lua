@@ -423,6 +423,7 @@ function Station:start(slot_no, serial)
   run.watching = true
   -- the previous run's events stay for panels that join late; older ones go
   slot.prev_frames, slot.frames = slot.frames, {}
+  self.version = (self.version or 0) + 1
   slot.prev_run_id = slot.run_id
   slot.run = run
   slot.state, slot.run_id, slot.serial, slot.status = "running", run.run_id, serial, json.null
@@ -502,6 +503,7 @@ function Station:emit(slot, line, ev, out)
   end
   local frame = "id: " .. slot.slot .. ":" .. ev.seq .. "\ndata: " .. line .. "\n\n"
   slot.frames[#slot.frames + 1] = { seq = ev.seq, frame = frame }
+  self.version = (self.version or 0) + 1
   if ev.type == "run_finished" then run.finished_event = ev end
   if ev.type == "run_started" then run.started_event = ev end
   self:fold(slot, ev)
@@ -596,9 +598,8 @@ function Station:finish(slot)
   os.remove(run.control_path)
   local fin = run.finished_event
   local report_text = read_file(run.json_path)
-  local report = report_text and json.decode(report_text)
-  if not report then
-    report = { run_id = run.run_id, status = fin.status, exit_code = fin.exit_code, summary = fin.summary,
+  if not (report_text and report_text:match("^%s*{")) then
+    local report = { run_id = run.run_id, status = fin.status, exit_code = fin.exit_code, summary = fin.summary,
       caused_failure = fin.caused_failure, started_at = run.started_at, ended_at = sys.now(),
       duration = fin.duration, dut = { serial = run.serial }, note = "the run ended without writing its report",
       tests = slot.tests }
@@ -624,6 +625,7 @@ function Station:finish(slot)
   io.stdout:write(string.format("hplua serve: slot %d: run %s serial %s: %s\n", slot.slot, run.run_id, run.serial,
     fin.status))
   io.stdout:flush()
+  collectgarbage() -- a run's garbage goes now, between runs, not during the next one
 end
 
 -- One look at every running child: events, exit, stop deadline.
@@ -756,6 +758,16 @@ end
 -- Event-stream replay: without Last-Event-ID every slot's previous and current run;
 -- with "S:N", slot S from after seq N (the others in full; the panel drops repeats).
 function Station:replay(last_id)
+  -- panels joining together share one replay string (the C side borrows it)
+  local key = last_id or ""
+  local cache = self.replay_cache
+  if cache and cache.key == key and cache.version == self.version then return cache.text end
+  local text = self:build_replay(last_id)
+  self.replay_cache = { key = key, version = self.version, text = text }
+  return text
+end
+
+function Station:build_replay(last_id)
   local ls, ln = (last_id or ""):match("^(%d+):(%d+)$")
   ls, ln = tonumber(ls), tonumber(ln)
   local parts = { "retry: 1000\n\n" }
@@ -952,7 +964,9 @@ function M.main(args)
   end
   st.dir = dir
   local server
+  -- HPLUA_SERVE_SSE_LIMIT: bytes a panel may fall behind before it is dropped (tests)
   server, err = http.server { bind = s.bind, port = s.port, token = s.token,
+    sse_limit = math.tointeger(tonumber(os.getenv("HPLUA_SERVE_SSE_LIMIT") or "")) or 4 * 1024 * 1024,
     handler = function(req) return st:handle(req) end }
   if not server then
     os.remove(dir)

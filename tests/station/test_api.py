@@ -124,6 +124,32 @@ class Station:
         return self.proc.returncode
 
 
+def dechunk(raw):
+    """The body of a (possibly cut-off) chunked HTTP response."""
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    if b"chunked" not in head.lower():
+        return rest
+    out = b""
+    while rest:
+        size_line, sep, rest = rest.partition(b"\r\n")
+        if not sep:
+            break
+        try:
+            size = int(size_line.split(b";")[0], 16)
+        except ValueError:
+            break
+        if size == 0:
+            break
+        out += rest[:size]
+        rest = rest[size + 2:]
+    return out
+
+
+def frames(raw):
+    body = dechunk(raw)
+    return [(i.decode(), json.loads(d)) for i, d in re.findall(rb"id: (\d+:\d+)\ndata: ([^\n]*)\n\n", body)]
+
+
 def sse_read(st, headers=None, count=5, timeout=10):
     """Reads `count` events from /api/events; returns [(id, data dict)]."""
     s = socket.create_connection((st.host, st.port), timeout=timeout)
@@ -142,9 +168,11 @@ def sse_read(st, headers=None, count=5, timeout=10):
         if not chunk:
             break
         buf += chunk
-        events = re.findall(rb"id: (\d+:\d+)\r?\ndata: ([^\r\n]*)\r?\n", buf)
+        events = range(buf.count(b"\ndata: "))
+        if b'"type":"run_finished"' in buf[-4096:] and count > 1000:
+            break
     s.close()
-    return [(i.decode(), json.loads(d)) for i, d in events[:count]], buf
+    return frames(buf)[:count], buf
 
 
 def serial(kind):
@@ -288,6 +316,40 @@ def main():
     finally:
         code = st.stop()
     check(code == 0, "SIGINT stops the station cleanly (exit 0)")
+
+    # ---- a panel that stops reading is dropped, never slows the run, and resumes without loss
+    st = Station(SUITE, env={"HPLUA_SERVE_SSE_LIMIT": "65536"})
+    try:
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect((st.host, st.port))
+        stalled.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        n = 3000
+        status, doc, _, _ = st.post("/api/start", {"serial": "N%d-slow" % n})
+        t0 = time.time()
+        st.wait_finished(doc["run_id"], timeout=60)
+        check(time.time() - t0 < 30, "a run finishes while a panel does not read")
+        buf = b""
+        stalled.settimeout(5)
+        try:
+            while True:
+                chunk = stalled.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        except socket.timeout:
+            pass
+        stalled.close()
+        got = frames(buf)
+        got = [(i, e) for i, e in got if e["run_id"] == doc["run_id"]]
+        check(not any(e["type"] == "run_finished" for _, e in got), "the stalled panel was dropped before the end")
+        last = got[-1][0] if got else "1:0"
+        rest, _ = sse_read(st, headers={"Last-Event-ID": last}, count=100000, timeout=30)
+        seqs = [e["seq"] for _, e in got] + [e["seq"] for _, e in rest if e["run_id"] == doc["run_id"]]
+        check(seqs == list(range(1, len(seqs) + 1)) and rest and rest[-1][1]["type"] == "run_finished",
+              "resuming with Last-Event-ID %s gives every later event once (%d + %d events)" % (last, len(got), len(rest)))
+    finally:
+        st.stop()
 
     # ---- token and bind rules
     st = Station("--bind", "127.0.0.2", SUITE, expect_start=False)
