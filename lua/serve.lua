@@ -626,6 +626,7 @@ function Station:finish(slot)
     fin.status))
   io.stdout:flush()
   collectgarbage() -- a run's garbage goes now, between runs, not during the next one
+  self.reap_until = sys.clock() + 5 -- the run's orphans (its watchdog) end just after it
 end
 
 -- One look at every running child: events, exit, stop deadline.
@@ -889,6 +890,13 @@ function Station:next_timeout()
       local poll = (slot.run.eof or slot.run.finished_event) and 0.02 or CHILD_POLL
       t = t and math.min(t, poll) or poll
       if slot.run.stop_at then t = math.min(t, slot.run.stop_at - sys.clock()) end
+    end
+  end
+  if self.reap_until then
+    if sys.clock() < self.reap_until then
+      t = t and math.min(t, 0.1) or 0.1
+    else
+      self.reap_until = nil
     end
   end
   if t and t < 0 then t = 0 end
