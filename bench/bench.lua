@@ -25,6 +25,8 @@ local size = {
   capture = S and (1 << 20) or (256 << 20), capture_both = S and (1 << 20) or (64 << 20), capture_runs = S and 1 or 3,
   big_suite = S and 500 or 100000, big_runs = S and 1 or 3, keyed = S and 2000 or 40000,
   keyed_small = S and 1000 or 100000, keyed_large = S and 10000 or 1000000,
+  history_runs = S and 1000 or 100000, history_query_runs = S and 3 or 9,
+  round_trips = S and 200 or 10000, rt_runs = S and 1 or 5,
 }
 
 local tmp = os.tmpname()
@@ -34,6 +36,11 @@ assert(os.execute("mkdir -p " .. tmp))
 local seq = 0
 local function run(argv, opts2)
   seq = seq + 1
+  -- test runs record no history unless the benchmark says so (section 7 measures it)
+  if argv[1] == HPLUA and not (argv[2] or ""):match("^%-%-exec$") and argv[2] ~= "--version" and argv[2] ~= "history"
+      and not table.concat(argv, " "):find("%-%-history") then
+    argv = { argv[1], "--no-history", table.unpack(argv, 2) }
+  end
   local r = hp.process.start("bench-" .. seq, argv, opts2):wait()
   if r.exit_code ~= 0 and not (opts2 and opts2.ok_status == r.exit_code) then
     error(string.format("%s failed (%s): %s%s", table.concat(argv, " "), tostring(r.exit_code or r.signal), r.stdout, r.stderr))
@@ -227,6 +234,51 @@ end)
     "linear", 10, nil, "<= ~10x", "lower")
 end
 
+-- 7. the run history (issue 13): recording cost, and queries over a large history
+do
+  local flat = tmp .. "/flat/trivial.lua"
+  local db = tmp .. "/history.db"
+  local plain = time_cmd({ HPLUA, "-q", "--no-history", flat }, size.test_runs)
+  local with = time_cmd({ HPLUA, "-q", "--history", db, flat }, size.test_runs)
+  row(string.format("%d trivial tests, history on", size.tests), "s", with, nil, "the same, --no-history", plain, nil,
+    "<= 1.15x", "lower")
+  -- a history of many runs: 5 tests each, 1 in 20 failing, serials seen 1-3 times
+  local big = tmp .. "/big-history.db"
+  local history = require "hplua.history"
+  local sqlite = require "hplua.sqlite"
+  assert(history.open_for_run(big)):close()
+  local hdb = assert(sqlite.open(big))
+  assert(hdb:exec("BEGIN"))
+  local ins_run = assert(hdb:prepare([[INSERT INTO runs (run_id, started_at, started_ts, ended_at, status, exit_code,
+    serial, retest, total, passed, failed, skipped, stopped, duration, report) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 5, ?, ?, 0, 0, 1.5, ?)]]))
+  local ins_test = assert(hdb:prepare("INSERT INTO tests (run_id, seq, test_id, attempt, status, duration) VALUES (?, ?, ?, 1, ?, 0.3)"))
+  local t0 = 1700000000
+  for i = 1, size.history_runs do
+    local id = string.format("%08x-0000-4000-8000-%012x", i, i)
+    local fails = i % 20 == 0
+    local serial = "SN" .. (i // 2)
+    local ts = t0 + i * 60
+    local iso = os.date("!%Y-%m-%dT%H:%M:%S.000+00:00", ts)
+    assert(ins_run:exec(id, iso, ts, iso, fails and "failed" or "passed", fails and 1 or 0, serial, i % 2 == 1 and 1 or 0,
+      fails and 4 or 5, fails and 1 or 0, '{"status":"' .. (fails and "failed" or "passed") .. '"}'))
+    for k = 1, 5 do
+      assert(ins_test:exec(id, k, "power/0" .. k .. "_rail::check " .. k, fails and k == (i // 20) % 5 + 1 and "failed" or "passed"))
+    end
+  end
+  assert(hdb:exec("COMMIT"))
+  hdb:close()
+  local serial = "SN" .. (size.history_runs // 3)
+  local list = time_cmd({ HPLUA, "history", "--history", big, "list", "--serial", serial }, size.history_query_runs)
+  local list_sql = time_cmd({ "sqlite3", big, "SELECT run_id, started_at, status FROM runs WHERE serial = '" .. serial ..
+    "' ORDER BY started_ts DESC LIMIT 20" }, size.history_query_runs)
+  row(string.format("history list --serial, %d runs", size.history_runs), "ms", list * 1000, nil, "sqlite3 shell, same query",
+    list_sql * 1000, nil, "< 50 ms", "lower")
+  local stats = time_cmd({ HPLUA, "history", "--history", big, "stats" }, size.history_query_runs)
+  local stats_sql = time_cmd({ "sqlite3", big, "SELECT status, count(*) FROM runs GROUP BY status" }, size.history_query_runs)
+  row(string.format("history stats, %d runs", size.history_runs), "ms", stats * 1000, nil, "sqlite3 shell, count by status",
+    stats_sql * 1000, nil, "< 1000 ms", "lower")
+end
+
 -- 5. capture throughput
 do
   local function case(bytes, both, label)
@@ -255,6 +307,53 @@ print(time.monotonic() - t0)
   end
   case(size.capture, false, string.format("capture %d MiB stdout", size.capture >> 20))
   case(size.capture_both, true, string.format("capture %d MiB stdout + stderr", size.capture_both >> 20))
+end
+
+-- 8. request/response round trips with a device (tests/c/streamdev.c) over a pty
+-- and over TCP: hp.serial/hp.tcp against the same exchanges in a raw C loop
+do
+  local n = size.round_trips
+  write(tmp .. "/rt.lua", string.format([[
+local hp = require "hplua"
+local kind, where = arg[1], arg[2]
+local s = kind == "pty" and assert(hp.serial.open(where, { baud = 115200, timeout = 5 }))
+  or assert(hp.tcp.connect("127.0.0.1", tonumber(where), { timeout = 5 }))
+local t0 = hp.clock()
+for _ = 1, %d do
+  assert(s:write("ECHO x\n"))
+  assert(s:read_line() == "x")
+end
+print(hp.clock() - t0)
+s:close()
+]], n))
+  local function device(args)
+    local ready
+    local p = hp.process.start("streamdev-" .. args[1], { BIN .. "/streamdev", table.unpack(args) },
+      { on_line = function(l) ready = ready or l:match("^READY (.*)$") end })
+    local deadline = hp.clock() + 10
+    while not ready do
+      assert(p:alive() and hp.clock() < deadline, "streamdev did not start")
+      hp.sleep(0.01)
+    end
+    return p, ready
+  end
+  for _, kind in ipairs { "pty", "tcp" } do
+    local p, where = device(kind == "pty" and { "--pty", tmp .. "/tty" } or { "--tcp" })
+    -- interleaved runs: both sides see the same load on a shared machine
+    local hs, cs, hr, cr = {}, {}, 0, 0
+    for i = 0, size.rt_runs do -- run 0 warms up
+      local h = run({ HPLUA, "--exec", tmp .. "/rt.lua", kind, where })
+      local c = run({ BIN .. "/streamrt", kind, where, tostring(n) })
+      if i > 0 then
+        hs[#hs + 1], cs[#cs + 1] = tonumber(h.stdout), tonumber(c.stdout)
+        hr, cr = math.max(hr, h.max_rss_kb), math.max(cr, c.max_rss_kb)
+      end
+    end
+    local h, c = median(hs), median(cs)
+    row(string.format("%d round trips, %s", n, kind == "pty" and "hp.serial (pty)" or "hp.tcp"), "s", h, hr,
+      "C write/poll/read loop", c, cr, "<= 1.5x C", "lower")
+    p:terminate(1)
+  end
 end
 
 -- the table

@@ -14,7 +14,7 @@ static void (*interrupt_cb)(int);
 static void on_signal(int sig)
 {
     int saved = errno;
-    char c = sig == SIGCHLD ? 'C' : 'I';
+    char c = 0;
     if (sig != SIGCHLD) {
         interrupts++;
         last_signal = sig;
@@ -48,15 +48,11 @@ int evloop_init(void)
 
 int evloop_fd(void) { return pipe_fds[0]; }
 
-int evloop_drain(void)
+void evloop_drain(void)
 {
     char buf[64];
-    int bits = 0;
-    ssize_t n;
-    while ((n = read(pipe_fds[0], buf, sizeof buf)) > 0)
-        for (ssize_t i = 0; i < n; i++)
-            bits |= buf[i] == 'C' ? EVLOOP_CHILD : EVLOOP_INTERRUPT;
-    return bits;
+    while (read(pipe_fds[0], buf, sizeof buf) > 0) {
+    }
 }
 
 unsigned evloop_interrupts(void) { return (unsigned)interrupts; }
@@ -72,7 +68,4 @@ void evloop_reset_child_signals(void)
     signal(SIGPIPE, SIG_DFL);
 }
 
-const char *evloop_signal_name(int sig)
-{
-    return sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGINT";
-}
+const char *evloop_signal_name(int sig) { return sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGINT"; }

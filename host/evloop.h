@@ -4,14 +4,12 @@
 #ifndef HPLUA_EVLOOP_H
 #define HPLUA_EVLOOP_H
 
-enum { EVLOOP_CHILD = 1, EVLOOP_INTERRUPT = 2 };
-
 /* Installs the handlers and the self-pipe; returns 0 or an errno value. */
 int evloop_init(void);
 /* Read end of the self-pipe (nonblocking), or -1 before evloop_init. */
 int evloop_fd(void);
-/* Empties the self-pipe; returns EVLOOP_* bits of what was signalled. */
-int evloop_drain(void);
+/* Empties the self-pipe (what came is in the counters, and the children are reaped every turn anyway). */
+void evloop_drain(void);
 /* Number of SIGINT/SIGTERM/SIGHUP received so far, and the last one's number. */
 unsigned evloop_interrupts(void);
 int evloop_last_signal(void);

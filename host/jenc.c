@@ -73,6 +73,24 @@ static void init_plain(void)
         plain[c] = c != '"' && c != '\\';
 }
 
+int jenc_valid_utf8(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    if (!plain['a'])
+        init_plain();
+    for (size_t i = 0; i < len;) {
+        if (plain[s[i]] || s[i] == '"' || s[i] == '\\' || (s[i] > 0 && s[i] < 0x20)) {
+            i++;
+            continue;
+        }
+        size_t n = utf8_len(s + i, len - i);
+        if (!n)
+            return 0;
+        i += n;
+    }
+    return 1;
+}
+
 static void put_string(lua_State *L, jbuf *b, const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;

@@ -10,4 +10,7 @@
  * metatable that marks a table as an array (empty ones included). */
 int jenc_encode(lua_State *L, int idx, size_t max_bytes, const char *array_mt);
 
+/* 1 when s is valid UTF-8 without NUL (JSON carries it unchanged), else 0. */
+int jenc_valid_utf8(const char *s, size_t len);
+
 #endif

@@ -1,8 +1,9 @@
 /* The public C API of hplua.h, for instrument modules. */
+#include "crossings.h"
 #include "host.h"
+#include "loop.h"
 #include "hplua.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -22,7 +23,7 @@ void hplua_set_message(lua_State *L, const char *key, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    host_message(L, key, buf);
+    crossing_message(L, key, buf);
 }
 
 /* Pushes package.loaded[name][field]. */
@@ -40,35 +41,12 @@ static void push_loaded(lua_State *L, const char *name, const char *field)
 
 int hplua_measure(lua_State *L, const char *name, double value, const char *unit, double min, double max)
 {
-    push_loaded(L, "hplua", "measure");
-    if (!lua_isfunction(L, -1))
-        luaL_error(L, "hplua_measure: the hplua module is not loaded");
-    lua_createtable(L, 0, 5);
-    lua_pushstring(L, name);
-    lua_setfield(L, -2, "name");
-    lua_pushnumber(L, value);
-    lua_setfield(L, -2, "value");
-    if (unit) {
-        lua_pushstring(L, unit);
-        lua_setfield(L, -2, "unit");
-    }
-    if (!isnan(min)) {
-        lua_pushnumber(L, min);
-        lua_setfield(L, -2, "min");
-    }
-    if (!isnan(max)) {
-        lua_pushnumber(L, max);
-        lua_setfield(L, -2, "max");
-    }
-    lua_call(L, 1, 1);
-    int ok = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return ok;
+    return crossing_measure(L, name, value, unit, min, max);
 }
 
 int hplua_wait_fd(lua_State *L, int fd, int events, double timeout)
 {
-    return host_wait(L, fd, (short)events, timeout) ? HPLUA_READY : HPLUA_TIMEOUT;
+    return loop_wait(L, fd, (short)events, timeout) ? HPLUA_READY : HPLUA_TIMEOUT;
 }
 
 const char *hplua_current_test(lua_State *L)

@@ -5,7 +5,9 @@
  * The message handler is C, so it never runs Lua code while the hook is firing. */
 #include "clock.h"
 #include "evloop.h"
+#include "heap.h"
 #include "host.h"
+#include "loop.h"
 
 #include <lauxlib.h>
 #include <signal.h>
@@ -78,14 +80,13 @@ static void set_mode(lua_State *L, int mode)
 static void drain_children(void)
 {
     static double last;
-    proc_engine *e = host_engine();
-    if (!e->running)
+    if (!loop_live())
         return;
     double now = clock_mono();
     if (now - last < DRAIN_INTERVAL)
         return;
     last = now;
-    proc_poll(e, 0, -1, 0, NULL);
+    loop_drain();
 }
 
 static void hook(lua_State *L, lua_Debug *ar)
@@ -115,6 +116,7 @@ void guard_install(lua_State *L)
 {
     guard.main = L;
     evloop_on_interrupt(on_interrupt);
+    loop_set_guard(guard_deadline, guard_check);
 }
 
 void guard_check(lua_State *L)
@@ -316,9 +318,9 @@ static int run_guarded(lua_State *L)
         /* memory error or error in the handler: still give a table */
         const char *m = lua_tostring(L, -1);
         char buf[128];
-        if (rc == LUA_ERRMEM && host_memory_limit()) {
+        if (rc == LUA_ERRMEM && heap_limit()) {
             snprintf(buf, sizeof buf, "out of memory: the Lua heap would exceed --max-memory %g MB",
-                     (double)host_memory_limit() / (1024.0 * 1024.0));
+                     (double)heap_limit() / (1024.0 * 1024.0));
             m = buf;
         }
         lua_createtable(L, 0, 2);

@@ -334,6 +334,10 @@ static int json_utf8_repair(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
+    if (jenc_valid_utf8(s, len)) { /* the common case: nothing to repair, no copy */
+        lua_settop(L, 1);
+        return 1;
+    }
     char *fixed = utf8_repair(s, len);
     if (!fixed)
         return luaL_error(L, "out of memory");

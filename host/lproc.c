@@ -1,6 +1,12 @@
-/* hplua.process: the Lua binding of the process engine (proc.c). */
-#include "clock.h"
+/* hplua.process: the Lua binding of the process engine (proc.c, through the
+ * loop), and hplua.process.internal: the runner's private entry points, which
+ * refuse to be called from test code. */
+#include "crossings.h"
 #include "host.h"
+#include "loop.h"
+#include "lpopen.h"
+
+#include "clock.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -11,154 +17,15 @@
 #include <unistd.h>
 
 #define HANDLE_MT "hplua.process.handle"
-#define STATE_KEY "hplua.process.state" /* registry: { on_line = {name = fn}, message = fn } */
 
-static proc_engine engine;
+#define engine (*loop_engine())
 
-proc_engine *host_engine(void) { return &engine; }
+/* A NUL byte would silently cut a C string short: an error naming the argument. */
+#define HAS_NUL(s, len) (strlen(s) != (len))
 
-static void push_state(lua_State *L, const char *field)
+static int nul_error(lua_State *L, int arg, const char *what)
 {
-    if (lua_getfield(L, LUA_REGISTRYINDEX, STATE_KEY) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, LUA_REGISTRYINDEX, STATE_KEY);
-    }
-    if (field) {
-        if (lua_getfield(L, -1, field) == LUA_TNIL) {
-            lua_pop(L, 1);
-            lua_newtable(L);
-            lua_pushvalue(L, -1);
-            lua_setfield(L, -3, field);
-        }
-        lua_remove(L, -2);
-    }
-}
-
-void host_message(lua_State *L, const char *key, const char *text)
-{
-    push_state(L, NULL);
-    if (lua_getfield(L, -1, "message") == LUA_TFUNCTION) {
-        lua_pushstring(L, text);
-        if (key)
-            lua_pushstring(L, key);
-        else
-            lua_pushnil(L);
-        lua_call(L, 2, 0);
-    } else {
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-}
-
-static size_t count_lines(const proc_buf *b)
-{
-    size_t n = 0;
-    const char *p = b->data, *end = b->data + b->len;
-    while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
-        n++;
-        p++;
-    }
-    if (b->len && b->data[b->len - 1] != '\n')
-        n++;
-    return n;
-}
-
-static void announce_end(lua_State *L, proc *p)
-{
-    char when[48], status[64], text[512];
-    clock_iso8601(p->end_wall, when, sizeof when);
-    if (p->term_signal)
-        snprintf(status, sizeof status, "signal %d", p->term_signal);
-    else
-        snprintf(status, sizeof status, "exit code %d", p->exit_code);
-    snprintf(text, sizeof text, "Process %s finished at %s (duration: %.2fs, %s%s%s; stdout: %zu lines, stderr: %zu lines)",
-             p->name, when, p->end_mono - p->start_mono, status, p->timed_out ? ", timed out" : "",
-             p->terminated ? ", terminated" : "", count_lines(&p->out), count_lines(&p->err));
-    host_message(L, NULL, text);
-}
-
-/* Children with an on_line callback, until their last line is delivered. */
-static proc *line_procs;
-
-/* Runs on_line callbacks for complete lines (and the last partial line once the
- * child has ended). Raises what a callback raises; the cursor moves first. */
-static void deliver_lines(lua_State *L)
-{
-    if (!line_procs)
-        return;
-    push_state(L, "on_line");
-    int cbs = lua_gettop(L);
-    for (proc **link = &line_procs; *link;) {
-        proc *p = *link;
-        if (p->lines_seen < p->out.len && lua_getfield(L, cbs, p->name) == LUA_TFUNCTION) {
-            int fn = lua_gettop(L);
-            for (;;) {
-                const char *start = p->out.data + p->lines_seen;
-                size_t left = p->out.len - p->lines_seen;
-                const char *nl = memchr(start, '\n', left);
-                size_t len = nl ? (size_t)(nl - start) : left;
-                if (!nl && (p->state == PROC_RUNNING || !left))
-                    break;
-                p->lines_seen += nl ? len + 1 : len;
-                lua_pushvalue(L, fn);
-                lua_pushlstring(L, start, len);
-                lua_call(L, 1, 0);
-            }
-        }
-        lua_settop(L, cbs);
-        if (p->state != PROC_RUNNING && p->lines_seen == p->out.len)
-            *link = p->line_next; /* all delivered: off the list */
-        else
-            link = &p->line_next;
-    }
-    lua_pop(L, 1);
-}
-
-static void announce_ends(lua_State *L)
-{
-    if (!engine.unreported)
-        return;
-    engine.unreported = 0;
-    for (size_t i = 0; i < engine.n; i++) {
-        proc *p = engine.procs[i];
-        if (p->state == PROC_EXITED && !p->reported) {
-            p->reported = true;
-            announce_end(L, p);
-        }
-    }
-}
-
-int host_turn(lua_State *L, double timeout, int fd, short events, short *revents)
-{
-    guard_check(L);
-    double dl = guard_deadline();
-    if (dl) {
-        double left = dl - clock_mono();
-        if (left < 0)
-            left = 0;
-        if (timeout < 0 || left < timeout)
-            timeout = left;
-    }
-    int ev = proc_poll(&engine, timeout, fd, events, revents);
-    deliver_lines(L);
-    announce_ends(L);
-    guard_check(L);
-    return ev;
-}
-
-int host_wait(lua_State *L, int fd, short events, double timeout)
-{
-    double end = timeout >= 0 ? clock_mono() + timeout : 0;
-    for (;;) {
-        double left = timeout >= 0 ? end - clock_mono() : -1;
-        if (timeout >= 0 && left <= 0)
-            return 0;
-        short revents = 0;
-        if (host_turn(L, left, fd, events, &revents) & PROC_EV_EXTRA)
-            return 1;
-    }
+    return luaL_argerror(L, arg, lua_pushfstring(L, "%s contains a NUL byte", what));
 }
 
 static proc *check_name(lua_State *L, int arg)
@@ -176,40 +43,72 @@ static void set_num(lua_State *L, const char *k, double v)
     lua_setfield(L, -2, k);
 }
 
-static void push_result(lua_State *L, proc *p)
+static void set_str(lua_State *L, const char *k, const char *v)
+{
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_bool(lua_State *L, const char *k, bool v)
+{
+    lua_pushboolean(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_int(lua_State *L, const char *k, lua_Integer v)
+{
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+
+/* The common part of a result and of what a wait that timed out returns. */
+static void push_common(lua_State *L, proc *p)
 {
     char when[48];
-    lua_createtable(L, 0, 12);
-    lua_pushstring(L, p->name);
-    lua_setfield(L, -2, "name");
-    lua_pushinteger(L, p->pid);
-    lua_setfield(L, -2, "pid");
-    lua_pushstring(L, p->command);
-    lua_setfield(L, -2, "command");
-    if (p->term_signal) {
-        lua_pushinteger(L, p->term_signal);
-        lua_setfield(L, -2, "signal");
-    } else {
-        lua_pushinteger(L, p->exit_code);
-        lua_setfield(L, -2, "exit_code");
-    }
+    lua_createtable(L, 0, 13);
+    set_str(L, "name", p->name);
+    set_int(L, "pid", p->pid);
+    set_str(L, "command", p->command);
     lua_pushlstring(L, p->out.data ? p->out.data : "", p->out.len);
     lua_setfield(L, -2, "stdout");
     lua_pushlstring(L, p->err.data ? p->err.data : "", p->err.len);
     lua_setfield(L, -2, "stderr");
     clock_iso8601(p->start_wall, when, sizeof when);
-    lua_pushstring(L, when);
-    lua_setfield(L, -2, "started_at");
+    set_str(L, "started_at", when);
+    set_bool(L, "timed_out", p->timed_out);
+    set_bool(L, "terminated", p->terminated);
+}
+
+/* A result: { name, pid, command, exit_code | signal, stdout, stderr, started_at,
+ * ended_at, duration, timed_out, terminated, max_rss_kb }. */
+static void push_result(lua_State *L, proc *p)
+{
+    char when[48];
+    push_common(L, p);
+    if (p->term_signal)
+        set_int(L, "signal", p->term_signal);
+    else
+        set_int(L, "exit_code", p->exit_code);
     clock_iso8601(p->end_wall, when, sizeof when);
-    lua_pushstring(L, when);
-    lua_setfield(L, -2, "ended_at");
+    set_str(L, "ended_at", when);
     set_num(L, "duration", p->end_mono - p->start_mono);
-    lua_pushinteger(L, p->max_rss_kb);
-    lua_setfield(L, -2, "max_rss_kb");
-    lua_pushboolean(L, p->timed_out);
-    lua_setfield(L, -2, "timed_out");
-    lua_pushboolean(L, p->terminated);
-    lua_setfield(L, -2, "terminated");
+    set_int(L, "max_rss_kb", p->max_rss_kb);
+}
+
+/* What a running child has done so far: no exit_code, ended_at; running = true. */
+static void push_partial(lua_State *L, proc *p)
+{
+    push_common(L, p);
+    set_num(L, "duration", clock_mono() - p->start_mono);
+    set_bool(L, "running", true);
+}
+
+static void push_any(lua_State *L, proc *p)
+{
+    if (p->state == PROC_RUNNING)
+        push_partial(L, p);
+    else
+        push_result(L, p);
 }
 
 /* ---- start ---- */
@@ -223,12 +122,16 @@ static const char *opt_string(lua_State *L, int opts, const char *field)
     }
     if (t != LUA_TSTRING)
         luaL_argerror(L, opts, lua_pushfstring(L, "option '%s' must be a string, got %s", field, luaL_typename(L, -1)));
-    return lua_tostring(L, -1); /* left on the stack: anchored until start returns */
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (HAS_NUL(s, len))
+        nul_error(L, opts, lua_pushfstring(L, "option '%s'", field));
+    return s; /* left on the stack: anchored until start returns */
 }
 
 static void check_opts(lua_State *L, int opts)
 {
-    static const char *const known[] = {"env", "cwd", "stdin", "timeout", "on_line", "stderr", NULL};
+    static const char *const known[] = {"env", "cwd", "stdin", "timeout", "on_line", "stderr", "scope", NULL};
     lua_pushnil(L);
     while (lua_next(L, opts)) {
         int ok = 0;
@@ -245,10 +148,14 @@ static void check_opts(lua_State *L, int opts)
 static char **build_argv(lua_State *L, int cmd, int *shell)
 {
     if (lua_type(L, cmd) == LUA_TSTRING) {
+        size_t len;
+        const char *text = lua_tolstring(L, cmd, &len);
+        if (HAS_NUL(text, len))
+            nul_error(L, cmd, "the shell command");
         char **argv = lua_newuserdatauv(L, 4 * sizeof *argv, 0);
         argv[0] = (char *)"sh";
         argv[1] = (char *)"-c";
-        argv[2] = (char *)lua_tostring(L, cmd);
+        argv[2] = (char *)text;
         argv[3] = NULL;
         *shell = 1;
         return argv;
@@ -264,8 +171,12 @@ static char **build_argv(lua_State *L, int cmd, int *shell)
     for (lua_Integer i = 1; i <= n; i++) {
         int t = lua_geti(L, cmd, i);
         if (t != LUA_TSTRING && t != LUA_TNUMBER)
-            luaL_argerror(L, cmd, lua_pushfstring(L, "argv[%d] must be a string, got %s", (int)i, luaL_typename(L, -1)));
-        argv[i - 1] = (char *)lua_tostring(L, -1);
+            luaL_argerror(L, cmd,
+                          lua_pushfstring(L, "argv[%d] must be a string, got %s", (int)i, luaL_typename(L, -1)));
+        size_t len;
+        argv[i - 1] = (char *)lua_tolstring(L, -1, &len);
+        if (HAS_NUL(argv[i - 1], len))
+            nul_error(L, cmd, lua_pushfstring(L, "argv[%d]", (int)i));
         lua_rawseti(L, -2, i);
     }
     lua_setiuservalue(L, -2, 1);
@@ -276,7 +187,8 @@ static char **build_argv(lua_State *L, int cmd, int *shell)
 
 extern char **environ;
 
-/* Merges opts.env into the environment; returns NULL when there is nothing to merge. */
+/* Merges opts.env into the environment; returns NULL when there is nothing to
+ * merge. The run token (HPLUA_RUNS) was set at start-up, so it is in the copy. */
 static char **build_env(lua_State *L, int opts, const char **path_env)
 {
     *path_env = getenv("PATH");
@@ -293,11 +205,17 @@ static char **build_env(lua_State *L, int opts, const char **path_env)
         base++;
     lua_pushnil(L);
     while (lua_next(L, env)) {
+        size_t len;
         if (lua_type(L, -2) != LUA_TSTRING || strchr(lua_tostring(L, -2), '=') || !*lua_tostring(L, -2))
             luaL_argerror(L, opts, "env keys must be variable names");
+        const char *key = lua_tolstring(L, -2, &len);
+        if (HAS_NUL(key, len))
+            nul_error(L, opts, lua_pushfstring(L, "env key '%s'", key));
         int vt = lua_type(L, -1);
         if (vt != LUA_TSTRING && vt != LUA_TNUMBER && !(vt == LUA_TBOOLEAN && !lua_toboolean(L, -1)))
-            luaL_argerror(L, opts, lua_pushfstring(L, "env.%s must be a string, number or false", lua_tostring(L, -2)));
+            luaL_argerror(L, opts, lua_pushfstring(L, "env.%s must be a string, number or false", key));
+        if (vt == LUA_TSTRING && HAS_NUL(lua_tolstring(L, -1, &len), len))
+            nul_error(L, opts, lua_pushfstring(L, "env.%s", key));
         extra++;
         lua_pop(L, 1);
     }
@@ -341,13 +259,52 @@ static void push_handle(lua_State *L, proc *p)
     luaL_setmetatable(L, HANDLE_MT);
 }
 
+/* Reads the options other than env into s; returns whether scope is "test". */
+static bool read_opts(lua_State *L, int opts, proc_spec *s)
+{
+    s->cwd = opt_string(L, opts, "cwd");
+    size_t len = 0;
+    int t = lua_getfield(L, opts, "stdin");
+    if (t != LUA_TNIL && t != LUA_TSTRING)
+        luaL_argerror(L, opts, lua_pushfstring(L, "option 'stdin' must be a string, got %s", luaL_typename(L, -1)));
+    s->stdin_data = lua_tolstring(L, -1, &len);
+    s->stdin_len = len;
+    t = lua_getfield(L, opts, "timeout");
+    if (t != LUA_TNIL) {
+        if (t != LUA_TNUMBER)
+            luaL_argerror(L, opts,
+                          lua_pushfstring(L, "option 'timeout' must be a number, got %s", luaL_typename(L, -1)));
+        s->timeout = lua_tonumber(L, -1);
+        if (!(s->timeout >= 0))
+            luaL_argerror(L, opts, "option 'timeout' must not be negative");
+    }
+    const char *se = opt_string(L, opts, "stderr");
+    if (se && strcmp(se, "stdout") == 0)
+        s->merge_stderr = true;
+    else if (se && strcmp(se, "pipe") != 0)
+        luaL_argerror(L, opts, lua_pushfstring(L, "option 'stderr' must be \"pipe\" or \"stdout\", got \"%s\"", se));
+    t = lua_getfield(L, opts, "on_line");
+    if (t != LUA_TNIL && t != LUA_TFUNCTION)
+        luaL_argerror(L, opts, lua_pushfstring(L, "option 'on_line' must be a function, got %s", luaL_typename(L, -1)));
+    const char *scope = opt_string(L, opts, "scope");
+    if (scope && strcmp(scope, "test") != 0 && strcmp(scope, "run") != 0)
+        luaL_argerror(L, opts, lua_pushfstring(L, "option 'scope' must be \"test\" or \"run\", got \"%s\"", scope));
+    return scope && strcmp(scope, "test") == 0;
+}
+
 static int start_common(lua_State *L, int lua_child)
 {
-    const char *name = luaL_checkstring(L, 1);
+    size_t name_len;
+    const char *name = luaL_checklstring(L, 1, &name_len);
     int opts = lua_isnoneornil(L, 3) ? 0 : 3;
     luaL_argcheck(L, *name, 1, "process name must not be empty");
-    if (proc_find(&engine, name))
-        luaL_argerror(L, 1, lua_pushfstring(L, "process name '%s' is already used in this run", name));
+    if (HAS_NUL(name, name_len))
+        nul_error(L, 1, "process name");
+    proc *same = proc_find(&engine, name);
+    if (same && same->state == PROC_RUNNING)
+        luaL_argerror(L, 1,
+                      lua_pushfstring(L, "process name '%s' is already used by a running process (pid %d)", name,
+                                      (int)same->pid));
     if (opts) {
         luaL_checktype(L, 3, LUA_TTABLE);
         check_opts(L, 3);
@@ -360,7 +317,10 @@ static int start_common(lua_State *L, int lua_child)
     char **argv;
     char exe[PATH_MAX];
     if (lua_child) {
-        const char *code = luaL_checkstring(L, 2);
+        size_t len;
+        const char *code = luaL_checklstring(L, 2, &len);
+        if (HAS_NUL(code, len))
+            nul_error(L, 2, "the Lua code");
         ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
         if (n < 0)
             return luaL_error(L, "cannot find the hplua executable: %s", strerror(errno));
@@ -375,31 +335,7 @@ static int start_common(lua_State *L, int lua_child)
         argv = build_argv(L, 2, &shell);
     }
     s.argv = argv;
-    if (opts) {
-        s.cwd = opt_string(L, opts, "cwd");
-        size_t len = 0;
-        int t = lua_getfield(L, opts, "stdin");
-        if (t != LUA_TNIL && t != LUA_TSTRING)
-            luaL_argerror(L, opts, lua_pushfstring(L, "option 'stdin' must be a string, got %s", luaL_typename(L, -1)));
-        s.stdin_data = lua_tolstring(L, -1, &len);
-        s.stdin_len = len;
-        t = lua_getfield(L, opts, "timeout");
-        if (t != LUA_TNIL) {
-            if (t != LUA_TNUMBER)
-                luaL_argerror(L, opts, lua_pushfstring(L, "option 'timeout' must be a number, got %s", luaL_typename(L, -1)));
-            s.timeout = lua_tonumber(L, -1);
-            if (!(s.timeout >= 0))
-                luaL_argerror(L, opts, "option 'timeout' must not be negative");
-        }
-        const char *se = opt_string(L, opts, "stderr");
-        if (se && strcmp(se, "stdout") == 0)
-            s.merge_stderr = true;
-        else if (se && strcmp(se, "pipe") != 0)
-            luaL_argerror(L, opts, lua_pushfstring(L, "option 'stderr' must be \"pipe\" or \"stdout\", got \"%s\"", se));
-        t = lua_getfield(L, opts, "on_line");
-        if (t != LUA_TNIL && t != LUA_TFUNCTION)
-            luaL_argerror(L, opts, lua_pushfstring(L, "option 'on_line' must be a function, got %s", luaL_typename(L, -1)));
-    }
+    bool scope_test = opts ? read_opts(L, opts, &s) : false;
     const char *path_env;
     s.envp = build_env(L, opts, &path_env);
     char path[PATH_MAX], err[256];
@@ -410,19 +346,12 @@ static int start_common(lua_State *L, int lua_child)
         snprintf(err, sizeof err, "%s", rc == ENOENT ? "command not found" : strerror(rc));
     } else {
         proc *p;
-        rc = proc_start(&engine, &s, &p, err, sizeof err);
+        rc = loop_start(L, &s, scope_test, &p, err, sizeof err);
         if (!rc) {
             if (opts && lua_getfield(L, opts, "on_line") == LUA_TFUNCTION) {
-                push_state(L, "on_line");
-                lua_pushvalue(L, -2);
-                lua_setfield(L, -2, name);
-                lua_pop(L, 2);
-                p->line_next = line_procs;
-                line_procs = p;
+                crossing_set_line_callback(L, p, -1);
+                loop_add_line_reader(p);
             }
-            char text[512];
-            snprintf(text, sizeof text, "Process %s started (pid %d): %.400s", p->name, (int)p->pid, p->command);
-            host_message(L, NULL, text);
             push_handle(L, p);
             return 1;
         }
@@ -433,13 +362,11 @@ static int start_common(lua_State *L, int lua_child)
 static int p_start(lua_State *L) { return start_common(L, 0); }
 static int p_lua(lua_State *L) { return start_common(L, 1); }
 
-/* ---- waiting ---- */
+/* ---- queries: fresh (they read pipes and reap) but never run Lua callbacks ---- */
 
-/* collect and alive serve both hp.process.X(name) and handle:X(): one turn of
- * the loop without waiting, then the state. */
 static int collect_proc(lua_State *L, proc *p)
 {
-    host_turn(L, 0, -1, 0, NULL);
+    loop_drain();
     if (p->state == PROC_RUNNING)
         return 0;
     push_result(L, p);
@@ -448,7 +375,7 @@ static int collect_proc(lua_State *L, proc *p)
 
 static int alive_proc(lua_State *L, proc *p)
 {
-    host_turn(L, 0, -1, 0, NULL);
+    loop_drain();
     lua_pushboolean(L, p->state == PROC_RUNNING);
     return 1;
 }
@@ -456,7 +383,33 @@ static int alive_proc(lua_State *L, proc *p)
 static int p_collect(lua_State *L) { return collect_proc(L, check_name(L, 1)); }
 static int p_alive(lua_State *L) { return alive_proc(L, check_name(L, 1)); }
 
-/* Waits for procs[0..n) until all ended or timeout (<0: none). */
+static int p_names(lua_State *L)
+{
+    lua_createtable(L, (int)engine.n, 0);
+    for (size_t i = 0; i < engine.n; i++) {
+        lua_pushstring(L, engine.procs[i]->name);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+/* By name; a name started more than once gives its latest finished run. */
+static int p_results(lua_State *L)
+{
+    loop_drain();
+    lua_newtable(L);
+    for (size_t i = 0; i < engine.n; i++)
+        if (engine.procs[i]->state != PROC_RUNNING) {
+            push_result(L, engine.procs[i]);
+            lua_setfield(L, -2, engine.procs[i]->name);
+        }
+    return 1;
+}
+
+/* ---- waits: turns of the loop, where callbacks run ---- */
+
+/* Waits for procs[0..n) until all ended or timeout (<0: none). Returns the
+ * results by name, or nil, "timeout", the results of those that finished. */
 static int wait_list(lua_State *L, proc **procs, size_t n, double timeout)
 {
     double end = timeout >= 0 ? clock_mono() + timeout : 0;
@@ -465,7 +418,7 @@ static int wait_list(lua_State *L, proc **procs, size_t n, double timeout)
         for (size_t i = 0; i < n; i++)
             done += procs[i]->state != PROC_RUNNING;
         if (done == n) {
-            host_turn(L, 0, -1, 0, NULL); /* deliver the last lines and end messages */
+            loop_turn(L, 0, -1, 0, NULL); /* deliver the last lines and end events */
             lua_createtable(L, 0, (int)n);
             for (size_t i = 0; i < n; i++) {
                 push_result(L, procs[i]);
@@ -485,7 +438,7 @@ static int wait_list(lua_State *L, proc **procs, size_t n, double timeout)
                 }
             return 3;
         }
-        host_turn(L, left, -1, 0, NULL);
+        loop_turn(L, left, -1, 0, NULL);
     }
 }
 
@@ -511,7 +464,8 @@ static int p_wait(lua_State *L)
     if (lua_isnoneornil(L, 1)) {
         procs = lua_newuserdatauv(L, (engine.n + 1) * sizeof *procs, 0);
         for (size_t i = 0; i < engine.n; i++)
-            procs[n++] = engine.procs[i];
+            if (proc_find(&engine, engine.procs[i]->name) == engine.procs[i]) /* the latest of each name */
+                procs[n++] = engine.procs[i];
     } else if (lua_type(L, 1) == LUA_TSTRING) {
         procs = lua_newuserdatauv(L, sizeof *procs, 0);
         procs[n++] = check_name(L, 1);
@@ -542,16 +496,16 @@ static double opt_grace(lua_State *L, int arg)
 static void terminate_and_wait(lua_State *L, proc **procs, size_t n, double grace)
 {
     for (size_t i = 0; i < n; i++)
-        proc_terminate(procs[i], grace);
+        proc_terminate(&engine, procs[i], grace);
     for (;;) {
         size_t live = 0;
         for (size_t i = 0; i < n; i++)
             live += procs[i]->state == PROC_RUNNING;
         if (!live)
             break;
-        host_turn(L, -1, -1, 0, NULL);
+        loop_turn(L, -1, -1, 0, NULL);
     }
-    host_turn(L, 0, -1, 0, NULL);
+    loop_turn(L, 0, -1, 0, NULL);
 }
 
 static int p_terminate(lua_State *L)
@@ -565,11 +519,9 @@ static int p_terminate(lua_State *L)
 static int p_terminate_all(lua_State *L)
 {
     double grace = opt_grace(L, 1);
-    proc **procs = lua_newuserdatauv(L, (engine.n + 1) * sizeof *procs, 0);
-    size_t n = 0;
-    for (size_t i = 0; i < engine.n; i++)
-        if (engine.procs[i]->state == PROC_RUNNING)
-            procs[n++] = engine.procs[i];
+    proc **procs = lua_newuserdatauv(L, (engine.running + 1) * sizeof *procs, 0);
+    size_t n = engine.running;
+    memcpy(procs, engine.live, n * sizeof *procs);
     terminate_and_wait(L, procs, n, grace);
     lua_newtable(L);
     for (size_t i = 0; i < n; i++) {
@@ -577,47 +529,6 @@ static int p_terminate_all(lua_State *L)
         lua_setfield(L, -2, procs[i]->name);
     }
     return 1;
-}
-
-static int p_names(lua_State *L)
-{
-    lua_createtable(L, (int)engine.n, 0);
-    for (size_t i = 0; i < engine.n; i++) {
-        lua_pushstring(L, engine.procs[i]->name);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    return 1;
-}
-
-static int p_results(lua_State *L)
-{
-    host_turn(L, 0, -1, 0, NULL);
-    lua_newtable(L);
-    for (size_t i = 0; i < engine.n; i++)
-        if (engine.procs[i]->state != PROC_RUNNING) {
-            push_result(L, engine.procs[i]);
-            lua_setfield(L, -2, engine.procs[i]->name);
-        }
-    return 1;
-}
-
-/* _cleanup(grace): the end-of-run guarantee: every child and descendant ends. */
-static int p_cleanup(lua_State *L)
-{
-    double grace = opt_grace(L, 1);
-    int live = (int)engine.running;
-    proc_terminate_everything(&engine, grace);
-    announce_ends(L); /* the run is over: no test waits for lines any more */
-    lua_pushinteger(L, live);
-    return 1;
-}
-
-static int p_set_message_handler(lua_State *L)
-{
-    push_state(L, NULL);
-    lua_pushvalue(L, 1);
-    lua_setfield(L, -2, "message");
-    return 0;
 }
 
 /* ---- handles ---- */
@@ -640,6 +551,7 @@ static int h_gc(lua_State *L)
 static int h_collect(lua_State *L) { return collect_proc(L, check_handle(L)); }
 static int h_alive(lua_State *L) { return alive_proc(L, check_handle(L)); }
 
+/* wait([timeout]) -> result | nil, "timeout", what it has done so far */
 static int h_wait(lua_State *L)
 {
     proc *p = check_handle(L);
@@ -648,8 +560,10 @@ static int h_wait(lua_State *L)
         lua_getfield(L, -1, p->name);
         return 1;
     }
-    lua_getfield(L, -1, p->name); /* nil, "timeout", {} */
-    return 2;
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    push_partial(L, p);
+    return 3;
 }
 
 static int h_terminate(lua_State *L)
@@ -691,6 +605,79 @@ static int h_tostring(lua_State *L)
     return 1;
 }
 
+/* ---- hplua.process.internal: the runner's ---- */
+
+/* Test code must not end the run's children or take over its handlers: the
+ * nearest Lua caller must be the host's own code ("@hplua:" chunks). */
+static void check_private(lua_State *L)
+{
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        lua_getinfo(L, "S", &ar);
+        if (*ar.what == 'C')
+            continue;
+        if (strncmp(ar.source, "@hplua:", 7) == 0)
+            return;
+        break;
+    }
+    luaL_error(L, "hplua.process.internal is private to the runner");
+}
+
+/* cleanup(grace) -> how many were running: the end-of-run guarantee, every child
+ * and descendant ends. No on_line callback runs: the run is over. */
+static int i_cleanup(lua_State *L)
+{
+    check_private(L);
+    double grace = opt_grace(L, 1);
+    int live = (int)engine.running;
+    proc_terminate_everything(&engine, grace);
+    loop_announce_ends(L);
+    lua_pushinteger(L, live);
+    return 1;
+}
+
+static int i_begin_attempt(lua_State *L)
+{
+    check_private(L);
+    loop_begin_attempt();
+    return 0;
+}
+
+/* end_attempt([grace]): scope = "test" children of the attempt end with it. */
+static int i_end_attempt(lua_State *L)
+{
+    check_private(L);
+    loop_end_attempt(L, opt_grace(L, 1));
+    return 0;
+}
+
+static int i_set_event_handler(lua_State *L)
+{
+    check_private(L);
+    crossing_set_event_handler(L, 1);
+    return 0;
+}
+
+static int i_set_message_handler(lua_State *L)
+{
+    check_private(L);
+    crossing_set_message_handler(L, 1);
+    return 0;
+}
+
+/* history() -> every run of every child, in start order (a running one partial). */
+static int i_history(lua_State *L)
+{
+    check_private(L);
+    loop_drain();
+    lua_createtable(L, (int)engine.n, 0);
+    for (size_t i = 0; i < engine.n; i++) {
+        push_any(L, engine.procs[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
 int luaopen_hplua_process(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"start", p_start},
@@ -702,8 +689,6 @@ int luaopen_hplua_process(lua_State *L)
                                    {"results", p_results},
                                    {"terminate", p_terminate},
                                    {"terminate_all", p_terminate_all},
-                                   {"_cleanup", p_cleanup},
-                                   {"_set_message_handler", p_set_message_handler},
                                    {NULL, NULL}};
     static const luaL_Reg methods[] = {
         {"collect", h_collect}, {"wait", h_wait}, {"alive", h_alive}, {"terminate", h_terminate}, {NULL, NULL}};
@@ -718,5 +703,19 @@ int luaopen_hplua_process(lua_State *L)
     }
     lua_pop(L, 1);
     luaL_newlib(L, fns);
+    return 1;
+}
+
+int luaopen_hplua_process_internal(lua_State *L)
+{
+    static const luaL_Reg fns[] = {{"cleanup", i_cleanup},
+                                   {"begin_attempt", i_begin_attempt},
+                                   {"end_attempt", i_end_attempt},
+                                   {"set_event_handler", i_set_event_handler},
+                                   {"set_message_handler", i_set_message_handler},
+                                   {"history", i_history},
+                                   {NULL, NULL}};
+    luaL_newlib(L, fns);
+    lpopen_register(L); /* execute, popen, install_standard_library */
     return 1;
 }

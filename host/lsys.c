@@ -1,7 +1,9 @@
 /* hplua.sys: the few POSIX calls the runner needs (directories, file types,
  * clocks, terminals) plus the guard's entry points. */
 #include "clock.h"
+#include "heap.h"
 #include "host.h"
+#include "loop.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -107,7 +109,7 @@ static int sys_sleep(lua_State *L)
 {
     lua_Number s = luaL_checknumber(L, 1);
     luaL_argcheck(L, s >= 0, 1, "seconds must not be negative");
-    host_wait(L, -1, 0, s);
+    loop_wait(L, -1, 0, s);
     return 0;
 }
 
@@ -116,7 +118,7 @@ static int sys_sleep(lua_State *L)
 static int sys_wait_readable(lua_State *L)
 {
     int fd = (int)luaL_checkinteger(L, 1);
-    lua_pushboolean(L, host_wait(L, fd, POLLIN, luaL_optnumber(L, 2, -1)));
+    lua_pushboolean(L, loop_wait(L, fd, POLLIN, luaL_optnumber(L, 2, -1)));
     return 1;
 }
 
@@ -125,7 +127,7 @@ static int sys_set_memory_limit(lua_State *L)
 {
     lua_Number mb = luaL_checknumber(L, 1);
     luaL_argcheck(L, mb >= 0, 1, "must not be negative");
-    host_set_memory_limit((size_t)(mb * 1024 * 1024));
+    heap_set_limit((size_t)(mb * 1024 * 1024));
     return 0;
 }
 

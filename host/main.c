@@ -1,8 +1,9 @@
 /* hplua: main only creates the Lua state and runs everything else protected,
  * in pmain, as lua.c does. The CLI itself is Lua (lua/cli.lua). */
-#include "bigmem.h"
 #include "evloop.h"
+#include "heap.h"
 #include "host.h"
+#include "loop.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -12,28 +13,6 @@
 #include <string.h>
 
 #define EXIT_INTERNAL 3
-
-/* The Lua heap: sizes are tracked for --max-memory (enforced only while test
- * code runs, so the runner can still record the failure); big blocks come from
- * mmap with huge pages (bigmem.c). */
-static struct {
-    size_t used, limit;
-} heap;
-
-static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    (void)ud;
-    size_t old = ptr ? osize : 0;
-    if (nsize > old && heap.limit && guard_armed() && heap.used - old + nsize > heap.limit)
-        return NULL;
-    void *np = bigmem_realloc(ptr, old, nsize);
-    if (np || nsize == 0)
-        heap.used = heap.used - old + nsize;
-    return np;
-}
-
-void host_set_memory_limit(size_t bytes) { heap.limit = bytes; }
-size_t host_memory_limit(void) { return heap.limit; }
 
 static int pmain(lua_State *L)
 {
@@ -69,7 +48,9 @@ static int traceback(lua_State *L)
 
 int main(int argc, char **argv)
 {
-    lua_State *L = lua_newstate(l_alloc, NULL);
+    evloop_init(); /* first: a SIGTERM during start-up must end the run like any other */
+    static const heap_policy policy = {guard_armed}; /* --max-memory holds in test code only */
+    lua_State *L = lua_newstate(heap_alloc, (void *)&policy);
     if (!L) {
         fprintf(stderr, "hplua: cannot create the Lua state: out of memory\n");
         return EXIT_INTERNAL;
@@ -88,7 +69,7 @@ int main(int argc, char **argv)
     fflush(stdout);
     lua_close(L);
     /* Whatever way the run ended, no child outlives the host. */
-    proc_engine_free(host_engine());
+    loop_shutdown();
     if (resignal) {
         signal(resignal, SIG_DFL);
         raise(resignal);

@@ -60,10 +60,16 @@ void modules_install(lua_State *L)
     lua_setfield(L, -2, "hplua.sys");
     lua_pushcfunction(L, luaopen_hplua_process);
     lua_setfield(L, -2, "hplua.process");
+    lua_pushcfunction(L, luaopen_hplua_process_internal);
+    lua_setfield(L, -2, "hplua.process.internal");
     lua_pushcfunction(L, luaopen_hplua_json);
     lua_setfield(L, -2, "hplua.json");
     lua_pushcfunction(L, luaopen_hplua_fs);
     lua_setfield(L, -2, "hplua.fs");
+    lua_pushcfunction(L, luaopen_hplua_sqlite);
+    lua_setfield(L, -2, "hplua.sqlite");
+    lua_pushcfunction(L, luaopen_hplua_stream);
+    lua_setfield(L, -2, "hplua.stream");
     lua_pushcfunction(L, luaopen_hplua_http);
     lua_setfield(L, -2, "hplua.http");
     lua_pop(L, 1);

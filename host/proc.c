@@ -3,17 +3,19 @@
 #include "bigmem.h"
 #include "clock.h"
 #include "evloop.h"
+#include "orphans.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -23,126 +25,26 @@
 #define READ_MIN 4096
 #define DEFAULT_PIPE_SIZE 65536
 #define PIPE_SIZE (1 << 20)
+#define STREAM_LIMIT 65536 /* a stream's unread stdout before the engine stops reading it */
+#define MAX_EVENTS 256
+#define NOT_LISTED SIZE_MAX
 
-void proc_engine_init(proc_engine *e) { memset(e, 0, sizeof *e); }
+/* epoll's data: the proc with the pipe in the low bits (procs are 8-aligned). */
+enum { PIPE_OUT = 0, PIPE_ERR = 1, PIPE_IN = 2 };
+#define SELF_PIPE ((uint64_t)3)
 
-/* The watchdog: a small process forked before the first child, holding the read
- * end of a pipe. When the pipe reaches EOF without a clean-exit note — hplua died
- * without cleaning up (SIGKILL) — it kills every process that carries this run's
- * token: every descendant inherits HPLUA_RUNS, which lists a token per hplua above
- * it. PR_SET_PDEATHSIG alone would only reach the direct children, not a shell's
- * grandchildren or a daemon that left its process group. Nothing is sent per
- * child, so starting a child costs the watchdog nothing. */
-static pid_t watchdog_pid;
-static int watchdog_fd = -1;
-static char run_token[64];
-
-static bool environ_has_token(const char *pid)
+void proc_engine_init(proc_engine *e)
 {
-    static char buf[1 << 16];
-    char path[300];
-    snprintf(path, sizeof path, "/proc/%s/environ", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof buf);
-    close(fd);
-    return n > 0 && memmem(buf, (size_t)n, run_token, strlen(run_token)) != NULL;
-}
-
-static void kill_token_holders(void)
-{
-    char self[32];
-    snprintf(self, sizeof self, "%d", (int)getpid());
-    for (int round = 0; round < 3; round++) {
-        DIR *d = opendir("/proc");
-        struct dirent *de;
-        if (!d)
-            return;
-        while ((de = readdir(d)))
-            if (de->d_name[0] >= '1' && de->d_name[0] <= '9' && strcmp(de->d_name, self) != 0 &&
-                environ_has_token(de->d_name))
-                kill(atoi(de->d_name), SIGKILL);
-        closedir(d);
-    }
-}
-
-static void watchdog_main(int fd)
-{
-    char buf[256];
-    ssize_t got;
-    bool clean = false;
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
-    signal(SIGCHLD, SIG_DFL);
-    signal(SIGPIPE, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    /* Hold no other descriptor: a reader of hplua's stdout must see EOF when hplua ends. */
-    int null_fd = open("/dev/null", O_RDWR);
-    for (int i = 0; i < 3; i++)
-        if (null_fd >= 0 && null_fd != i)
-            dup2(null_fd, i);
-    /* keep only the pipe, as descriptor 3 */
-    if (fd != 3 && dup2(fd, 3) == 3)
-        fd = 3;
-    close_range(4, ~0U, 0);
-    while ((got = read(fd, buf, sizeof buf)) != 0) {
-        if (got < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        if (memchr(buf, 'c', (size_t)got))
-            clean = true; /* hplua has ended every descendant itself */
-    }
-    if (!clean)
-        kill_token_holders();
-    _exit(0);
-}
-
-static void watchdog_start(void)
-{
-    int fds[2];
-    if (watchdog_fd >= 0 || pipe2(fds, O_CLOEXEC) != 0)
-        return;
-    const char *old = getenv("HPLUA_RUNS");
-    char value[4096];
-    snprintf(run_token, sizeof run_token, "hplua-%d-%.0f", (int)getpid(), clock_mono() * 1e6);
-    if (old && strlen(old) < sizeof value - sizeof run_token - 2)
-        snprintf(value, sizeof value, "%s:%s", old, run_token);
-    else
-        snprintf(value, sizeof value, "%s", run_token);
-    setenv("HPLUA_RUNS", value, 1);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[1]);
-        watchdog_main(fds[0]);
-    }
-    close(fds[0]);
-    if (pid < 0) {
-        close(fds[1]);
-        return;
-    }
-    watchdog_pid = pid;
-    watchdog_fd = fds[1];
-}
-
-/* Tells the watchdog that hplua cleaned up and is ending normally. */
-static void watchdog_clean_exit(void)
-{
-    if (watchdog_fd >= 0 && write(watchdog_fd, "c", 1) < 0) {
-        /* the watchdog is gone already */
-    }
+    memset(e, 0, sizeof *e);
+    e->epfd = -1;
 }
 
 int proc_global_init(void)
 {
     /* Orphaned grandchildren are re-parented to us, so the final clean-up finds them. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
-    return evloop_init();
+    int rc = orphans_init();
+    return rc ? rc : evloop_init();
 }
 
 static void close_fd(int *fd)
@@ -153,6 +55,12 @@ static void close_fd(int *fd)
     }
 }
 
+static void free_buf(proc_buf *b)
+{
+    bigmem_realloc(b->data, b->cap, 0);
+    memset(b, 0, sizeof *b);
+}
+
 static void proc_free(proc *p)
 {
     close_fd(&p->fd_in);
@@ -160,19 +68,186 @@ static void proc_free(proc *p)
     close_fd(&p->fd_err);
     free(p->name);
     free(p->command);
-    free(p->stdin_data);
-    bigmem_realloc(p->out.data, p->out.cap, 0);
-    bigmem_realloc(p->err.data, p->err.cap, 0);
+    free_buf(&p->in);
+    free_buf(&p->out);
+    free_buf(&p->err);
     free(p);
+}
+
+/* ---- indexes: arrays with positions kept in the proc, hash chains ---- */
+
+/* Makes room for one more pointer in an array that doubles. */
+static int grow(proc ***arr, size_t *cap, size_t used)
+{
+    if (used < *cap)
+        return 0;
+    size_t ncap = *cap ? *cap * 2 : 16;
+    proc **na = realloc(*arr, ncap * sizeof *na);
+    if (!na)
+        return ENOMEM;
+    *arr = na;
+    *cap = ncap;
+    return 0;
+}
+
+static void list_remove(proc **arr, size_t *n, size_t *idx_of_removed, size_t offset)
+{
+    size_t i = *idx_of_removed;
+    proc *last = arr[--*n];
+    arr[i] = last;
+    *(size_t *)((char *)last + offset) = i;
+    *idx_of_removed = NOT_LISTED;
+}
+
+static void live_remove(proc_engine *e, proc *p)
+{
+    if (p->live_idx != NOT_LISTED)
+        list_remove(e->live, &e->running, &p->live_idx, offsetof(proc, live_idx));
+}
+
+static void timed_add(proc_engine *e, proc *p)
+{
+    if (p->timed_idx != NOT_LISTED || grow(&e->timed, &e->timed_cap, e->ntimed))
+        return; /* out of memory: the deadline is lost, the end-of-run sweep still holds */
+    p->timed_idx = e->ntimed;
+    e->timed[e->ntimed++] = p;
+}
+
+static void timed_remove(proc_engine *e, proc *p)
+{
+    if (p->timed_idx != NOT_LISTED)
+        list_remove(e->timed, &e->ntimed, &p->timed_idx, offsetof(proc, timed_idx));
+}
+
+static size_t hash_str(const char *s)
+{
+    size_t h = 1469598103934665603u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+static size_t hash_pid(pid_t pid) { return (size_t)pid * 2654435761u; }
+
+/* Doubles a hash table when it holds more entries than buckets. */
+static int rehash(proc ***table, size_t *buckets, size_t entries, bool by_pid)
+{
+    if (entries < *buckets)
+        return 0;
+    size_t nb = *buckets ? *buckets * 2 : 64;
+    proc **nt = calloc(nb, sizeof *nt);
+    if (!nt)
+        return ENOMEM;
+    /* walk the old chains backwards into the new ones so "newest first" holds */
+    for (size_t i = 0; i < *buckets; i++) {
+        proc *chain = NULL;
+        for (proc *p = (*table)[i], *next; p; p = next) { /* reverse the old chain */
+            next = by_pid ? p->pid_next : p->name_next;
+            if (by_pid)
+                p->pid_next = chain;
+            else
+                p->name_next = chain;
+            chain = p;
+        }
+        for (proc *p = chain, *next; p; p = next) {
+            next = by_pid ? p->pid_next : p->name_next;
+            size_t b = (by_pid ? hash_pid(p->pid) : hash_str(p->name)) & (nb - 1);
+            if (by_pid) {
+                p->pid_next = nt[b];
+            } else {
+                p->name_next = nt[b];
+            }
+            nt[b] = p;
+        }
+    }
+    free(*table);
+    *table = nt;
+    *buckets = nb;
+    return 0;
 }
 
 proc *proc_find(proc_engine *e, const char *name)
 {
-    for (size_t i = 0; i < e->n; i++)
-        if (strcmp(e->procs[i]->name, name) == 0)
-            return e->procs[i];
+    if (!e->name_buckets)
+        return NULL;
+    for (proc *p = e->by_name[hash_str(name) & (e->name_buckets - 1)]; p; p = p->name_next)
+        if (strcmp(p->name, name) == 0)
+            return p;
     return NULL;
 }
+
+static proc *find_pid(proc_engine *e, pid_t pid)
+{
+    if (!e->pid_buckets)
+        return NULL;
+    for (proc *p = e->by_pid[hash_pid(pid) & (e->pid_buckets - 1)]; p; p = p->pid_next)
+        if (p->pid == pid)
+            return p;
+    return NULL;
+}
+
+static void pid_remove(proc_engine *e, proc *p)
+{
+    if (!e->pid_buckets)
+        return;
+    for (proc **link = &e->by_pid[hash_pid(p->pid) & (e->pid_buckets - 1)]; *link; link = &(*link)->pid_next)
+        if (*link == p) {
+            *link = p->pid_next;
+            return;
+        }
+}
+
+/* Room in every index is made before the spawn, so the start cannot fail after it. */
+static int reserve(proc_engine *e)
+{
+    if (grow(&e->live, &e->live_cap, e->running) || grow(&e->procs, &e->cap, e->n) ||
+        rehash(&e->by_pid, &e->pid_buckets, e->running + 1, true) ||
+        rehash(&e->by_name, &e->name_buckets, e->n + 1, false))
+        return ENOMEM;
+    if (e->epfd < 0) {
+        e->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (e->epfd < 0)
+            return errno;
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = SELF_PIPE};
+        if (evloop_fd() >= 0)
+            epoll_ctl(e->epfd, EPOLL_CTL_ADD, evloop_fd(), &ev);
+    }
+    return 0;
+}
+
+static void index_proc(proc_engine *e, proc *p)
+{
+    e->procs[e->n++] = p;
+    p->live_idx = e->running;
+    e->live[e->running++] = p;
+    size_t b = hash_pid(p->pid) & (e->pid_buckets - 1);
+    p->pid_next = e->by_pid[b];
+    e->by_pid[b] = p;
+    b = hash_str(p->name) & (e->name_buckets - 1);
+    p->name_next = e->by_name[b];
+    e->by_name[b] = p;
+    p->timed_idx = NOT_LISTED;
+    if (p->timeout > 0)
+        timed_add(e, p);
+}
+
+/* ---- epoll ---- */
+
+static void watch(proc_engine *e, proc *p, int which, int fd, uint32_t events, int op)
+{
+    struct epoll_event ev = {.events = events, .data.u64 = (uint64_t)(uintptr_t)p | (uint64_t)which};
+    epoll_ctl(e->epfd, op, fd, &ev);
+}
+
+static void unwatch_close(proc_engine *e, int *fd)
+{
+    if (*fd >= 0) {
+        epoll_ctl(e->epfd, EPOLL_CTL_DEL, *fd, NULL);
+        close_fd(fd);
+    }
+}
+
+/* ---- start ---- */
 
 int proc_resolve(const char *file, const char *path_env, char *buf, size_t len)
 {
@@ -209,7 +284,7 @@ int proc_resolve(const char *file, const char *path_env, char *buf, size_t len)
 
 /* What the child does between clone and exec. It may share our memory
  * (CLONE_VM) until exec, so it only makes system calls; a failure goes through
- * errpipe. */
+ * errpipe. in/out/err are -1 where the child inherits hplua's own stream. */
 struct child_args {
     const proc_spec *s;
     int in, out, err, errpipe;
@@ -236,31 +311,32 @@ static void child_fail(struct child_args *a, const char *step)
 
 static int move_fd(int from, int to)
 {
+    if (from < 0)
+        return 0; /* inherited */
     if (from == to)
         return fcntl(to, F_SETFD, 0);
     return dup2(from, to) < 0 ? -1 : 0;
 }
 
+/* A pipe end that sits on 0..2 (hplua was started with a standard stream
+ * closed) is first moved clear, so the dup2s cannot clobber one another. */
+static int clear_of_std(int fd) { return fd >= 0 && fd < 3 ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : fd; }
+
 static int child_main(void *arg)
 {
     struct child_args *a = arg;
     evloop_reset_child_signals();
-    setpgid(0, 0);
+    if (!(a->s->flags & PROC_KEEP_GROUP))
+        setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != a->parent)
         _exit(127);
     if (a->s->cwd && chdir(a->s->cwd) != 0)
         child_fail(a, "chdir");
-    /* A pipe end that sits on 0..2 (hplua was started with a standard stream
-     * closed) is first moved clear, so the dup2s cannot clobber one another. */
-    int in = a->in, out = a->out, err = a->err;
-    if (in < 3)
-        in = fcntl(in, F_DUPFD_CLOEXEC, 3);
-    if (out < 3)
-        out = fcntl(out, F_DUPFD_CLOEXEC, 3);
-    if (err < 3)
-        err = err == a->out ? out : fcntl(err, F_DUPFD_CLOEXEC, 3);
-    if (in < 0 || out < 0 || err < 0 || move_fd(in, 0) || move_fd(out, 1) || move_fd(err, 2))
+    int in = clear_of_std(a->in), out = clear_of_std(a->out);
+    int err = a->err >= 0 && a->err == a->out ? out : clear_of_std(a->err);
+    if ((a->in >= 0 && in < 0) || (a->out >= 0 && out < 0) || (a->err >= 0 && err < 0) || move_fd(in, 0) ||
+        move_fd(out, 1) || move_fd(err, 2))
         child_fail(a, "dup2");
     sigprocmask(SIG_SETMASK, &a->mask, NULL);
     extern char **environ;
@@ -302,30 +378,6 @@ static char *join_argv(char *const *argv)
     return s;
 }
 
-/* Makes room for one more pointer in an array that doubles. */
-static int grow(proc ***arr, size_t *cap, size_t used)
-{
-    if (used < *cap)
-        return 0;
-    size_t ncap = *cap ? *cap * 2 : 16;
-    proc **na = realloc(*arr, ncap * sizeof *na);
-    if (!na)
-        return ENOMEM;
-    *arr = na;
-    *cap = ncap;
-    return 0;
-}
-
-/* Records p; room in the live array is made now so that the start cannot fail
- * after the spawn. */
-static int push_proc(proc_engine *e, proc *p)
-{
-    if (grow(&e->live, &e->live_cap, e->running) || grow(&e->procs, &e->cap, e->n))
-        return ENOMEM;
-    e->procs[e->n++] = p;
-    return 0;
-}
-
 /* Standard input of a child that is given none: /dev/null, opened once. */
 static int devnull(void)
 {
@@ -335,38 +387,54 @@ static int devnull(void)
     return fd;
 }
 
+static int copy_in(proc_buf *b, const char *data, size_t len)
+{
+    if (!len)
+        return 0;
+    b->cap = len;
+    b->data = bigmem_realloc(NULL, 0, len);
+    if (!b->data)
+        return ENOMEM;
+    memcpy(b->data, data, len);
+    b->len = len;
+    return 0;
+}
+
 int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t errlen)
 {
     int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1}, pfail[2] = {-1, -1};
     int rc = 0;
-    watchdog_start();
+    unsigned f = s->flags;
+    bool in_pipe = !(f & PROC_INHERIT_STDIN) && (s->stdin_len || (f & PROC_STREAM_STDIN));
+    bool out_pipe = !(f & PROC_INHERIT_STDOUT);
+    bool err_pipe = !(f & PROC_INHERIT_STDERR) && !(s->merge_stderr && out_pipe);
+    orphans_watchdog_start();
     proc *p = calloc(1, sizeof *p);
     if (!p) {
         snprintf(err, errlen, "out of memory");
         return ENOMEM;
     }
     p->fd_in = p->fd_out = p->fd_err = -1;
+    p->live_idx = p->timed_idx = NOT_LISTED;
+    p->flags = f;
     p->name = strdup(s->name);
     p->command = s->command ? strdup(s->command) : join_argv(s->argv);
-    if (s->stdin_len) {
-        p->stdin_data = malloc(s->stdin_len);
-        if (p->stdin_data)
-            memcpy(p->stdin_data, s->stdin_data, s->stdin_len);
-        p->stdin_len = s->stdin_len;
-    }
-    if (!p->name || !p->command || (s->stdin_len && !p->stdin_data) || push_proc(e, p)) {
+    if (!p->name || !p->command || copy_in(&p->in, s->stdin_data, s->stdin_len) || (rc = reserve(e))) {
+        rc = rc ? rc : ENOMEM;
+        snprintf(err, errlen, "%s", strerror(rc));
         proc_free(p);
-        snprintf(err, errlen, "out of memory");
-        return ENOMEM;
+        return rc;
     }
-    if ((s->stdin_len && pipe2(pin, O_CLOEXEC)) || (!s->stdin_len && devnull() < 0) || pipe2(pout, O_CLOEXEC) ||
-        (!s->merge_stderr && pipe2(perr, O_CLOEXEC)) || pipe2(pfail, O_CLOEXEC)) {
+    if ((in_pipe && pipe2(pin, O_CLOEXEC)) || (!in_pipe && !(f & PROC_INHERIT_STDIN) && devnull() < 0) ||
+        (out_pipe && pipe2(pout, O_CLOEXEC)) || (err_pipe && pipe2(perr, O_CLOEXEC)) || pipe2(pfail, O_CLOEXEC)) {
         rc = errno;
         snprintf(err, errlen, "cannot create pipes: %s", strerror(rc));
         goto fail;
     }
-    struct child_args a = {s, s->stdin_len ? pin[0] : devnull(), pout[1], s->merge_stderr ? pout[1] : perr[1],
-                           pfail[1], getpid(), {{0}}};
+    struct child_args a = {s,        in_pipe ? pin[0] : (f & PROC_INHERIT_STDIN) ? -1 : devnull(),
+                           pout[1],  err_pipe ? perr[1] : (f & PROC_INHERIT_STDERR) ? -1 : pout[1],
+                           pfail[1], getpid(),
+                           {{0}}};
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &a.mask);
@@ -407,12 +475,19 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
     p->fd_out = pout[0];
     p->fd_err = perr[0];
     pin[1] = pout[0] = perr[0] = -1;
-    fcntl(p->fd_out, F_SETFL, O_NONBLOCK);
-    if (p->fd_err >= 0)
+    index_proc(e, p); /* room was made before the spawn */
+    if (p->fd_out >= 0) {
+        fcntl(p->fd_out, F_SETFL, O_NONBLOCK);
+        watch(e, p, PIPE_OUT, p->fd_out, EPOLLIN, EPOLL_CTL_ADD);
+    }
+    if (p->fd_err >= 0) {
         fcntl(p->fd_err, F_SETFL, O_NONBLOCK);
-    if (p->fd_in >= 0)
+        watch(e, p, PIPE_ERR, p->fd_err, EPOLLIN, EPOLL_CTL_ADD);
+    }
+    if (p->fd_in >= 0) {
         fcntl(p->fd_in, F_SETFL, O_NONBLOCK);
-    e->live[e->running++] = p; /* room was made before the spawn */
+        watch(e, p, PIPE_IN, p->fd_in, p->in.len ? EPOLLOUT : 0, EPOLL_CTL_ADD);
+    }
     *out = p;
 fail:
     close_fd(&pin[0]);
@@ -423,33 +498,52 @@ fail:
     close_fd(&perr[1]);
     close_fd(&pfail[0]);
     close_fd(&pfail[1]);
-    if (rc) {
-        e->n--;
+    if (rc)
         proc_free(p);
-    }
     return rc;
 }
 
-/* Reads what is available; returns true when something was read. Closes at EOF.
- * Buffers start small and double; a pipe found full is enlarged once, so a child
- * that writes a lot is read in big gulps. */
-static bool read_pipe(int *fd, proc_buf *b)
+/* ---- the loop ---- */
+
+static void count_lines(proc_buf *b, const char *from, size_t n)
 {
-    bool got = false;
+    const char *end = from + n;
+    while (from < end && (from = memchr(from, '\n', (size_t)(end - from))) != NULL) {
+        b->lines++;
+        from++;
+    }
+}
+
+/* Reads what is available; closes at EOF. Buffers start small and double; a
+ * pipe found full is enlarged once, so a child that writes a lot is read in big
+ * gulps. A stream's stdout pauses once its reader lags STREAM_LIMIT bytes. */
+static void read_pipe(proc_engine *e, proc *p, int which)
+{
+    int *fd = which == PIPE_OUT ? &p->fd_out : &p->fd_err;
+    proc_buf *b = which == PIPE_OUT ? &p->out : &p->err;
+    bool stream = which == PIPE_OUT && (p->flags & PROC_STREAM_STDOUT);
     while (*fd >= 0) {
+        if (stream && b->len - b->off >= STREAM_LIMIT) {
+            if (!p->out_paused) {
+                p->out_paused = true;
+                watch(e, p, PIPE_OUT, *fd, 0, EPOLL_CTL_MOD);
+            }
+            return;
+        }
         if (b->cap - b->len < READ_MIN) {
             size_t cap = b->cap ? b->cap * 2 : READ_MIN * 4;
             char *nd = bigmem_realloc(b->data, b->cap, cap);
             if (!nd)
-                return got; /* keep the data we have; try again next turn */
+                return; /* keep the data we have; try again next turn */
             b->data = nd;
             b->cap = cap;
         }
         ssize_t n = read(*fd, b->data + b->len, b->cap - b->len - 1);
         if (n > 0) {
+            count_lines(b, b->data + b->len, (size_t)n);
             b->len += (size_t)n;
+            b->total += (size_t)n;
             b->data[b->len] = 0;
-            got = true;
             if (n >= DEFAULT_PIPE_SIZE && !b->big_pipe) {
                 b->big_pipe = true;
                 fcntl(*fd, F_SETPIPE_SZ, PIPE_SIZE);
@@ -460,25 +554,32 @@ static bool read_pipe(int *fd, proc_buf *b)
             continue;
         if (n < 0 && errno == EAGAIN)
             break;
-        close_fd(fd);
+        unwatch_close(e, fd);
     }
-    return got;
 }
 
-static void write_stdin(proc *p)
+static void write_stdin(proc_engine *e, proc *p)
 {
-    while (p->fd_in >= 0 && p->stdin_off < p->stdin_len) {
-        ssize_t n = write(p->fd_in, p->stdin_data + p->stdin_off, p->stdin_len - p->stdin_off);
+    while (p->fd_in >= 0 && p->in_off < p->in.len) {
+        ssize_t n = write(p->fd_in, p->in.data + p->in_off, p->in.len - p->in_off);
         if (n > 0)
-            p->stdin_off += (size_t)n;
+            p->in_off += (size_t)n;
         else if (n < 0 && errno == EINTR)
             continue;
         else if (n < 0 && errno == EAGAIN)
+            return; /* EPOLLOUT is on */
+        else {
+            unwatch_close(e, &p->fd_in); /* EPIPE: the child does not read its input */
             return;
-        else
-            break; /* EPIPE: the child does not read its input */
+        }
     }
-    close_fd(&p->fd_in);
+    p->in.len = p->in_off = 0;
+    if (p->fd_in >= 0) {
+        if ((p->flags & PROC_STREAM_STDIN) && !p->in_closing)
+            watch(e, p, PIPE_IN, p->fd_in, 0, EPOLL_CTL_MOD); /* wait for more */
+        else
+            unwatch_close(e, &p->fd_in);
+    }
 }
 
 static void mark_exited(proc_engine *e, proc *p, int status, const struct rusage *ru)
@@ -495,38 +596,55 @@ static void mark_exited(proc_engine *e, proc *p, int status, const struct rusage
         p->term_signal = WTERMSIG(status);
     }
     /* Everything the child wrote is in the pipes now; a grandchild that holds
-     * them open must not keep us waiting, so take what is there and close. */
-    read_pipe(&p->fd_out, &p->out);
-    read_pipe(&p->fd_err, &p->err);
-    close_fd(&p->fd_out);
-    close_fd(&p->fd_err);
-    close_fd(&p->fd_in);
+     * them open must not keep us waiting, so take what is there and close. A
+     * stream's reader reads on to EOF, as from a pipe of popen. */
+    if (!(p->flags & PROC_STREAM_STDOUT)) {
+        read_pipe(e, p, PIPE_OUT);
+        unwatch_close(e, &p->fd_out);
+    }
+    read_pipe(e, p, PIPE_ERR);
+    unwatch_close(e, &p->fd_err);
+    unwatch_close(e, &p->fd_in);
     p->kill_at = 0;
-    for (size_t i = 0; i < e->running; i++)
-        if (e->live[i] == p) {
-            e->live[i] = e->live[--e->running];
-            break;
-        }
-    e->unreported++;
+    live_remove(e, p);
+    timed_remove(e, p);
+    pid_remove(e, p);
+    if (e->ended_last)
+        e->ended_last->ended_next = p;
+    else
+        e->ended_first = p;
+    e->ended_last = p;
 }
 
-static bool reap(proc_engine *e)
+proc *proc_take_ended(proc_engine *e)
 {
-    bool any = false;
-    for (size_t i = e->running; i-- > 0;) { /* backwards: mark_exited removes live[i] */
-        proc *p = e->live[i];
+    proc *p = e->ended_first;
+    if (p) {
+        e->ended_first = p->ended_next;
+        if (!e->ended_first)
+            e->ended_last = NULL;
+        p->ended_next = NULL;
+    }
+    return p;
+}
+
+/* Every child of ours that ended: the engine's, and descendants we adopted as
+ * their subreaper (no zombie is left for them). */
+static void reap(proc_engine *e)
+{
+    for (;;) {
         int status;
         struct rusage ru;
-        pid_t r = wait4(p->pid, &status, WNOHANG, &ru);
-        if (r == p->pid) {
+        pid_t pid = wait4(-1, &status, WNOHANG, &ru);
+        if (pid <= 0)
+            return;
+        proc *p = find_pid(e, pid);
+        if (p && p->state == PROC_RUNNING)
             mark_exited(e, p, status, &ru);
-            any = true;
-        }
     }
-    return any;
 }
 
-void proc_terminate(proc *p, double grace)
+void proc_terminate(proc_engine *e, proc *p, double grace)
 {
     if (p->state != PROC_RUNNING)
         return;
@@ -536,6 +654,7 @@ void proc_terminate(proc *p, double grace)
     double at = clock_mono() + (grace > 0 ? grace : 0);
     if (!p->kill_at || at < p->kill_at)
         p->kill_at = at;
+    timed_add(e, p);
     if (grace <= 0) {
         kill(-p->pid, SIGKILL);
         kill(p->pid, SIGKILL);
@@ -546,13 +665,13 @@ void proc_terminate(proc *p, double grace)
 static double check_deadlines(proc_engine *e, double now)
 {
     double next = 0;
-    for (size_t i = 0; i < e->running; i++) {
-        proc *p = e->live[i];
+    for (size_t i = 0; i < e->ntimed; i++) {
+        proc *p = e->timed[i];
         if (p->timeout > 0 && !p->timed_out) {
             double due = p->start_mono + p->timeout;
             if (now >= due) {
                 p->timed_out = true;
-                proc_terminate(p, 3.0);
+                proc_terminate(e, p, 3.0);
             } else if (!next || due < next) {
                 next = due;
             }
@@ -569,177 +688,144 @@ static double check_deadlines(proc_engine *e, double now)
     return next;
 }
 
-int proc_poll(proc_engine *e, double timeout, int extra_fd, short extra_events, short *extra_revents)
+bool proc_poll(proc_engine *e, double timeout, int extra_fd, short extra_events, short *extra_revents)
 {
-    struct pollfd stackfds[64], *fds = stackfds;
-    size_t cap = 2 + e->running * 3, nfds = 0;
-    int ev = 0;
+    struct epoll_event evs[MAX_EVENTS];
+    bool extra = false;
     if (extra_revents)
         *extra_revents = 0;
-    if (cap > 64) {
-        fds = malloc(cap * sizeof *fds);
-        if (!fds) {
-            fds = stackfds;
-            cap = 64;
-        }
-    }
-    fds[nfds++] = (struct pollfd){evloop_fd(), POLLIN, 0};
-    if (extra_fd >= 0)
-        fds[nfds++] = (struct pollfd){extra_fd, extra_events, 0};
-    for (size_t i = 0; i < e->running && nfds + 3 <= cap; i++) {
-        proc *p = e->live[i];
-        if (p->fd_out >= 0)
-            fds[nfds++] = (struct pollfd){p->fd_out, POLLIN, 0};
-        if (p->fd_err >= 0)
-            fds[nfds++] = (struct pollfd){p->fd_err, POLLIN, 0};
-        if (p->fd_in >= 0)
-            fds[nfds++] = (struct pollfd){p->fd_in, POLLOUT, 0};
-    }
     double now = clock_mono(), next = check_deadlines(e, now);
     if (next && (timeout < 0 || next - now < timeout))
         timeout = next - now;
     int ms = timeout < 0 ? -1 : (int)(timeout * 1000.0 + 0.999);
-    int n = poll(fds, nfds, ms);
-    if (n < 0 && errno != EINTR) {
-        if (fds != stackfds)
-            free(fds);
-        return 0;
-    }
-    if (n > 0) {
-        size_t k = 1;
-        if (fds[0].revents) {
-            int bits = evloop_drain();
-            if (bits & EVLOOP_INTERRUPT)
-                ev |= PROC_EV_INTERRUPT;
-        }
-        if (extra_fd >= 0) {
-            if (fds[1].revents) {
-                ev |= PROC_EV_EXTRA;
+    int n = 0;
+    if (extra_fd >= 0 || e->epfd < 0) {
+        /* the extra fd (and, before the first child, the self-pipe) beside the epoll set */
+        struct pollfd fds[2];
+        nfds_t k = 0;
+        int self = e->epfd >= 0 ? e->epfd : evloop_fd();
+        if (self >= 0)
+            fds[k++] = (struct pollfd){self, POLLIN, 0};
+        if (extra_fd >= 0)
+            fds[k++] = (struct pollfd){extra_fd, extra_events, 0};
+        if (k && poll(fds, k, ms) > 0) {
+            if (extra_fd >= 0 && fds[k - 1].revents) {
+                extra = true;
                 if (extra_revents)
-                    *extra_revents = fds[1].revents;
+                    *extra_revents = fds[k - 1].revents;
             }
-            k = 2;
-        }
-        for (; k < nfds; k++) {
-            if (!fds[k].revents)
-                continue;
-            for (size_t i = 0; i < e->running; i++) {
-                proc *p = e->live[i];
-                if (p->fd_out == fds[k].fd) {
-                    if (read_pipe(&p->fd_out, &p->out))
-                        ev |= PROC_EV_DATA;
-                } else if (p->fd_err == fds[k].fd) {
-                    if (read_pipe(&p->fd_err, &p->err))
-                        ev |= PROC_EV_DATA;
-                } else if (p->fd_in == fds[k].fd) {
-                    write_stdin(p);
-                } else {
-                    continue;
-                }
-                break;
+            if (self >= 0 && fds[0].revents) {
+                if (e->epfd >= 0)
+                    n = epoll_wait(e->epfd, evs, MAX_EVENTS, 0);
+                else
+                    evloop_drain();
             }
+        } else if (!k && ms > 0) {
+            poll(NULL, 0, ms);
         }
+    } else {
+        n = epoll_wait(e->epfd, evs, MAX_EVENTS, ms);
     }
-    if (fds != stackfds)
-        free(fds);
-    /* Reaping on every turn is cheap and immune to a lost SIGCHLD byte. */
-    if (e->running && reap(e))
-        ev |= PROC_EV_EXIT;
-    check_deadlines(e, clock_mono());
-    return ev;
+    for (int i = 0; i < n; i++) {
+        uint64_t d = evs[i].data.u64;
+        if (d == SELF_PIPE) {
+            evloop_drain();
+            continue;
+        }
+        proc *p = (proc *)(uintptr_t)(d & ~(uint64_t)3);
+        int which = (int)(d & 3);
+        if (which == PIPE_IN)
+            write_stdin(e, p);
+        else
+            read_pipe(e, p, which);
+    }
+    /* Reaping on every turn is one system call, and immune to a lost SIGCHLD byte. */
+    reap(e);
+    if (e->ntimed)
+        check_deadlines(e, clock_mono());
+    return extra;
 }
 
-/* Every descendant of ours, found through /proc (parents listed before children). */
-static size_t list_descendants(pid_t *out, size_t max)
+/* ---- streams (popen) ---- */
+
+int proc_stdin_write(proc_engine *e, proc *p, const char *data, size_t len)
 {
-    size_t cap = 1024, n = 0, found = 0;
-    pid_t(*pairs)[2] = malloc(cap * sizeof *pairs);
-    DIR *d = opendir("/proc");
-    if (!pairs || !d) {
-        free(pairs);
-        if (d)
-            closedir(d);
-        return 0;
-    }
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        char path[300], buf[512];
-        if (de->d_name[0] < '1' || de->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t len = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (len <= 0)
-            continue;
-        buf[len] = 0;
-        char *rp = strrchr(buf, ')');
-        int ppid;
-        if (!rp || sscanf(rp + 1, " %*c %d", &ppid) != 1)
-            continue;
-        if (n == cap) {
-            pid_t(*np)[2] = realloc(pairs, cap * 2 * sizeof *pairs);
-            if (!np)
-                break;
-            pairs = np;
+    if (p->fd_in < 0 || p->in_closing)
+        return EPIPE;
+    if (p->in.len + len > p->in.cap) {
+        size_t cap = p->in.cap ? p->in.cap : READ_MIN;
+        while (cap < p->in.len + len)
             cap *= 2;
-        }
-        pairs[n][0] = atoi(de->d_name);
-        pairs[n][1] = ppid;
-        n++;
+        char *nd = bigmem_realloc(p->in.data, p->in.cap, cap);
+        if (!nd)
+            return ENOMEM;
+        p->in.data = nd;
+        p->in.cap = cap;
     }
-    closedir(d);
-    pid_t self = getpid();
-    for (size_t i = 0; i < n; i++)
-        if (pairs[i][1] == self && found < max)
-            out[found++] = pairs[i][0];
-    for (size_t scan = 0; scan < found; scan++)
-        for (size_t i = 0; i < n; i++)
-            if (pairs[i][1] == out[scan] && found < max)
-                out[found++] = pairs[i][0];
-    free(pairs);
-    return found;
+    memcpy(p->in.data + p->in.len, data, len);
+    p->in.len += len;
+    p->in.total += len;
+    write_stdin(e, p);
+    if (p->fd_in >= 0 && p->in_off < p->in.len)
+        watch(e, p, PIPE_IN, p->fd_in, EPOLLOUT, EPOLL_CTL_MOD);
+    return 0;
 }
 
-static void signal_descendants(int sig)
+size_t proc_stdin_pending(const proc *p) { return p->fd_in >= 0 ? p->in.len - p->in_off : 0; }
+
+void proc_stdin_close(proc_engine *e, proc *p)
 {
-    pid_t pids[4096];
-    size_t n = list_descendants(pids, sizeof pids / sizeof pids[0]);
-    for (size_t i = 0; i < n; i++)
-        if (pids[i] != watchdog_pid)
-            kill(pids[i], sig);
+    p->in_closing = true;
+    if (p->fd_in >= 0 && p->in_off >= p->in.len)
+        unwatch_close(e, &p->fd_in);
 }
 
-static void reap_orphans(void)
+void proc_stdout_take(proc_engine *e, proc *p, size_t n)
 {
-    /* Adopted descendants (we are their subreaper) that already exited. */
-    pid_t pids[4096];
-    size_t n = list_descendants(pids, sizeof pids / sizeof pids[0]);
-    for (size_t i = 0; i < n; i++)
-        if (pids[i] != watchdog_pid)
-            waitpid(pids[i], NULL, WNOHANG);
+    proc_buf *b = &p->out;
+    b->off += n < b->len - b->off ? n : b->len - b->off;
+    if (b->off == b->len) {
+        b->off = b->len = 0;
+    } else if (b->off >= STREAM_LIMIT) { /* now and then, not on every take */
+        memmove(b->data, b->data + b->off, b->len - b->off);
+        b->len -= b->off;
+        b->off = 0;
+    }
+    if (p->out_paused && b->len - b->off < STREAM_LIMIT && p->fd_out >= 0) {
+        p->out_paused = false;
+        watch(e, p, PIPE_OUT, p->fd_out, EPOLLIN, EPOLL_CTL_MOD);
+    }
 }
+
+void proc_stdout_close(proc_engine *e, proc *p)
+{
+    unwatch_close(e, &p->fd_out);
+    p->out.len = p->out.off = 0;
+}
+
+/* ---- the end ---- */
+
+static bool engine_owns(pid_t pid, void *ud) { return find_pid(ud, pid) != NULL; }
 
 void proc_terminate_everything(proc_engine *e, double grace)
 {
-    for (size_t i = 0; i < e->n; i++)
-        proc_terminate(e->procs[i], grace);
-    signal_descendants(SIGTERM);
+    for (size_t i = 0; i < e->running; i++)
+        proc_terminate(e, e->live[i], grace);
+    orphans_signal(SIGTERM);
     double end = clock_mono() + grace;
     while (e->running && clock_mono() < end)
         proc_poll(e, end - clock_mono(), -1, 0, NULL);
-    for (size_t i = 0; i < e->n; i++)
-        if (e->procs[i]->state == PROC_RUNNING) {
-            kill(-e->procs[i]->pid, SIGKILL);
-            kill(e->procs[i]->pid, SIGKILL);
-        }
-    signal_descendants(SIGKILL);
+    for (size_t i = 0; i < e->running; i++) {
+        kill(-e->live[i]->pid, SIGKILL);
+        kill(e->live[i]->pid, SIGKILL);
+    }
+    /* Until a scan of /proc finds no descendant: one snapshot would miss what a
+     * forker starts meanwhile. */
+    orphans_kill_all(10.0, engine_owns, e);
     end = clock_mono() + 5.0;
     while (e->running && clock_mono() < end)
         proc_poll(e, 0.05, -1, 0, NULL);
-    reap_orphans();
+    orphans_kill_all(1.0, engine_owns, e);
 }
 
 void proc_engine_free(proc_engine *e)
@@ -750,6 +836,11 @@ void proc_engine_free(proc_engine *e)
         proc_free(e->procs[i]);
     free(e->procs);
     free(e->live);
-    watchdog_clean_exit();
-    memset(e, 0, sizeof *e);
+    free(e->timed);
+    free(e->by_pid);
+    free(e->by_name);
+    if (e->epfd >= 0)
+        close(e->epfd);
+    orphans_clean_exit();
+    proc_engine_init(e);
 }

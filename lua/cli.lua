@@ -11,6 +11,7 @@ usage: hplua [OPTIONS] [PATH ...]     run the test suite(s); PATH defaults to ./
        hplua -e CODE [ARG ...]        run a Lua chunk with the stdlib loaded
        hplua --exec FILE [ARG ...]    run a Lua script with the stdlib loaded
        hplua init [DIR]               write a starter suite into DIR (default: tests)
+       hplua history [list|show|stats] ...  the recorded runs (hplua history --help)
 
 options:
   -k TEXT               run only tests whose id contains TEXT (repeatable: any match),
@@ -31,6 +32,9 @@ options:
   --artifacts DIR       where hp.attach copies files (default: beside the --json report)
   --serial S            the DUT's serial number (hp.run.serial)
   --arg KEY=VALUE       a run argument for the tests (hp.run.args.KEY; repeatable)
+  --history FILE        record the run in this SQLite history (default: $HPLUA_HISTORY,
+                        else ~/.local/share/hplua/history.db); see hplua history --help
+  --no-history          record nothing
   --version, --help     print and exit
 
 exit status: 0 passed, 1 a test failed, 2 interrupted or collection error,
@@ -54,7 +58,8 @@ function M.parse(args)
   local takes_value = {
     ["-k"] = true, ["--timeout"] = true, ["--json"] = true, ["--junit"] = true, ["--color"] = true,
     ["--answers"] = true, ["--max-memory"] = true, ["-e"] = true, ["--exec"] = true, ["--events"] = true,
-    ["--control"] = true, ["--run-id"] = true, ["--serial"] = true, ["--arg"] = true, ["--slot"] = true, ["--limits"] = true, ["--artifacts"] = true,
+    ["--control"] = true, ["--run-id"] = true, ["--serial"] = true, ["--arg"] = true, ["--slot"] = true,
+    ["--limits"] = true, ["--artifacts"] = true, ["--history"] = true,
   }
   local i = 1
   while i <= #args do
@@ -130,12 +135,17 @@ function M.parse(args)
         local k, v = value:match("^([%w_.-]+)=(.*)$")
         if not k then return nil, "--arg needs KEY=VALUE, got '" .. value .. "'" end
         opts.args[k] = v
+      elseif name == "--history" then
+        if value == "" then return nil, "--history needs a file name" end
+        opts.history = value
+      elseif name == "--no-history" then
+        opts.no_history = true
       elseif name == "--version" then
         opts.version = true
       elseif name == "-h" or name == "--help" then
         opts.help = true
       else
-        local known = { "--list", "--no-deps", "--exitfirst", "--tap", "--quiet", "--verbose", "--version", "--help" }
+        local known = { "--list", "--no-deps", "--no-history", "--exitfirst", "--tap", "--quiet", "--verbose", "--version", "--help" }
         for k in pairs(takes_value) do known[#known + 1] = k end
         table.sort(known)
         return nil, "unknown option '" .. a .. "'" .. require("hplua.suggest").hint(name, known)
@@ -166,8 +176,7 @@ local function run_script(script)
   end
   require "hplua" -- children started with hp.process.lua get the same stdlib
   local ok, info = sys.run_guarded(function() return chunk(table.unpack(script.args)) end, nil, 0)
-  local process = require "hplua.process"
-  process._cleanup(1)
+  require("hplua.process.internal").cleanup(1)
   if ok then return EXIT.ok end
   if info.kind == "interrupt" then
     local _, _, signo = sys.interrupted()
@@ -196,10 +205,14 @@ end
 -- The outputs of a run, as subscribers of its event bus, in the order they hear
 -- each event: the report builder first (the JSON writer and the history read it).
 local function subscribe_outputs(run, bus, opts)
-  if opts.json then
+  if opts.json or opts.history_store then
     local report = require("hplua.sink_report").new()
     run.report = report
     bus:subscribe(report)
+  end
+  -- the history before the events file: a test the stream calls finished is committed
+  if opts.history_store then
+    bus:subscribe(opts.history_store:sink { on_error = function(msg) io.stderr:write("hplua: " .. msg .. "\n") end })
   end
   bus:subscribe(opts.tap and require("hplua.sink_tap").new() or require("hplua.sink_console").new(opts))
   if opts.events then
@@ -230,12 +243,26 @@ local function run_tests(opts)
     if not control then return usage_error(err) end
     ctx.control = control
   end
+  local history_path
+  if not opts.list then
+    -- the run's record is checked before collection: never a run without it
+    local history = require "hplua.history"
+    local path, default = history.location(opts)
+    if path == nil then return usage_error(default) end
+    if path then
+      local store, err = history.open_for_run(path, { create_folders = default })
+      if not store then return usage_error(err .. "; or run with --no-history") end
+      opts.history_store = store
+      history_path = path
+    end
+  end
   if opts.limits then
     local ok, err = require("hplua.measure").load(opts.limits)
     if not ok then return usage_error(err) end
   end
-  -- hp.attach copies files here: --artifacts, else beside the JSON report
-  ctx.artifacts = opts.artifacts or (opts.json and ((opts.json:match("^(.*)/[^/]*$") or ".") .. "/artifacts"))
+  -- hp.attach copies files here: --artifacts, else beside the JSON report, else beside the history
+  local function folder(p) return (p:match("^(.*)/[^/]*$") or ".") .. "/artifacts" end
+  ctx.artifacts = opts.artifacts or (opts.json and folder(opts.json)) or (history_path and folder(history_path))
   if opts.max_memory then sys.set_memory_limit(opts.max_memory) end
   local runner = require "hplua.runner"
   local events = require "hplua.events"
@@ -258,6 +285,7 @@ end
 
 function M.main(args)
   if args[1] == "init" then return require("hplua.init").main({ table.unpack(args, 2) }) end
+  if args[1] == "history" then return require("hplua.history_cli").main({ table.unpack(args, 2) }) end
   if args[1] == "serve" then return require("hplua.serve").main({ table.unpack(args, 2) }) end
   local opts, err = M.parse(args)
   if not opts then return usage_error(err) end

@@ -6,7 +6,7 @@ local sys = require "hplua.sys"
 local ctx = require "hplua.context"
 local discover = require "hplua.discover"
 local hp = require "hplua"
-local process = hp.process
+local internal = require "hplua.process.internal"
 
 local M = {}
 
@@ -311,7 +311,7 @@ Run.__index = Run
 
 -- opts: the parsed command line; bus: the event bus (hplua.events) with its sinks.
 function M.new_run(opts, bus)
-  local run = setmetatable({ opts = opts, bus = bus, open = {}, results = {}, errors = {},
+  local run = setmetatable({ opts = opts, bus = bus, open = {}, errors = {},
     summary = { total = 0, passed = 0, failed = 0, skipped = 0, stopped = 0 },
     messages = { messages = {}, keyed = {} }, dut = {}, stand = {}, instruments = {},
     started = sys.clock(), wall_start = sys.wall() }, Run)
@@ -404,6 +404,7 @@ end
 function Run:attempt(t, n, timeout, previous)
   local rec = { test = t, attempt = n, messages = {}, keyed = {}, measurements = {}, artifacts = {}, attachments = {} }
   ctx.current = rec
+  internal.begin_attempt()
   local started = sys.clock()
   self:emit("test_started", { test = t.id, name = t.name, module = t.module.id, attempt = n,
     max_attempts = t.attempts > 1 and t.attempts or nil,
@@ -448,6 +449,7 @@ function Run:attempt(t, n, timeout, previous)
     local why, m = measurement_failure(rec.measurements)
     if why then status, err = "failed", { message = why, file = m.file, line = m.line, kind = "measurement" } end
   end
+  internal.end_attempt(3) -- its scope = "test" children end with it
   ctx.current = nil
   rec.status, rec.error, rec.skip_reason, rec.duration = status, err, skip_reason, seconds(sys.clock() - started)
   return rec
@@ -484,7 +486,9 @@ function Run:finish_test(t, result)
   s.total = s.total + 1
   s[result.status] = s[result.status] + 1
   if result.status == "failed" and not self.caused_failure then self.caused_failure = t.id end
-  self.results[#self.results + 1] = result
+  if result.status == "skipped" and (result.skip_reason or ""):find("^dependency .* not selected$") then
+    self.missing_deps = (self.missing_deps or 0) + 1
+  end
   -- Lists that are empty, and fields that say nothing new, are left out: the stream
   -- stays small (docs/events.md says which fields may be absent).
   local attempts
@@ -503,6 +507,8 @@ function Run:finish_test(t, result)
     artifacts = next(result.artifacts) and result.artifacts or nil,
     attachments = #result.attachments > 0 and json.array(result.attachments) or nil,
     attempt_results = attempts, max_attempts = t.attempts > 1 and t.attempts or nil, dependency = t.as_dependency })
+  -- the outputs have it all now: a finished test keeps only its verdict (for its dependents)
+  t.result = { status = result.status }
 end
 
 function Run:run_test(t)
@@ -552,19 +558,8 @@ function Run:teardown()
       end
     end
   end
-  local ok, err = pcall(process._cleanup, 3)
+  local ok, err = pcall(internal.cleanup, 3)
   if not ok then self:run_error("process clean-up failed: " .. tostring(err)) end
-  -- Every process the run started, as process_ended events (in start order).
-  local results = process.results()
-  for _, name in ipairs(process.names()) do
-    local r = results[name]
-    if r then
-      self:emit("process_ended", { test = null, name = r.name, pid = r.pid, command = r.command, exit_code = r.exit_code,
-        signal = r.signal, duration = r.duration, timed_out = r.timed_out, terminated = r.terminated,
-        stdout_bytes = #r.stdout, stderr_bytes = #r.stderr, stdout = r.stdout, stderr = r.stderr,
-        started_at = r.started_at, ended_at = r.ended_at, max_rss_kb = r.max_rss_kb })
-    end
-  end
 end
 
 -- os.exit in test code fails the test (or the collection) instead of ending the run;
@@ -666,11 +661,8 @@ function Run:main(paths, keywords)
     self:teardown()
     package.path, package.cpath = self.base.path, self.base.cpath
     -- every selected test skipped because what it needs was not selected (--no-deps)
-    local missing = 0
-    for _, r in ipairs(self.results) do
-      if r.status == "skipped" and (r.skip_reason or ""):find("^dependency .* not selected$") then missing = missing + 1 end
-    end
-    if missing > 0 and missing == #self.results then
+    local missing = self.missing_deps or 0
+    if missing > 0 and missing == self.summary.total then
       self.all_deps_missing = true
       phase = "deps_not_selected"
     end

@@ -12,8 +12,29 @@ local hp = {
   clock = sys.clock,
   now = function() return sys.now() end,
 }
+hp.serial, hp.tcp = require("hplua.stream").serial, require("hplua.stream").tcp
 
-process._set_message_handler(function(text, key) ctx.message(text, key) end)
+local internal = require "hplua.process.internal"
+internal.set_message_handler(function(text, key) ctx.message(text, key) end)
+-- os.execute and io.popen run through the process engine (timeouts, Ctrl-C, no orphans).
+internal.install_standard_library()
+-- Process events go on the run's bus and become the running test's messages.
+internal.set_event_handler(function(kind, e)
+  local cur = ctx.current
+  e.test = cur and cur.test.id or require("hplua.json").null
+  if kind == "process_started" then
+    ctx.emit("process_started", e)
+    ctx.message(string.format("Process %s started (pid %d): %s", e.name, e.pid, e.command:sub(1, 400)))
+  elseif kind == "process_ended" then
+    local lines = e.stdout_lines
+    e.stdout_lines, e.stderr_lines = nil, nil
+    ctx.emit("process_ended", e)
+    local status = e.signal and ("signal " .. e.signal) or ("exit code " .. e.exit_code)
+    ctx.message(string.format("Process %s finished at %s (duration: %.2fs, %s%s%s; stdout: %d line%s, %d bytes)",
+      e.name, e.ended_at, e.duration, status, e.timed_out and ", timed out" or "", e.terminated and ", terminated" or "",
+      lines, lines == 1 and "" or "s", e.stdout_bytes))
+  end
+end)
 
 -- hp.run: { id, slot, serial, args } of the running run (API 11); hp.suite_dir is set
 -- by the runner to the absolute folder of the PATH the running test came from.
@@ -325,7 +346,7 @@ function hp.attach(name, path)
   local cur = ctx.current
   if not cur then error("hp.attach must be called while a test runs", 2) end
   local root = ctx.artifacts
-  if not root then error("hp.attach: no artifact folder: give --artifacts DIR (or --json FILE)", 2) end
+  if not root then error("hp.attach: no artifact folder: give --artifacts DIR (or --json FILE, or keep the history on)", 2) end
   local dir = root .. "/" .. (ctx.run.id or "run")
   local ok, err, code = fs.mkdir(root)
   if ok then ok, err, code = fs.mkdir(dir) end

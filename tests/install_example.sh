@@ -21,7 +21,8 @@ cat out.txt
 grep -q '^PASSED  01_rails::3V3 rail' out.txt
 grep -q '^PASSED  01_rails::instrument error queue' out.txt
 grep -q '12v = 12.61 V (11.4 … 12.6 V) OUT OF LIMITS' out.txt
-grep -q '^5 passed, 1 failed, 0 skipped' out.txt
+grep -q '^PASSED  02_lua_driver::5V rail through the driver' out.txt
+grep -q '^11 passed, 1 failed, 0 skipped' out.txt
 grep -q 'dmm: 5v (driver) = 5.01 V (01_rails::5V rail through the driver' out.txt
 # a module installed into the module folder is found by require from anywhere
 moddir=$(pkg-config --variable=moduledir hplua)

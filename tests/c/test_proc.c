@@ -1,5 +1,6 @@
 /* Unit tests of the plain-C process engine, without Lua. */
 #include "clock.h"
+#include "orphans.h"
 #include "proc.h"
 
 #include <errno.h>
@@ -11,15 +12,15 @@
 
 static int failures, checks;
 
-#define CHECK(cond, ...)                                                                                   \
-    do {                                                                                                   \
-        checks++;                                                                                          \
-        if (!(cond)) {                                                                                     \
-            failures++;                                                                                    \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);                       \
-            fprintf(stderr, __VA_ARGS__);                                                                  \
-            fputc('\n', stderr);                                                                           \
-        }                                                                                                  \
+#define CHECK(cond, ...)                                                             \
+    do {                                                                             \
+        checks++;                                                                    \
+        if (!(cond)) {                                                               \
+            failures++;                                                              \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                            \
+            fputc('\n', stderr);                                                     \
+        }                                                                            \
     } while (0)
 
 static proc *start(proc_engine *e, const char *name, char *const *argv, const char *in)
@@ -39,6 +40,17 @@ static proc *start(proc_engine *e, const char *name, char *const *argv, const ch
     s.stdin_len = in ? strlen(in) : 0;
     rc = proc_start(e, &s, &p, err, sizeof err);
     if (rc)
+        fprintf(stderr, "cannot start %s: %s\n", name, err);
+    return p;
+}
+
+static proc *start_flags(proc_engine *e, const char *name, const char *script, unsigned flags)
+{
+    char *argv[] = {"sh", "-c", (char *)script, NULL};
+    char err[256];
+    proc_spec s = {.name = name, .path = "/bin/sh", .argv = argv, .flags = flags};
+    proc *p = NULL;
+    if (proc_start(e, &s, &p, err, sizeof err))
         fprintf(stderr, "cannot start %s: %s\n", name, err);
     return p;
 }
@@ -114,13 +126,14 @@ static void test_signal_and_terminate(void)
     while (t->out.len < 6)
         proc_poll(&e, 1.0, -1, 0, NULL);
     double t0 = clock_mono();
-    proc_terminate(s, 3.0);
-    proc_terminate(t, 0.3);
+    proc_terminate(&e, s, 3.0);
+    proc_terminate(&e, t, 0.3);
     wait_all(&e);
     double took = clock_mono() - t0;
     CHECK(k->term_signal == SIGKILL && k->exit_code == -1, "signal %d exit %d", k->term_signal, k->exit_code);
     CHECK(s->term_signal == SIGTERM && s->terminated, "sleeper signal %d", s->term_signal);
-    CHECK(t->term_signal == SIGKILL && t->terminated, "stubborn signal %d (TERM ignored, KILL after grace)", t->term_signal);
+    CHECK(t->term_signal == SIGKILL && t->terminated, "stubborn signal %d (TERM ignored, KILL after grace)",
+          t->term_signal);
     CHECK(took < 2.5, "terminate took %.2fs", took);
     proc_engine_free(&e);
 }
@@ -158,6 +171,127 @@ static void test_stdin_timeout_and_errors(void)
     proc_engine_free(&e);
 }
 
+/* A finished child's name can be used again; the name index finds the newest. */
+static void test_names_reused(void)
+{
+    proc_engine e;
+    proc_engine_init(&e);
+    char *t[] = {"true", NULL};
+    proc *a = start(&e, "same", t, NULL);
+    wait_all(&e);
+    proc *b = start(&e, "same", t, NULL);
+    CHECK(a && b && a != b, "started twice");
+    CHECK(proc_find(&e, "same") == b, "the newest");
+    /* many names: the index grows and keeps them all */
+    char name[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof name, "n%d", i);
+        start(&e, name, t, NULL);
+    }
+    wait_all(&e);
+    int found = 0;
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof name, "n%d", i);
+        proc *p = proc_find(&e, name);
+        found += p && strcmp(p->name, name) == 0 && p->state == PROC_EXITED;
+    }
+    CHECK(found == 300, "%d of 300 found by name", found);
+    CHECK(proc_find(&e, "same") == b, "still the newest after growing");
+    size_t ended = 0;
+    while (proc_take_ended(&e))
+        ended++;
+    CHECK(ended == 302, "%zu ended children queued", ended);
+    proc_engine_free(&e);
+}
+
+/* popen's streams: stdout read only as fast as the reader takes it; stdin fed
+ * piece by piece and closed. */
+static void test_streams(void)
+{
+    proc_engine e;
+    proc_engine_init(&e);
+    proc *r = start_flags(&e, "reader", "head -c 3000000 /dev/zero", PROC_STREAM_STDOUT);
+    CHECK(r != NULL, "start reader");
+    size_t taken = 0, most = 0;
+    double end = clock_mono() + 60;
+    while ((r->fd_out >= 0 || r->out.len > r->out.off) && clock_mono() < end) {
+        proc_poll(&e, 0.5, -1, 0, NULL);
+        size_t n = r->out.len - r->out.off;
+        if (n > most)
+            most = n;
+        taken += n;
+        proc_stdout_take(&e, r, n);
+    }
+    CHECK(taken == 3000000, "read %zu bytes", taken);
+    CHECK(most <= 65536 + 1048576, "at most %zu bytes waited for the reader", most);
+    proc *w = start_flags(&e, "writer", "cat", PROC_STREAM_STDIN);
+    CHECK(w != NULL, "start writer");
+    for (int i = 0; i < 100; i++) {
+        char line[32];
+        int n = snprintf(line, sizeof line, "line %d\n", i);
+        CHECK(proc_stdin_write(&e, w, line, (size_t)n) == 0, "write %d", i);
+        proc_poll(&e, 0, -1, 0, NULL);
+    }
+    proc_stdin_close(&e, w);
+    wait_all(&e);
+    CHECK(w->state == PROC_EXITED && w->exit_code == 0, "cat ended");
+    CHECK(w->out.lines == 100 && w->out.total == w->out.len, "%zu lines back", w->out.lines);
+    CHECK(proc_stdin_write(&e, w, "x", 1) == EPIPE, "writing after the end");
+    proc_engine_free(&e);
+}
+
+/* The run token is found however large the environment before it. */
+static void test_token_in_large_environment(void)
+{
+    proc_engine e;
+    proc_engine_init(&e);
+    char *token = malloc(128);
+    /* 300,000 bytes; one variable may hold at most 128 KiB */
+    char *parts[4];
+    for (int i = 0; i < 3; i++) {
+        parts[i] = malloc(100016);
+        int k = snprintf(parts[i], 32, "FILLER%d=", i);
+        memset(parts[i] + k, 'x', 100000);
+        parts[i][k + 100000] = 0;
+    }
+    snprintf(token, 128, "HPLUA_RUNS=other:%s", orphans_token());
+    char *envp[] = {parts[0], parts[1], parts[2], token, NULL};
+    char *argv[] = {"sleep", "30", NULL};
+    proc_spec s = {.name = "bigenv", .path = "/bin/sleep", .argv = argv, .envp = envp};
+    proc *p = NULL;
+    char err[256];
+    CHECK(proc_start(&e, &s, &p, err, sizeof err) == 0, "start: %s", err);
+    CHECK(p && orphans_environ_has(p->pid, orphans_token()), "token after 300 KB of environment");
+    CHECK(p && !orphans_environ_has(p->pid, "hplua-1-2"), "another token is not this one");
+    char partial[64];
+    snprintf(partial, sizeof partial, "%.*s", (int)strlen(orphans_token()) - 1, orphans_token());
+    CHECK(p && !orphans_environ_has(p->pid, partial), "a prefix of the token is not the token");
+    proc_engine_free(&e);
+    for (int i = 0; i < 3; i++)
+        free(parts[i]);
+    free(token);
+}
+
+/* The sweep repeats until /proc shows no descendant: daemons that keep starting
+ * daemons in sessions of their own, and thousands of descendants. */
+static void test_sweep(void)
+{
+    proc_engine e;
+    proc_engine_init(&e);
+    proc *d = start_flags(&e, "forker",
+                          "setsid sh -c 'trap \"\" TERM; while :; do setsid sleep 60 & sleep 0.002; done' "
+                          "> /dev/null 2>&1 & sleep 0.3",
+                          0);
+    CHECK(d != NULL, "start forker");
+    wait_all(&e);
+    CHECK(orphans_signal(0) > 1, "the forker runs and has started daemons");
+    double t0 = clock_mono();
+    size_t left = orphans_kill_all(10.0, NULL, NULL);
+    CHECK(left == 0 && orphans_signal(0) == 0, "%zu descendants left", left);
+    CHECK(clock_mono() - t0 < 5.0, "sweep took %.2fs", clock_mono() - t0);
+    proc_engine_free(&e);
+}
+
 int main(void)
 {
     proc_global_init();
@@ -165,6 +299,10 @@ int main(void)
     test_many_children();
     test_signal_and_terminate();
     test_stdin_timeout_and_errors();
+    test_names_reused();
+    test_streams();
+    test_token_in_large_environment();
+    test_sweep();
     printf("%d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }

@@ -116,6 +116,14 @@ runtime("measure: no name", "hp.measure { value = 1 }", "hp.measure: name must b
 runtime("measure: min is a string", "hp.measure { name = 'v', value = 1, min = '0' }", 'hp.measure "v": min must be a number, got string')
 runtime("measure: value is a table", "hp.measure { name = 'v', value = {} }", "hp.measure: value must be a number, string or boolean, got table")
 runtime("measure: limits on a string", "hp.measure { name = 'v', value = 'x', max = 1 }", "value must be a number when numeric limits are given, got string")
+runtime("serial.open: bad baud", "hp.serial.open('/dev/null', { baud = 12345.6 })",
+  "bad argument #2 to 'hp.serial.open' (option 'baud' must be a whole number from 1 to 4000000, got 12345.6)")
+runtime("serial.open: baud is a string", "hp.serial.open('/dev/null', { baud = '115200' })", "option 'baud' must be a whole number from 1 to 4000000, got \"115200\"")
+runtime("serial.open: parity is bogus", "hp.serial.open('/dev/null', { parity = 'e' })", "option 'parity' must be one of none, even, odd, mark, space, got \"e\"")
+runtime("serial.open: unknown option", "hp.serial.open('/dev/null', { bauds = 9600 })", "unknown option 'bauds' (known: baud, data_bits,")
+runtime("serial.open: device is a number", "hp.serial.open(0)", "bad argument #1 to 'hp.serial.open' (the device must be a string, got 0)")
+runtime("tcp.connect: port is a string", "hp.tcp.connect('127.0.0.1', 'http')", "bad argument #2 to 'hp.tcp.connect' (the port must be a whole number from 1 to 65535, got \"http\")")
+runtime("tcp.connect: timeout is a string", "hp.tcp.connect('127.0.0.1', 1, { timeout = '1' })", "option 'timeout' must be a non-negative number of seconds, got \"1\"")
 
 -- error objects of every kind
 runtime("error with a table", "error({ code = 1 })", "(error object is a table value)")

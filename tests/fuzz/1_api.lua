@@ -48,7 +48,41 @@ hp.test("random calls of the whole API", function()
     end
     return t
   end
+  -- A finished name can be started again, and every start is a real process
+  -- (slow where process creation is, as under ASan): a name already started
+  -- comes back only now and then, so the calls stay many.
+  local spawned = {}
+  local function start_name(n)
+    if n == nil then n = pick(names) end
+    if type(n) ~= "string" and type(n) ~= "number" then return n end
+    if spawned[tostring(n)] and math.random(50) > 1 then return pick { "", {}, true } end
+    spawned[tostring(n)] = true
+    return n
+  end
   local function some_names() return pick { nil, pick(names), { pick(names), pick(names) }, { 5 }, "fuzz-base", 0.01 } end
+
+  -- a TCP stream to the device simulator (tests/c/streamdev.c) and a port where
+  -- nobody listens; stream calls never wait (timeout 0 or a bad one), hosts are never looked up
+  local function streamdev(name)
+    local ready
+    local p = hp.process.start(name, { assert(os.getenv("STREAMDEV")), "--tcp" },
+      { on_line = function(l) ready = ready or l:match("^READY (%d+)") end })
+    while not ready do hp.sleep(0.01) end
+    return p, tonumber(ready)
+  end
+  local dev, port = streamdev("fuzz-dev")
+  local gone, closed_port = streamdev("fuzz-gone")
+  gone:terminate(1)
+  local stream = assert(hp.tcp.connect("127.0.0.1", port, { timeout = 5, max_line = 4096 }))
+  local no_wait = { 0, -1, "0", {}, -0.0 }
+  local stream_calls = {
+    function() return stream:write(random_value(0), pick(no_wait)) end,
+    function() return stream:read(random_value(0), pick(no_wait)) end,
+    function() return stream:read_line(pick(no_wait)) end,
+    function() return stream:read_until(random_value(0), pick(no_wait)) end,
+    function() return stream:drain(pick(no_wait)) end,
+    function() return stream:discard(random_value(0)) end,
+  }
 
   -- each target builds its own arguments: argument types are random, but the
   -- values that could block (sleeps, waits) or run arbitrary commands are drawn
@@ -79,9 +113,9 @@ hp.test("random calls of the whole API", function()
     function() return hp.expect(random_value(0))[pick { "to_equal", "to_be", "to_be_near", "to_match",
       "to_contain", "to_be_truthy", "to_be_a", "to_be_greater_than", "to_fail", "to_be_nil" }](random_value(0), random_value(0)) end,
     function() return hp.expect(random_value(0)).never.to_equal(random_value(0)) end,
-    function() return hp.process.start(random_value(0), pick(commands), random_value(0)) end,
-    function() return hp.process.start(pick(names), pick(commands), opts()) end,
-    function() return hp.process.lua(pick(names), pick { "print(1)", "error('x')", 5, "os.exit(2)" }, opts()) end,
+    function() return hp.process.start(start_name(random_value(0) or false), pick(commands), random_value(0)) end,
+    function() return hp.process.start(start_name(), pick(commands), opts()) end,
+    function() return hp.process.lua(start_name(), pick { "print(1)", "error('x')", 5, "os.exit(2)" }, opts()) end,
     function() return hp.process.collect(random_value(0)) end,
     function() return hp.process.wait(some_names(), pick(small)) end,
     function() return hp.process.alive(random_value(0)) end,
@@ -94,6 +128,14 @@ hp.test("random calls of the whole API", function()
     function() return handle.alive(random_value(0)) end,
     function() return handle.terminate(random_value(0), pick(small)) end,
     function() return tostring(handle), handle.name, handle.pid, handle[random_value(0) or 1] end,
+    function() return hp.serial.open(pick { "/dev/null", "/nonexistent/tty", random_value(0) }, random_value(0)) end,
+    function() return hp.serial.open("/dev/null", { baud = random_value(1), data_bits = random_value(1), parity = random_value(1),
+      stop_bits = random_value(1), flow = random_value(1), timeout = pick(small), max_line = random_value(1) }) end,
+    function() return hp.tcp.connect(pick { "127.0.0.1", 5, {}, nil }, pick { closed_port, random_value(0) },
+      pick { { timeout = pick(small) }, random_value(0) }) end,
+    function() return pick(stream_calls)() end,
+    function() return getmetatable(stream).__index[pick { "read", "read_line", "discard", "close" }](random_value(0), 0) end,
+    function() return tostring(stream), stream[random_value(0) or 1] end,
     function() return json.encode(random_value(0), random_value(0)) end,
     function() return json.decode(pick { "{", "[1,2]", '{"a":', "null", "\0", string.rep("[", 300) }) end,
   }
@@ -104,6 +146,8 @@ hp.test("random calls of the whole API", function()
     local ok = pcall(pick(targets))
     if not ok then raised = raised + 1 end
   end
+  stream:close()
+  dev:terminate(0.1)
   hp.process.terminate_all(0.1)
   -- the fuzz records random measurements; only the absence of a crash is judged here
   require("hplua.context").current.measurements = {}

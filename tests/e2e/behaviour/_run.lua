@@ -12,7 +12,9 @@ function M.start(args, opts)
   opts = opts or {}
   counter = counter + 1
   local report = os.tmpname()
-  local argv = { M.exe, "--json", report }
+  local argv = {}
+  for _, a in ipairs(opts.prefix or {}) do argv[#argv + 1] = a end -- a wrapper command
+  for _, a in ipairs { M.exe, "--json", report } do argv[#argv + 1] = a end
   for _, a in ipairs(args) do argv[#argv + 1] = a end
   local p = hp.process.start(string.format("hplua-%d", counter), argv,
     { cwd = M.fixtures, env = opts.env, timeout = opts.timeout or 120, on_line = opts.on_line })
@@ -79,8 +81,10 @@ function M.unique_marker()
   return string.format("4%03d.%d%04d", counter % 1000, math.floor(hp.clock() * 1000) % 100000, (sys.getpid and sys.getpid() or 0) % 10000)
 end
 
-function M.kill(pid, sig)
-  local r = hp.process.start("kill-" .. pid .. "-" .. sig .. "-" .. counter, { "kill", "-" .. sig, tostring(pid) }):wait()
+-- Sends SIG to pid, or to the process group pid leads when group is true.
+function M.kill(pid, sig, group)
+  local r = hp.process.start("kill-" .. pid .. "-" .. sig .. "-" .. counter,
+    { "kill", "-" .. sig, "--", (group and "-" or "") .. tostring(pid) }):wait()
   counter = counter + 1
   assert(r.exit_code == 0, "kill failed: " .. r.stderr)
 end

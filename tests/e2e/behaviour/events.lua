@@ -27,7 +27,7 @@ hp.test("every event type is valid against the schema", function()
   local events = os.tmpname()
   local res, rep = run.run({ "--events", events, "--answers", "events/answers.json", "events" })
   hp.expect(res.exit_code).to_equal(1)
-  check(events, "run_started", "info", "test_started", "message", "measurement", "process_ended",
+  check(events, "run_started", "info", "test_started", "message", "measurement", "process_started", "process_ended",
     "dialog_requested", "dialog_answered", "test_finished", "run_error", "run_finished")
   local list = read_events(events)
   local last = list[#list]

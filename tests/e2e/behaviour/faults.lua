@@ -3,6 +3,18 @@
 local hp = require "hplua"
 local run = require "_run"
 
+-- Has pid installed its SIGTERM handler (SigCgt in /proc/PID/status)? Before
+-- that, hplua has not reached main (the ASan runtime alone takes a while to
+-- start), and no program can handle a signal then.
+local function catches_term(pid)
+  local f = io.open("/proc/" .. pid .. "/status")
+  if not f then return false end
+  local text = f:read("a")
+  f:close()
+  local mask = text:match("SigCgt:%s*(%x+)")
+  return mask ~= nil and (tonumber(mask:sub(-4), 16) & 0x4000) ~= 0
+end
+
 hp.test("SIGINT/SIGTERM/SIGKILL at random points: no survivor, report complete or absent", function()
   math.randomseed(tonumber(os.getenv("HPLUA_FAULT_SEED") or "7"))
   local signals = { "INT", "TERM", "KILL" }
@@ -10,6 +22,7 @@ hp.test("SIGINT/SIGTERM/SIGKILL at random points: no survivor, report complete o
     local marker = run.unique_marker()
     local sig = signals[(round - 1) % 3 + 1]
     local p, report = run.start({ "-q", "faults" }, { env = { HPLUA_MARKER = marker } })
+    run.wait_for(function() return catches_term(p.pid) or not p:alive() end, 20, "hplua's signal handlers")
     hp.sleep(math.random() * 0.8)
     if p:alive() then run.kill(p.pid, sig) end
     local res = p:wait(20)
@@ -66,4 +79,20 @@ hp.test("a daemon grandchild that left the group is cleaned up at the end", func
     "local hp = require 'hplua'; hp.process.start('d', 'setsid sleep %s > /dev/null 2>&1 &'):wait(); hp.sleep(0.2)", marker) }):wait(20)
   hp.expect(res.exit_code).to_equal(0)
   hp.expect(run.find_processes(marker)).to_equal({})
+end)
+
+hp.test("SIGTERM as soon as hplua can catch it: the run still ends with a whole report", function()
+  for round = 1, 3 do
+    local marker = run.unique_marker()
+    local p, report = run.start({ "-q", "faults" }, { env = { HPLUA_MARKER = marker } })
+    run.wait_for(function() return catches_term(p.pid) or not p:alive() end, 20, "hplua's signal handlers")
+    run.kill(p.pid, "TERM")
+    local res = p:wait(20)
+    hp.expect(res.exit_code).to_equal(2)
+    local rep = run.read_report(report)
+    hp.expect(rep).never.to_be_nil()
+    hp.expect(rep.status).to_equal("stopped")
+    hp.expect(run.survivors(marker, 1)).to_equal({})
+    hp.set_message(string.format("round %d: exit %d, report %s", round, res.exit_code, rep.status))
+  end
 end)

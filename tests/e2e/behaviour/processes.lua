@@ -1,5 +1,6 @@
 -- hp.process against real children: output, exits, errors, callbacks, timeouts.
 local hp = require "hplua"
+local run = require "_run"
 
 hp.test("collects megabytes on stdout and stderr at once, byte-exact", function()
   local r = hp.process.lua("big", [[
@@ -34,8 +35,9 @@ hp.test("a command that cannot start raises an error naming it", function()
 end)
 
 hp.test("misuse raises errors naming the argument", function()
-  hp.process.start("dup", { "true" })
-  hp.expect(function() hp.process.start("dup", { "true" }) end).to_fail("bad argument #1 .*'dup' is already used")
+  local dup <close> = hp.process.start("dup", { "sleep", "5" })
+  hp.expect(function() hp.process.start("dup", { "true" }) end)
+    .to_fail("bad argument #1 .*'dup' is already used by a running process %(pid %d+%)")
   hp.expect(function() hp.process.start("t1", { "true" }, { timeout = "5" }) end)
     .to_fail("bad argument #3 .*option 'timeout' must be a number, got string")
   hp.expect(function() hp.process.start("t2", { "true" }, { timeout = -1 }) end).to_fail("must not be negative")
@@ -43,6 +45,90 @@ hp.test("misuse raises errors naming the argument", function()
   hp.expect(function() hp.process.start("t4", { "echo", {} }) end).to_fail("argv%[2%] must be a string, got table")
   hp.expect(function() hp.process.start("t5", 42) end).to_fail("bad argument #2")
   hp.expect(function() hp.process.wait({ "nobody" }) end).to_fail("no process named 'nobody'")
+  hp.expect(function() hp.process.start("t6", { "true" }, { scope = "attempt" }) end)
+    .to_fail("option 'scope' must be \"test\" or \"run\", got \"attempt\"")
+end)
+
+hp.test("a NUL byte is an error naming the argument, never a silent cut", function()
+  hp.expect(function() hp.process.start("n1", { "echo", "a\0b" }) end).to_fail("bad argument #2 .*argv%[2%] contains a NUL byte")
+  hp.expect(function() hp.process.start("n2", "echo a\0; rm -rf x") end).to_fail("bad argument #2 .*shell command contains a NUL byte")
+  hp.expect(function() hp.process.start("n3", { "true" }, { env = { X = "a\0b" } }) end).to_fail("bad argument #3 .*env.X contains a NUL byte")
+  hp.expect(function() hp.process.start("n4", { "true" }, { env = { ["X\0Y"] = "1" } }) end).to_fail("bad argument #3 .*env key")
+  hp.expect(function() hp.process.start("n5", { "true" }, { cwd = "/tmp\0/x" }) end).to_fail("bad argument #3 .*option 'cwd' contains a NUL byte")
+  hp.expect(function() hp.process.start("n6\0x", { "true" }) end).to_fail("bad argument #1 .*process name contains a NUL byte")
+  hp.expect(function() hp.process.lua("n7", "print(1)\0") end).to_fail("bad argument #2 .*Lua code contains a NUL byte")
+  hp.expect(function() os.execute("true\0; false") end).to_fail("bad argument #1 .*NUL byte")
+  hp.expect(function() io.popen("true\0") end).to_fail("bad argument #1 .*NUL byte")
+  hp.expect(hp.process.names()).never.to_contain("n1")
+end)
+
+hp.test("a name can be started again once its process has finished", function()
+  local first = hp.process.start("again", { "sh", "-c", "exit 1" }):wait()
+  local second = hp.process.start("again", { "sh", "-c", "exit 2" }):wait()
+  hp.expect(first.exit_code).to_equal(1)
+  hp.expect(second.exit_code).to_equal(2)
+  local count = 0
+  for _, n in ipairs(hp.process.names()) do count = count + (n == "again" and 1 or 0) end
+  hp.expect(count).to_equal(2) -- names(): every start, in start order
+  hp.expect(hp.process.results().again.exit_code).to_equal(2) -- results(): the latest run
+  hp.expect(hp.process.collect("again").pid).to_equal(second.pid)
+end)
+
+hp.test("handle:wait with a timeout returns nil, \"timeout\" and what the child did so far", function()
+  local p <close> = hp.process.start("partial", "echo early; exec sleep 5")
+  local res, why, partial = p:wait(0.3)
+  hp.expect(res).to_be_nil()
+  hp.expect(why).to_equal("timeout")
+  hp.expect(partial.name).to_equal("partial")
+  hp.expect(partial.running).to_be(true)
+  hp.expect(partial.stdout).to_equal("early\n")
+  hp.expect(partial.exit_code).to_be_nil()
+end)
+
+hp.test("queries stay fresh but run no callback; waits do", function()
+  local lines = 0
+  local p = hp.process.start("quiet", "echo one; echo two", { on_line = function() lines = lines + 1 end })
+  local deadline = hp.clock() + 10
+  while hp.process.collect("quiet") == nil and hp.clock() < deadline do
+    hp.process.results()
+    p:alive()
+  end
+  hp.expect(p:alive()).to_be(false) -- fresh: the query reaped it
+  hp.expect(lines).to_equal(0)      -- but no callback ran
+  hp.sleep(0)
+  hp.expect(lines).to_equal(2)
+end)
+
+hp.test("the runner's entry points are out of test code's reach", function()
+  hp.expect(hp.process._cleanup).to_be_nil()
+  hp.expect(hp.process._set_message_handler).to_be_nil()
+  local internal = require "hplua.process.internal"
+  hp.expect(function() internal.cleanup(0) end).to_fail("private to the runner")
+  hp.expect(function() internal.set_event_handler(print) end).to_fail("private to the runner")
+end)
+
+hp.test("os.execute and io.popen give standard Lua's results (side by side with lua5.4)", function()
+  local script = os.getenv("HPLUA_FIXTURES") .. "/stdproc/compare.lua"
+  local ok = os.execute("command -v lua5.4 > /dev/null")
+  if not ok then hp.skip("lua5.4 is not installed") end
+  local plain = hp.process.start("plain-lua", { "lua5.4", script }, { stderr = "stdout", cwd = "/tmp" }):wait(60)
+  local ours = hp.process.start("hplua-exec", { require("hplua.sys").exepath(), "--exec", script },
+    { stderr = "stdout", cwd = "/tmp" }):wait(60)
+  hp.expect(plain.exit_code).to_equal(0)
+  hp.expect(ours.stdout).to_equal(plain.stdout)
+  hp.expect(ours.exit_code).to_equal(0)
+end)
+
+hp.test("os.execute and io.popen children are among the run's processes", function()
+  assert(os.execute("exit 0"))
+  local f = io.popen("echo hi")
+  hp.expect(f:read("a")).to_equal("hi\n")
+  f:close()
+  local names = table.concat(hp.process.names(), " ")
+  hp.expect(names).to_match("os%.execute#%d+")
+  hp.expect(names).to_match("io%.popen#%d+")
+  local ctx = require "hplua.context"
+  hp.expect(ctx.current.messages[1].text).to_match("^Process os%.execute#%d+ started %(pid %d+%): exit 0$")
 end)
 
 hp.test("on_line sees lines while the test waits", function()
@@ -106,7 +192,7 @@ hp.test("start and finish are recorded as messages on the test", function(t)
   local texts = {}
   for _, m in ipairs(ctx.current.messages) do texts[#texts + 1] = m.text end
   hp.expect(texts[1]).to_match("^Process noted started %(pid %d+%): echo hi$")
-  hp.expect(texts[2]).to_match("^Process noted finished at .* %(duration: %d+%.%d%ds, exit code 0; stdout: 1 lines")
+  hp.expect(texts[2]).to_match("^Process noted finished at .* %(duration: %d+%.%d%ds, exit code 0; stdout: 1 line, 3 bytes%)$")
 end)
 
 hp.test("a <close> handle terminates its child", function()
@@ -130,4 +216,33 @@ hp.test("output is drained while the test computes without waiting", function()
   local r = hp.process.collect("chatty") -- never blocks
   hp.expect(r).never.to_be_nil()
   hp.expect(#r.stdout).to_equal(4194304)
+end)
+
+hp.test("retries restart a named process; scope = \"test\" children end with their attempt", function()
+  local marker = run.unique_marker()
+  local res, rep = run.run({ "scopes" }, { env = { HPLUA_MARKER = marker } })
+  hp.expect(res.exit_code).to_equal(1)
+  local function status(name) return run.test_by_id(rep, "1_scopes::" .. name) end
+  hp.expect(status("flash").status).to_equal("passed")
+  hp.expect(status("flash").attempts).to_equal(3)
+  hp.expect(status("scoped child ends with its attempt").status).to_equal("passed")
+  hp.expect(status("scoped child ends with its attempt").attempts).to_equal(2)
+  hp.expect(status("timed-out test").error.message).to_match("timeout")
+  hp.expect(status("os.execute cut by the timeout").error.message).to_match("timeout")
+  hp.expect(status("io.popen read cut by the timeout").error.message).to_match("timeout")
+  for _, name in ipairs { "after the retries", "after the timeout", "names" } do
+    hp.expect(status(name).status).to_equal("passed")
+  end
+  -- the report keeps every run of a reused name
+  local flashes, cut = 0, 0
+  for _, pr in ipairs(rep.processes) do
+    if pr.name == "flash" then flashes = flashes + 1 end
+    if pr.name:match("^os%.execute#") or pr.name:match("^io%.popen#") then
+      cut = cut + 1
+      hp.expect(pr.terminated).to_be(true)
+    end
+  end
+  hp.expect(flashes).to_equal(3)
+  hp.expect(cut).to_equal(2)
+  hp.expect(run.find_processes(marker)).to_equal({})
 end)

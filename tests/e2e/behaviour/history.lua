@@ -1,0 +1,208 @@
+-- The run history under stress: concurrent writers, SIGKILL at random moments, a
+-- full disk, a read-only file system. Real hplua runs, real files, the database
+-- checked with PRAGMA integrity_check.
+local hp = require "hplua"
+local run = require "_run"
+local json = require "hplua.json"
+local sqlite = require "hplua.sqlite"
+local history = require "hplua.history"
+
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir -p '" .. d .. "'"))
+  return d
+end
+
+local function write(path, s)
+  local f = assert(io.open(path, "w"))
+  f:write(s)
+  f:close()
+end
+
+-- A suite of n tests; body is the Lua code of each test (i is its number).
+local function suite(dir, n, body)
+  local lines = { 'local hp = require "hplua"' }
+  for i = 1, n do
+    lines[#lines + 1] = string.format("hp.test(%q, function() local i = %d %s end)", "t" .. i, i, body or "")
+  end
+  write(dir .. "/suite_" .. n .. ".lua", table.concat(lines, "\n") .. "\n")
+  return dir .. "/suite_" .. n .. ".lua"
+end
+
+local function query(path, sql, ...)
+  local db <close> = assert(sqlite.open(path, "r"))
+  local out = {}
+  for r in assert(db:prepare(sql)):rows(...) do out[#out + 1] = r end
+  return out
+end
+
+local function integrity(path)
+  return query(path, "PRAGMA integrity_check")[1].integrity_check
+end
+
+local n = 0
+local function hplua(args, opts)
+  n = n + 1
+  local argv = { run.exe }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  return hp.process.start("hplua-" .. n, argv, opts)
+end
+
+hp.test("8 runs writing one history at once: all complete, nothing lost", function()
+  local dir = tmpdir()
+  local file = suite(dir, 200)
+  local db = dir .. "/h.db"
+  local procs = {}
+  for i = 1, 8 do procs[i] = hplua({ "-q", "--history", db, "--serial", "SN" .. i, file }, { timeout = 120 }) end
+  for i, p in ipairs(procs) do
+    local r = p:wait()
+    hp.expect(r.exit_code, "run " .. i .. ": " .. r.stdout .. r.stderr).to_equal(0)
+  end
+  hp.expect(integrity(db)).to_equal("ok")
+  local runs = query(db, "SELECT status, total, (SELECT count(*) FROM tests WHERE tests.run_id = runs.run_id) AS n FROM runs")
+  hp.expect(#runs).to_equal(8)
+  for _, r in ipairs(runs) do hp.expect(r).to_equal { status = "passed", total = 200, n = 200 } end
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
+hp.test("SIGKILL at random moments: every test the events call finished is recorded; the run ends aborted", function()
+  math.randomseed(tonumber(os.getenv("HPLUA_FAULT_SEED") or "13"))
+  local dir = tmpdir()
+  local file = suite(dir, 2000, "if i % 50 == 0 then hp.sleep(0.001) end")
+  local db = dir .. "/h.db"
+  for round = 1, 20 do
+    local events = dir .. "/events-" .. round .. ".ndjson"
+    local p = hplua({ "-q", "--history", db, "--events", events, file }, { timeout = 120 })
+    run.wait_for(function()
+      local f = io.open(events)
+      local s = f and f:read("a") or ""
+      if f then f:close() end
+      return s:find('"test_finished"', 1, true) ~= nil or not p:alive()
+    end, 30, "the first finished test")
+    hp.sleep(math.random() * 0.3)
+    if p:alive() then run.kill(p.pid, "KILL") end
+    local r = p:wait(20)
+    local finished, run_id = {}, nil
+    for line in io.lines(events) do
+      local ev = json.decode(line) -- a torn last line is skipped
+      if ev then
+        run_id = ev.run_id
+        if ev.type == "test_finished" then finished[#finished + 1] = ev.test end
+      end
+    end
+    hp.expect(integrity(db)).to_equal("ok")
+    local recorded = {}
+    for _, row in ipairs(query(db, "SELECT test_id FROM tests WHERE run_id = ?", run_id)) do recorded[row.test_id] = true end
+    for _, id in ipairs(finished) do
+      if not recorded[id] then error(string.format("round %d: %s finished in the events but is not in the history", round, id)) end
+    end
+    local store = assert(history.open(db)) -- the next open marks it aborted
+    store:close()
+    local status = query(db, "SELECT status FROM runs WHERE run_id = ?", run_id)[1].status
+    if r.signal then
+      hp.expect(status).to_equal("aborted")
+    else
+      hp.expect(status).to_equal("passed") -- the run ended before the kill
+    end
+    hp.set_message(string.format("round %d: %d tests finished, %s", round, #finished, status), "round")
+  end
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
+-- Mounts a small tmpfs (root only); returns its folder or skips the test.
+local function small_disk(size)
+  local dir = tmpdir()
+  local r = hp.process.start("mount-" .. dir, { "mount", "-t", "tmpfs", "-o", "size=" .. size, "tmpfs", dir }):wait()
+  if r.exit_code ~= 0 then
+    os.remove(dir)
+    hp.skip("cannot mount a tmpfs here (needs root): " .. r.stderr:gsub("%s+$", ""))
+  end
+  return dir
+end
+
+local function unmount(dir)
+  hp.process.start("umount-" .. dir, { "umount", dir }):wait()
+  os.execute("rm -rf '" .. dir .. "'")
+end
+
+hp.test("a full disk: the run goes on, says so, and writes its records when space comes back", function()
+  local dir = small_disk("2m")
+  local ok, err = pcall(function()
+    local db = dir .. "/h.db"
+    local filler = dir .. "/filler"
+    -- test 5 fills the disk, test 30 frees it again; tests write large messages
+    local file = suite(tmpdir(), 40, string.format([[
+      if i == 5 then
+        local f = assert(io.open(%q, "w"))
+        local chunk = string.rep("x", 4096)
+        while f:write(chunk) and f:flush() do end
+        f:close()
+      elseif i == 30 then
+        os.remove(%q)
+      end
+      hp.set_message(string.rep("m", 3000) .. i)]], filler, filler))
+    local r = hplua({ "-q", "--history", db, file }, { timeout = 60 }):wait()
+    hp.expect(r.stderr).to_match("history " .. db:gsub("%p", "%%%0") .. " cannot grow: the disk is full")
+    hp.expect(r.stderr).to_match("nothing was lost")
+    hp.expect(r.exit_code, r.stdout .. r.stderr).to_equal(0)
+    hp.expect(integrity(db)).to_equal("ok")
+    hp.expect(query(db, "SELECT status, total FROM runs")[1]).to_equal { status = "passed", total = 40 }
+    hp.expect(query(db, "SELECT count(*) AS n FROM tests")[1].n).to_equal(40)
+    hp.expect(query(db, "SELECT count(*) AS n FROM messages")[1].n).to_equal(40)
+  end)
+  unmount(dir)
+  if not ok then error(err, 0) end
+end)
+
+hp.test("a disk that stays full: a clear error, exit 1, the database consistent", function()
+  local dir = small_disk("400k")
+  local ok, err = pcall(function()
+    local db = dir .. "/h.db"
+    local filler = dir .. "/filler"
+    local file = suite(tmpdir(), 20, string.format([[
+      if i == 5 then
+        local f = assert(io.open(%q, "w"))
+        local chunk = string.rep("x", 4096)
+        while f:write(chunk) and f:flush() do end
+        f:close()
+      end
+      hp.set_message(string.rep("m", 3000) .. i)]], filler))
+    local r = hplua({ "-q", "--history", db, file }, { timeout = 60 }):wait()
+    hp.expect(r.exit_code).to_equal(1)
+    hp.expect(r.stdout).to_match("20 passed")
+    hp.expect(r.stderr).to_match("hplua: error: history .* cannot grow: the disk is full.*record%(s%) of run .* are not in the history")
+    os.remove(filler)
+    hp.expect(integrity(db)).to_equal("ok")
+    local store = assert(history.open(db))
+    store:close()
+    hp.expect(query(db, "SELECT status FROM runs")[1].status).to_equal("aborted")
+  end)
+  unmount(dir)
+  if not ok then error(err, 0) end
+end)
+
+hp.test("a read-only file system: the run does not start (exit 4) and says why", function()
+  local dir = small_disk("1m")
+  local ok, err = pcall(function()
+    local file = suite(tmpdir(), 3)
+    local db = dir .. "/h.db"
+    hp.expect(hplua({ "-q", "--history", db, file }):wait().exit_code).to_equal(0)
+    local r = hp.process.start("remount-" .. dir, { "mount", "-o", "remount,ro", dir }):wait()
+    hp.expect(r.exit_code, r.stderr).to_equal(0)
+    r = hplua({ "-q", "--history", db, file }):wait()
+    hp.expect(r.exit_code).to_equal(4)
+    hp.expect(r.stdout).to_equal("")
+    hp.expect(r.stderr).to_match("history " .. db:gsub("%p", "%%%0") .. " cannot be written %(read%-only file or file system%)")
+    r = hplua({ "-q", "--history", dir .. "/new.db", file }):wait()
+    hp.expect(r.exit_code).to_equal(4)
+    hp.expect(r.stderr).to_match("history .*/new%.db cannot be opened; check that its folder exists and is writable")
+    r = hplua({ "-q", "--no-history", "--history", db, file }):wait()
+    hp.expect(r.exit_code).to_equal(0)
+    r = hplua({ "history", "--history", db, "list", "--json" }):wait()
+    hp.expect(r.exit_code, r.stderr).to_equal(0)
+    hp.expect(#json.decode(r.stdout)).to_equal(1)
+  end)
+  unmount(dir)
+  if not ok then error(err, 0) end
+end)
