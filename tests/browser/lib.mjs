@@ -1,6 +1,7 @@
 // Shared helpers of the panel's browser tests: start a station, start Chromium.
 import { spawn } from 'node:child_process';
-import { readFileSync, existsSync, readdirSync, mkdirSync } from 'node:fs';
+import { readFileSync, existsSync, readdirSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -17,7 +18,9 @@ export function chromiumPath() {
 // Starts `hplua serve --port 0 ...args`; resolves { url, proc, stop() } once it listens.
 export function startStation(hplua, args = [SUITE], env = {}) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(hplua, ['serve', '--port', '0', ...args], { env: { ...process.env, ...env },
+    // the runs record their history in a private file, not the user's
+    const history = path.join(mkdtempSync(path.join(tmpdir(), 'hplua-panel-')), 'history.db');
+    const proc = spawn(hplua, ['serve', '--port', '0', ...args], { env: { ...process.env, HPLUA_HISTORY: history, ...env },
       stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
@@ -27,7 +30,12 @@ export function startStation(hplua, args = [SUITE], env = {}) {
       const m = out.match(/http:\/\/[^\s/]+\//);
       if (m && !proc.url) {
         proc.url = m[0];
-        resolve({ url: m[0], proc, stop: () => stopStation(proc), output: () => out + err });
+        const stop = async () => {
+          const code = await stopStation(proc);
+          rmSync(path.dirname(history), { recursive: true, force: true });
+          return code;
+        };
+        resolve({ url: m[0], proc, stop, output: () => out + err });
       }
     });
     proc.on('exit', (code) => { if (!proc.url) reject(new Error(`station exited ${code}: ${err}`)); });

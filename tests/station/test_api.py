@@ -23,6 +23,7 @@ MODE = sys.argv[2] if len(sys.argv) > 2 else "fake"
 HERE = os.path.dirname(os.path.abspath(__file__))
 SUITE = os.path.join(HERE, "suite")
 FAILURES = []
+HISTORY_DIR = tempfile.mkdtemp(prefix="hplua-station-test-")
 
 
 def check(cond, what):
@@ -37,6 +38,7 @@ class Station:
     def __init__(self, *args, env=None, expect_start=True):
         e = dict(os.environ)
         e.pop("HPLUA_TOKEN", None)
+        e["HPLUA_HISTORY"] = os.path.join(HISTORY_DIR, "history.db")  # the runs' own history
         if MODE == "fake":
             e["HPLUA_SERVE_CHILD"] = os.path.join(HERE, "fake_child.lua")
         e.update(env or {})
@@ -406,4 +408,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        import shutil
+        shutil.rmtree(HISTORY_DIR, ignore_errors=True)
