@@ -5,6 +5,8 @@
 #include "host.h"
 #include "modules.h"
 
+int luaopen_hplua_http(lua_State *L); /* lhttp.c */
+
 #include <lauxlib.h>
 #include <limits.h>
 #include <stdio.h>
@@ -110,6 +112,8 @@ void modules_install(lua_State *L)
     lua_setfield(L, -2, "hplua.stream");
     lua_pushcfunction(L, luaopen_hplua_sandbox);
     lua_setfield(L, -2, "hplua.sandbox");
+    lua_pushcfunction(L, luaopen_hplua_http);
+    lua_setfield(L, -2, "hplua.http");
     lua_pop(L, 1);
     /* Installed instrument modules (hplua.pc's moduledir, PREFIX/LIBDIR/hplua beside
      * PREFIX/bin/hplua) are found by require. */

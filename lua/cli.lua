@@ -313,6 +313,7 @@ end
 function M.main(args)
   if args[1] == "init" then return require("hplua.init").main({ table.unpack(args, 2) }) end
   if args[1] == "history" then return require("hplua.history_cli").main({ table.unpack(args, 2) }) end
+  if args[1] == "serve" then return require("hplua.serve").main({ table.unpack(args, 2) }) end
   local opts, err = M.parse(args)
   if not opts then return usage_error(err) end
   if opts.help then

@@ -47,7 +47,7 @@ function Control:answer(id, check)
       if v ~= nil then return v end
     elseif not self:pump() then
       self:close()
-    else
+    elseif not self.answers[id] then -- the pump may just have read it
       sys.wait_readable(self.fd)
     end
   end

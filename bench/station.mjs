@@ -1,0 +1,124 @@
+// Station benchmarks (hplua serve), side by side:
+//   1. event -> page DOM latency over an N-test run (median, p99), in Chromium
+//   2. an N-test run's duration with no SSE client and with 20, and the station's RSS
+//   3. the station's CPU while it idles
+// node bench/station.mjs HPLUA [--smoke]      (needs tests/browser's node_modules)
+import net from 'node:net';
+import path from 'node:path';
+import { readFileSync } from 'node:fs';
+import { startStation, launch, api } from '../tests/browser/lib.mjs';
+
+const HPLUA = path.resolve(process.argv[2] ?? 'build/hplua');
+const SMOKE = process.argv.includes('--smoke');
+const N = SMOKE ? 100 : 2000;
+const CLIENTS = SMOKE ? 3 : 20;
+const IDLE_S = SMOKE ? 1 : 10;
+let runNo = 0;
+
+function procStat(pid) {
+  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]); // utime + stime, clock ticks
+}
+
+function rssKb(pid, field = 'VmHWM') {
+  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`${field}:\\s+(\\d+)`));
+  return m ? Number(m[1]) : 0;
+}
+
+async function runOnce(st) {
+  const serial = `N${N}-${++runNo}`;
+  const t0 = Date.now();
+  const r = await api(st.url, 'POST', '/api/start', { serial });
+  if (r.status !== 202) throw new Error(`start: ${r.status} ${JSON.stringify(r.doc)}`);
+  for (;;) {
+    const runs = (await api(st.url, 'GET', `/api/runs?serial=${serial}`)).doc;
+    if (runs.length) return { wall: (Date.now() - t0) / 1000, duration: runs[0].duration, status: runs[0].status };
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
+function sseClients(url, n) {
+  const u = new URL(url);
+  const socks = [];
+  let bytes = 0;
+  for (let i = 0; i < n; i++) {
+    const s = net.connect(Number(u.port), u.hostname);
+    s.on('data', (d) => { bytes += d.length; });
+    s.on('error', () => {});
+    s.write(`GET /api/events HTTP/1.1\r\nHost: ${u.host}\r\n\r\n`);
+    socks.push(s);
+  }
+  return { close: () => socks.forEach((s) => s.destroy()), bytes: () => bytes };
+}
+
+function pct(sorted, p) { return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]; }
+
+async function main() {
+  const st = await startStation(HPLUA);
+  const pid = st.proc.pid;
+  const out = {};
+  try {
+    // 1. latency in the browser
+    const browser = await launch();
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await page.goto(st.url);
+    await page.locator('#link', { hasText: 'live' }).waitFor();
+    await page.evaluate(() => {
+      window.__lat = [];
+      new MutationObserver((muts) => {
+        const now = Date.now();
+        for (const m of muts) {
+          const li = m.target;
+          if (m.attributeName === 'data-status' && li.dataset.status === 'passed' && li.dataset.time) {
+            window.__lat.push(now - Date.parse(li.dataset.time));
+          }
+        }
+      }).observe(document.querySelector('#slots'), { subtree: true, attributes: true, attributeFilter: ['data-status'] });
+    });
+    const withPage = await runOnce(st);
+    await page.locator('.verdict-word', { hasText: 'PASS' }).waitFor({ timeout: 120000 });
+    const lat = (await page.evaluate(() => window.__lat)).sort((a, b) => a - b);
+    out.latency = { tests: lat.length, median_ms: pct(lat, 50), p99_ms: pct(lat, 99), max_ms: lat[lat.length - 1] };
+    out.run_with_page = withPage;
+    await browser.close();
+
+    // 2. run time with no client and with CLIENTS clients; RSS
+    const none = await runOnce(st);
+    const c = sseClients(st.url, CLIENTS);
+    // let every client take its replay (the last runs) before the measured run
+    for (let last = -1; c.bytes() !== last;) {
+      last = c.bytes();
+      await new Promise((res) => setTimeout(res, 500));
+    }
+    const replayed = c.bytes();
+    const many = await runOnce(st);
+    const streamed = c.bytes() - replayed;
+    c.close();
+    out.run = { tests: N, none_s: none.duration, clients: CLIENTS, with_clients_s: many.duration,
+      ratio: many.duration / none.duration, streamed_mb: streamed / 1048576 };
+    out.rss = { peak_mb: rssKb(pid) / 1024, now_mb: rssKb(pid, 'VmRSS') / 1024 };
+
+    // 3. idle CPU
+    await new Promise((res) => setTimeout(res, 500));
+    const t0 = procStat(pid);
+    await new Promise((res) => setTimeout(res, IDLE_S * 1000));
+    const ticks = procStat(pid) - t0;
+    out.idle = { seconds: IDLE_S, cpu_percent: (100 * ticks) / 100 / IDLE_S };
+  } finally {
+    await st.stop();
+  }
+  console.log(JSON.stringify(out, null, 2));
+  const goals = [
+    ['event -> DOM median <= 50 ms', out.latency.median_ms <= 50],
+    ['event -> DOM p99 <= 200 ms', out.latency.p99_ms <= 200],
+    [`run with ${CLIENTS} clients <= 1.2x`, out.run.ratio <= 1.2],
+    ['station RSS < 50 MB', out.rss.peak_mb < 50],
+    ['idle CPU < 1%', out.idle.cpu_percent < 1],
+  ];
+  for (const [what, ok] of goals) console.log(`${ok ? 'met' : 'MISSED'}: ${what}`);
+  // smoke mode checks that the bench runs; the goals are judged on full-size runs
+  if (!SMOKE && goals.some(([, ok]) => !ok)) process.exitCode = 1;
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });

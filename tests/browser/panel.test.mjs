@@ -1,0 +1,193 @@
+// Browser tests of the station panel: Debian's Chromium driven by playwright-core.
+//   node panel.test.mjs HPLUA [SCREENSHOT_DIR]
+// Every wait is on what the operator sees (locators), never a fixed sleep.
+import path from 'node:path';
+import { startStation, launch, check, failed, alive, children, api, shotsDir } from './lib.mjs';
+
+const HPLUA = path.resolve(process.argv[2] ?? 'build/hplua');
+if (process.argv[3]) process.env.SCREENSHOTS = process.argv[3];
+const SHOTS = shotsDir();
+const T = 45000;
+
+async function row(page, name) {
+  return page.locator('li.test', { has: page.locator('.name', { hasText: new RegExp(`^${name}`) }) });
+}
+
+async function statusOf(page, name) {
+  return (await row(page, name)).getAttribute('data-status', { timeout: T });
+}
+
+async function waitStatus(page, name, status) {
+  await page.locator(`li.test[data-status="${status}"]`, { has: page.locator('.name', { hasText: new RegExp(`^${name}`) }) })
+    .waitFor({ timeout: T });
+}
+
+async function dialog(page, kind) {
+  const d = page.locator(`.dialog[data-kind="${kind}"]`);
+  await d.waitFor({ timeout: T });
+  return d;
+}
+
+async function snapshot(page) {
+  return page.evaluate(() => ({
+    tests: [...document.querySelectorAll('li.test')].map((li) => `${li.dataset.id}=${li.dataset.status}`).join(','),
+    dialogs: [...document.querySelectorAll('.dialog')].map((d) => d.dataset.id).join(','),
+    serial: document.querySelector('.run-serial')?.textContent,
+  }));
+}
+
+async function main() {
+  const station = await startStation(HPLUA);
+  const browser = await launch();
+  const alerts = [];
+  try {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const page = await ctx.newPage();
+    page.on('dialog', (d) => { alerts.push(d.message()); d.dismiss(); });
+    page.on('pageerror', (e) => { check(false, `no script error in the page: ${e.message}`); });
+    await page.goto(station.url);
+    await page.locator('#link', { hasText: 'live' }).waitFor({ timeout: T });
+    check(await page.locator('.serial').evaluate((e) => e === document.activeElement), 'the serial field has the focus');
+    await page.screenshot({ path: path.join(SHOTS, 'idle.png') });
+
+    // A malformed serial is refused in the page.
+    await page.keyboard.type('BAD SERIAL');
+    await page.keyboard.press('Enter');
+    await page.locator('.form-error', { hasText: 'not a valid serial' }).waitFor({ timeout: T });
+    check(true, 'a serial that does not match the pattern is refused in the page');
+    await page.keyboard.press('Control+A');
+
+    // Keyboard wedge: characters then Enter start the run.
+    await page.keyboard.type('ALL-1', { delay: 5 });
+    await page.keyboard.press('Enter');
+    await waitStatus(page, 'power', 'passed');
+    check(true, 'tests go live after a scanned serial + Enter');
+    const msg = page.locator('li.test .message', { hasText: '<script>alert(1)</script>' });
+    await msg.waitFor({ timeout: T });
+    check(true, 'test output with <script> shows as text');
+    const icc = page.locator('.measurement', { hasText: 'icc' });
+    await icc.waitFor({ timeout: T });
+    if (await icc.getAttribute('data-status') === 'marginal') {
+      check((await icc.textContent()).includes('MARGINAL'), 'a marginal measurement is marked');
+    } else {
+      console.log('note: this hplua does not report marginal measurements yet (marginal_max); mark not checked');
+    }
+    check((await page.locator('.measurement', { hasText: 'vcc' }).textContent()).includes('≥ 3.2'),
+      'measurement limits are shown');
+
+    // confirm: the Yes button has the focus; Enter answers.
+    const confirm = await dialog(page, 'confirm');
+    await page.screenshot({ path: path.join(SHOTS, 'dialog.png') });
+    check(await confirm.locator('.yes').evaluate((e) => e === document.activeElement), 'confirm dialog: Yes has the focus');
+
+    // A second page and a reload mid-run show the same live state.
+    const page2 = await ctx.newPage();
+    await page2.goto(station.url);
+    await page2.locator('.dialog[data-kind="confirm"]').waitFor({ timeout: T });
+    await page.reload();
+    await page.locator('.dialog[data-kind="confirm"]').waitFor({ timeout: T });
+    const [a, b] = [await snapshot(page), await snapshot(page2)];
+    check(a.tests === b.tests && a.dialogs === b.dialogs && a.tests.includes('passed'),
+      'reload and a second page mid-run show the same state');
+    await page.screenshot({ path: path.join(SHOTS, 'running.png') });
+
+    await page.keyboard.press('Enter');
+    await page2.locator('.dialog[data-kind="confirm"]').waitFor({ state: 'detached', timeout: T });
+    check(true, 'an answer in one page clears the dialog in the other');
+
+    // text
+    await dialog(page, 'text');
+    await page.keyboard.type('looks fine');
+    await page.keyboard.press('Enter');
+    // number: out of range is refused in the page, then a fitting one
+    const num = await dialog(page, 'number');
+    check((await num.textContent()).includes('1 … 5'), 'number dialog shows its range');
+    await page.keyboard.type('9');
+    await page.keyboard.press('Enter');
+    await num.locator('.dialog-error', { hasText: 'At most 5' }).waitFor({ timeout: T });
+    await page.keyboard.press('Control+A');
+    await page.keyboard.type('3');
+    await page.keyboard.press('Enter');
+    // choice: arrow keys pick, Enter answers
+    await dialog(page, 'choice');
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('Enter');
+    // multi: space toggles, Tab moves
+    await dialog(page, 'multi');
+    await page.keyboard.press('Space');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Space');
+    await page.keyboard.press('Enter');
+    // image: the picture is served by the station; y answers
+    const img = await dialog(page, 'image');
+    await page.waitForFunction(() => document.querySelector('.dialog-image')?.naturalWidth > 0, null, { timeout: T });
+    check(true, 'image dialog shows the suite image');
+    check((await api(station.url, 'GET', '/api/dialogs/nope/image')).status === 404, 'no image without a pending dialog');
+    await img.locator('.yes').focus();
+    await page.keyboard.press('y');
+
+    await page.locator('.verdict-word', { hasText: 'PASS' }).waitFor({ timeout: T });
+    await page2.locator('.verdict-word', { hasText: 'PASS' }).waitFor({ timeout: T });
+    check(true, 'PASS verdict in both pages');
+    const answers = await page.locator('li.test .message').allTextContents();
+    for (const want of ['answer: true', 'answer: looks fine', 'answer: 3', 'answer: green', 'answer: red,blue']) {
+      check(answers.some((t) => t.includes(want)), `dialog answer arrived: ${want}`);
+    }
+    check(await page.locator('.serial').evaluate((e) => e === document.activeElement), 'after the verdict the serial field has the focus');
+    await page.screenshot({ path: path.join(SHOTS, 'verdict-pass.png') });
+
+    // FAIL: names the failing test and its message; a retest is marked.
+    await page.keyboard.type('FAIL-1');
+    await page.keyboard.press('Enter');
+    await page.locator('.verdict-word', { hasText: 'FAIL' }).waitFor({ timeout: T });
+    const detail = await page.locator('.verdict-detail').textContent();
+    check(detail.includes('power') && detail.includes('vcc'), `FAIL names the test and its message (${detail})`);
+    await page.screenshot({ path: path.join(SHOTS, 'verdict-fail.png') });
+    await page.keyboard.type('FAIL-1');
+    await page.keyboard.press('Enter');
+    await page.locator('.retest:visible').waitFor({ timeout: T });
+    await page.locator('.verdict-word', { hasText: 'FAIL' }).waitFor({ timeout: T });
+    check(true, 'a serial seen before is marked RETEST');
+    await page.locator('#runs tr').nth(2).waitFor({ timeout: T });
+    check((await page.locator('#stat-fpy').textContent()).includes('%'), 'recent runs and first-pass yield shown');
+
+    // Stop mid-run, keyboard only: Tab from the serial field to Stop.
+    await page.keyboard.type('SLOW-1');
+    await page.keyboard.press('Enter');
+    await waitStatus(page, 'soak', 'running');
+    const st = (await api(station.url, 'GET', '/api/state')).doc;
+    const pid = st.slots[0].pid;
+    check(pid && alive(pid), 'the run child is running');
+    await page.locator('.stop-button:enabled').waitFor({ timeout: T });
+    await page.locator('.serial').focus();
+    await page.keyboard.press('Tab'); // Start (disabled while running: skipped)
+    if (!(await page.locator('.stop-button').evaluate((e) => e === document.activeElement))) await page.keyboard.press('Tab');
+    check(await page.locator('.stop-button').evaluate((e) => e === document.activeElement), 'Stop is reachable with Tab');
+    await page.keyboard.press('Enter');
+    await page.locator('.verdict-word', { hasText: 'STOPPED' }).waitFor({ timeout: T });
+    await page2.locator('.verdict-word', { hasText: 'STOPPED' }).waitFor({ timeout: T });
+    // the verdict comes with the run's last event; the station records the run once its process is gone
+    for (let i = 0; i < 200 && (await api(station.url, 'GET', '/api/state')).doc.slots[0].state === 'running'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    check(!alive(pid), 'Stop leaves no run process (/proc)');
+    const kids = children(station.proc.pid).filter((k) => k !== pid);
+    check(kids.every((k) => !alive(k) || readCmd(k).includes('serve')), 'no process left but the engine watchdog');
+    await page.screenshot({ path: path.join(SHOTS, 'verdict-stopped.png') });
+    check(alerts.length === 0, 'no alert() ever ran (test text is never HTML)');
+  } finally {
+    await browser.close();
+    const code = await station.stop();
+    check(code === 0, 'the station stops cleanly');
+  }
+  if (failed()) { console.log(`${failed()} check(s) failed`); process.exit(1); }
+  console.log('all checks passed');
+}
+
+import { readFileSync } from 'node:fs';
+function readCmd(pid) {
+  try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8'); } catch { return 'serve'; }
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });

@@ -1,0 +1,50 @@
+local hp = require "hplua"
+local serial = hp.run.serial or ""
+
+hp.test("power", function()
+  hp.set_dut { serial = serial }
+  hp.set_message("measuring the 3.3 V rail <script>alert(1)</script>")
+  hp.measure { name = "vcc", value = serial:match("^FAIL") and 2.9 or 3.31, unit = "V", min = 3.2, max = 3.4 }
+  hp.measure { name = "icc", value = 0.118, unit = "A", max = 0.2, marginal_max = 0.1 }
+end)
+
+hp.test("firmware", function()
+  local p = hp.process.lua("flasher", [[
+    for i = 1, 3 do print("block " .. i .. " of 3 <b>written</b>"); io.stdout:flush() end
+  ]])
+  local r = p:wait(20)
+  hp.expect(r.exit_code).to_equal(0)
+end)
+
+local kind = serial:match("^DIALOG%-(%a+)")
+local kinds = serial:match("^ALL%-") and { "confirm", "text", "number", "choice", "multi", "image" } or { kind }
+for i, k in ipairs(kinds) do
+  hp.test("operator " .. k, function()
+    local answer = hp.dialog { id = "ask_" .. k, kind = k, title = "Operator check " .. i,
+      text = "Answer the " .. k .. " question <i>please</i>", choices = (k == "choice" or k == "multi") and { "red", "green", "blue" } or nil,
+      min = k == "number" and 1 or nil, max = k == "number" and 5 or nil, image = k == "image" and "board.svg" or nil }
+    hp.set_message("answer: " .. (type(answer) == "table" and table.concat(answer, ",") or tostring(answer)))
+  end)
+end
+
+if serial:match("^SLOW") then
+  hp.test("soak", function() hp.sleep(30) end)
+end
+
+if serial:match("^CRASH") then
+  hp.test("crash", function()
+    os.execute("kill -9 " .. require("hplua.sys").getpid())
+    hp.sleep(10)
+  end)
+end
+
+local n = tonumber(serial:match("^N(%d+)%-") or "0")
+for i = 1, n do
+  hp.test(string.format("quick %04d", i), function()
+    hp.measure { name = "v" .. i, value = 1.0, unit = "V", min = 0.5, max = 1.5 }
+  end)
+end
+
+hp.test("label", function()
+  hp.set_message("label printed for " .. serial)
+end)

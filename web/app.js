@@ -1,0 +1,359 @@
+// The operator panel: talks to the station's HTTP API (docs/http-api.md), folds the
+// event stream into each slot's state (state.js) and draws it. Text from tests is
+// always set with textContent, never parsed as HTML.
+import { newSlot, apply, verdictOf, counts } from './state.js';
+import { renderDialog } from './dialogs.js';
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const el = (tag, cls, text) => {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  return e;
+};
+
+const station = { slots: [], tiles: [], regex: null, pattern: '', source: null, frame: 0 };
+
+// ---- network
+
+async function api(method, path, body) {
+  const init = { method, headers: {} };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, init);
+  let doc = null;
+  try { doc = await r.json(); } catch { /* not JSON */ }
+  return { status: r.status, doc };
+}
+
+function connect() {
+  if (station.source) station.source.close();
+  const es = new EventSource('/api/events');
+  station.source = es;
+  es.onopen = () => setLink('live', 'live');
+  es.onerror = () => setLink('reconnecting…', 'down');
+  es.onmessage = (m) => {
+    let ev;
+    try { ev = JSON.parse(m.data); } catch { return; }
+    const s = station.slots[(ev.slot ?? 1) - 1];
+    if (!s) return;
+    const what = apply(s, ev);
+    if (what === 'resync') { connect(); return; }
+    if (what === 'run_finished') onFinished(s, ev);
+    schedule();
+  };
+}
+
+function setLink(text, cls) {
+  const l = $('#link');
+  l.textContent = text;
+  l.dataset.state = cls;
+}
+
+async function refreshStats() {
+  const [st, runs] = await Promise.all([api('GET', '/api/state'), api('GET', '/api/runs?limit=20')]);
+  if (st.status === 200) drawStats(st.doc);
+  if (runs.status === 200) drawRuns(runs.doc);
+}
+
+// ---- actions
+
+function serialProblem(serial) {
+  if (!serial) return 'Enter the DUT serial first.';
+  if (station.regex && !station.regex.test(serial)) return `“${serial}” is not a valid serial (pattern ${station.pattern}).`;
+  return null;
+}
+
+async function start(tile, s) {
+  const input = $('.serial', tile);
+  const serial = input.value.trim();
+  const err = $('.form-error', tile);
+  const problem = serialProblem(serial);
+  if (problem) { err.textContent = problem; input.select(); return; }
+  err.textContent = '';
+  const body = { serial };
+  if (station.slots.length > 1) body.slot = s.slot;
+  const r = await api('POST', '/api/start', body);
+  if (r.status === 202) {
+    input.value = '';
+    tile.dataset.pending = 'starting';
+    $('.run-status', tile).textContent = 'starting…';
+  } else {
+    err.textContent = r.doc?.error ?? `the station answered ${r.status}`;
+    input.select();
+  }
+}
+
+async function stop(s) {
+  await api('POST', '/api/stop', station.slots.length > 1 ? { slot: s.slot } : {});
+}
+
+async function answer(s, d, value, errorEl) {
+  const r = await api('POST', `/api/dialogs/${encodeURIComponent(d.id)}`, { value, slot: s.slot });
+  if (r.status === 200) {
+    s.dialogs.delete(d.id);
+    s.dirty.add('dialogs');
+    schedule();
+  } else {
+    errorEl.textContent = r.doc?.error ?? `the station answered ${r.status}`;
+  }
+}
+
+function onFinished(s, ev) {
+  // a verdict that just happened (not one replayed on page load) may beep
+  const age = Date.now() - Date.parse(ev.time);
+  if ($('#sound').checked && age < 10000) beep(ev.status === 'passed');
+  refreshAfterRun(s.slot, ev.run_id);
+}
+
+// The run's child ends just after its last event; the station records the run
+// then. Look until the station has it (a few tenths of a second).
+async function refreshAfterRun(slot, runId) {
+  for (let i = 0; i < 25; i++) {
+    const st = await api('GET', '/api/state');
+    const x = st.doc?.slots?.[slot - 1];
+    if (st.status === 200 && (x?.run_id !== runId || x?.state !== 'running')) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  await refreshStats();
+}
+
+let audio = null;
+function beep(ok) {
+  audio ??= new AudioContext();
+  const notes = ok ? [[880, 0, 0.12], [1320, 0.14, 0.18]] : [[220, 0, 0.5], [180, 0.55, 0.5]];
+  for (const [f, at, len] of notes) {
+    const o = audio.createOscillator();
+    const g = audio.createGain();
+    o.frequency.value = f;
+    o.type = ok ? 'sine' : 'square';
+    g.gain.value = 0.15;
+    o.connect(g).connect(audio.destination);
+    o.start(audio.currentTime + at);
+    o.stop(audio.currentTime + at + len);
+  }
+}
+
+// ---- drawing (batched per animation frame)
+
+function schedule() {
+  if (!station.frame) station.frame = requestAnimationFrame(draw);
+}
+
+function draw() {
+  station.frame = 0;
+  station.slots.forEach((s, i) => drawSlot(station.tiles[i], s));
+}
+
+function fmtDuration(d) {
+  if (typeof d !== 'number') return '';
+  return d < 10 ? `${d.toFixed(2)} s` : `${d.toFixed(1)} s`;
+}
+
+const STATUS_TEXT = { queued: 'queued', running: 'running', passed: 'passed', failed: 'failed', skipped: 'skipped',
+  stopped: 'stopped' };
+
+function limitsText(m) {
+  const parts = [];
+  if (m.min !== undefined && m.min !== null) parts.push(`≥ ${m.min}`);
+  if (m.gt !== undefined && m.gt !== null) parts.push(`> ${m.gt}`);
+  if (m.max !== undefined && m.max !== null) parts.push(`≤ ${m.max}`);
+  if (m.lt !== undefined && m.lt !== null) parts.push(`< ${m.lt}`);
+  if (m.nominal !== undefined && m.nominal !== null) {
+    parts.push(`${m.nominal} ± ${m.tolerance ?? `${m.tolerance_pct}%`}`);
+  }
+  if (m.expect !== undefined && m.expect !== null) parts.push(`= ${m.expect}`);
+  if (m.match) parts.push(`~ ${m.match}`);
+  return parts.join(', ');
+}
+
+function testRow(t) {
+  const li = el('li', 'test');
+  li.dataset.id = t.id;
+  const line = el('div', 'test-line');
+  line.append(el('span', 'badge'), el('span', 'name'), el('span', 'duration'), el('span', 'message'));
+  li.append(line, el('ul', 'measurements'), el('ul', 'output'));
+  return li;
+}
+
+function fillRow(li, t) {
+  li.dataset.status = t.status;
+  if (t.time) li.dataset.time = t.time;
+  $('.badge', li).textContent = STATUS_TEXT[t.status] ?? t.status;
+  $('.name', li).textContent = t.attempt > 1 ? `${t.name} (attempt ${t.attempt})` : t.name;
+  $('.duration', li).textContent = fmtDuration(t.duration);
+  $('.message', li).textContent = t.message ?? '';
+  // measurements and output lines are redrawn only when they changed
+  if (li.mrev !== t.mrev) {
+    li.mrev = t.mrev;
+    drawMeasurements($('.measurements', li), t);
+  }
+  if (li.orev !== t.orev) {
+    li.orev = t.orev;
+    const lines = t.output.slice(-12);
+    $('.output', li).replaceChildren(...lines.map((o) => el('li', o.kind, o.text)));
+  }
+}
+
+function drawMeasurements(ms, t) {
+  ms.replaceChildren(...t.measurements.map((m) => {
+    const row = el('li', 'measurement');
+    row.dataset.status = m.status ?? 'passed';
+    const value = `${m.value ?? '—'}${m.unit ? ` ${m.unit}` : ''}`;
+    row.append(el('span', 'm-name', m.name), el('span', 'm-value', value), el('span', 'm-limits', limitsText(m)),
+      el('span', 'm-status', m.status === 'marginal' ? 'MARGINAL' : m.status === 'failed' ? 'OUT OF LIMITS' : ''));
+    return row;
+  }));
+}
+
+function drawSlot(tile, s) {
+  if (s.dirty.size === 0) return;
+  const all = s.dirty.has('all');
+  tile.dataset.state = s.state;
+  if (s.runId) delete tile.dataset.pending;
+  const list = $('.tests', tile);
+  if (all || s.dirty.has('list')) {
+    // rows in run order, reusing the ones that exist
+    const have = new Map([...list.children].map((li) => [li.dataset.id, li]));
+    const rows = s.order.map((id) => have.get(id) ?? testRow(s.tests.get(id)));
+    list.replaceChildren(...rows);
+    rows.forEach((li) => fillRow(li, s.tests.get(li.dataset.id)));
+  } else {
+    for (const id of s.dirty) {
+      const t = s.tests.get(id);
+      if (!t) continue;
+      const li = list.querySelector(`li.test[data-id="${CSS.escape(id)}"]`);
+      if (li) fillRow(li, t);
+    }
+  }
+  if (all || s.dirty.has('head') || s.dirty.has('verdict') || s.dirty.has('list')) drawHead(tile, s);
+  if (all || s.dirty.has('dialogs')) drawDialogs(tile, s);
+  if (all || s.dirty.has('errors')) {
+    $('.errors', tile).replaceChildren(...s.errors.map((e) => el('li', 'error', e)));
+  }
+  if (s.current && s.current !== tile.shownCurrent) {
+    // keep the running test in view (once per test: scrolling costs a layout)
+    tile.shownCurrent = s.current;
+    const li = list.querySelector(`li.test[data-id="${CSS.escape(s.current)}"]`);
+    if (li) li.scrollIntoView({ block: 'nearest' });
+  }
+  s.dirty.clear();
+}
+
+function drawHead(tile, s) {
+  const { done, total } = counts(s);
+  $('.run-serial', tile).textContent = s.serial ? `Serial ${s.serial}` : '';
+  $('.retest', tile).hidden = !s.retest;
+  $('.run-status', tile).textContent = s.state === 'running' ? 'running' : s.state === 'finished' ? s.status : 'ready';
+  $('.progress-text', tile).textContent = total ? `${done} / ${total} tests` : '';
+  $('.progress-bar', tile).style.width = total ? `${(100 * done) / total}%` : '0';
+  const cur = s.current ? s.tests.get(s.current) : null;
+  $('.current', tile).textContent = cur ? `Now: ${cur.name}${cur.message ? ` — ${cur.message}` : ''}` : '';
+  $('.stop-button', tile).disabled = s.state !== 'running';
+  $('.start-button', tile).disabled = s.state === 'running';
+  const v = verdictOf(s);
+  const box = $('.verdict', tile);
+  box.hidden = !v;
+  if (v) {
+    box.dataset.verdict = v.cls;
+    $('.verdict-word', box).textContent = v.word;
+    $('.verdict-detail', box).textContent = v.detail;
+    $('.verdict-serial', box).textContent = s.serial ? `Serial ${s.serial}${s.retest ? ' · retest' : ''}` : '';
+  }
+  // ready for the next scan: after a verdict, or when nothing has the focus
+  const idleFocus = !document.activeElement || document.activeElement === document.body;
+  if (s.state !== 'running' && (s.dirty.has('verdict') || idleFocus)) $('.serial', tile).focus();
+}
+
+function drawDialogs(tile, s) {
+  const box = $('.dialogs', tile);
+  const shown = new Map([...box.children].map((c) => [c.dataset.id, c]));
+  const cards = [];
+  for (const d of s.dialogs.values()) {
+    cards.push(shown.get(d.id) ?? renderDialog(d, s.slot, (value, errEl) => answer(s, d, value, errEl)));
+  }
+  const hadFocus = box.contains(document.activeElement);
+  box.replaceChildren(...cards);
+  const first = cards[0];
+  if (first && !first.contains(document.activeElement)) {
+    first.querySelector('[data-autofocus]')?.focus();
+  } else if (!first && hadFocus) {
+    $('.serial', tile).focus();
+  }
+}
+
+function drawStats(st) {
+  $('#station-name').textContent = st.station;
+  const stand = st.stand?.location ? ` · ${st.stand.location}` : '';
+  $('#suite-name').textContent = `Suite: ${st.suite}${stand}`;
+  document.title = `${st.station} — hplua`;
+  $('#stat-runs').textContent = String(st.stats.runs);
+  const fpy = st.stats.first_pass_yield;
+  $('#stat-fpy').textContent = typeof fpy === 'number' ? `${(fpy * 100).toFixed(1)}% (${st.stats.first_pass}/${st.stats.serials})` : '—';
+  $('#stat-uploads').textContent = st.uploads_pending ?? '—';
+  // retest marks live in the state, not in the events
+  st.slots.forEach((x) => {
+    const s = station.slots[x.slot - 1];
+    if (s && x.run_id === s.runId && s.retest !== !!x.retest) { s.retest = !!x.retest; s.dirty.add('head'); schedule(); }
+  });
+}
+
+function drawRuns(runs) {
+  $('#runs-empty').hidden = runs.length > 0;
+  $('#runs').replaceChildren(...runs.map((r) => {
+    const tr = el('tr');
+    tr.dataset.status = r.status;
+    const time = r.started_at ? new Date(r.started_at).toLocaleTimeString() : '';
+    const result = el('td', 'result', r.status.toUpperCase());
+    if (r.retest) result.append(el('span', 'retest-mark', 'retest'));
+    tr.append(el('td', null, time), el('td', 'serial-cell', r.serial), el('td', null, r.slot), result,
+      el('td', 'failing', r.caused_failure ? `${r.caused_failure}${r.message ? `: ${r.message}` : ''}` : ''),
+      el('td', null, fmtDuration(r.duration)));
+    return tr;
+  }));
+}
+
+// ---- set-up
+
+function makeTile(s, many) {
+  const tile = $('#slot-template').content.firstElementChild.cloneNode(true);
+  tile.dataset.slot = String(s.slot);
+  const title = $('.slot-title', tile);
+  title.textContent = `Slot ${s.slot}`;
+  title.hidden = !many;
+  tile.setAttribute('aria-label', `Slot ${s.slot}`);
+  const input = $('.serial', tile);
+  input.id = `serial-${s.slot}`;
+  if (station.regex) input.title = `pattern ${station.pattern}`;
+  $('.start', tile).addEventListener('submit', (e) => { e.preventDefault(); start(tile, s); });
+  $('.stop-button', tile).addEventListener('click', () => stop(s));
+  input.addEventListener('input', () => { $('.form-error', tile).textContent = ''; });
+  return tile;
+}
+
+async function main() {
+  const sound = $('#sound');
+  sound.checked = localStorage.getItem('hplua.sound') === 'on';
+  sound.addEventListener('change', () => localStorage.setItem('hplua.sound', sound.checked ? 'on' : 'off'));
+  const st = await api('GET', '/api/state');
+  if (st.status !== 200) { setLink(`station answered ${st.status}`, 'down'); return; }
+  station.pattern = st.doc.serial_pattern;
+  try { station.regex = st.doc.serial_regex ? new RegExp(st.doc.serial_regex) : null; } catch { station.regex = null; }
+  const many = st.doc.slots.length > 1;
+  document.body.dataset.slots = String(st.doc.slots.length);
+  for (const x of st.doc.slots) {
+    const s = newSlot(x.slot);
+    station.slots.push(s);
+    const tile = makeTile(s, many);
+    station.tiles.push(tile);
+    $('#slots').append(tile);
+  }
+  drawStats(st.doc);
+  draw();
+  connect();
+  refreshStats();
+}
+
+main();
