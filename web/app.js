@@ -157,9 +157,11 @@ const STATUS_TEXT = { queued: 'queued', running: 'running', passed: 'passed', fa
 
 function limitsText(m) {
   const parts = [];
-  if (m.min !== undefined && m.min !== null) parts.push(`≥ ${m.min}`);
+  const has = (v) => v !== undefined && v !== null;
+  if (has(m.min) && has(m.max)) parts.push(`${m.min} … ${m.max}`); // as the console writes them
+  else if (has(m.min)) parts.push(`≥ ${m.min}`);
+  else if (has(m.max)) parts.push(`≤ ${m.max}`);
   if (m.gt !== undefined && m.gt !== null) parts.push(`> ${m.gt}`);
-  if (m.max !== undefined && m.max !== null) parts.push(`≤ ${m.max}`);
   if (m.lt !== undefined && m.lt !== null) parts.push(`< ${m.lt}`);
   if (m.nominal !== undefined && m.nominal !== null) {
     parts.push(`${m.nominal} ± ${m.tolerance ?? `${m.tolerance_pct}%`}`);
@@ -179,6 +181,11 @@ function testRow(t) {
 }
 
 function fillRow(li, t) {
+  // a row is reused for the same test id in the next run: its lists belong to the old one
+  if (li.model !== t) {
+    li.model = t;
+    li.mrev = li.orev = -1;
+  }
   li.dataset.status = t.status;
   if (t.time) li.dataset.time = t.time;
   $('.badge', li).textContent = STATUS_TEXT[t.status] ?? t.status;
