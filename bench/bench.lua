@@ -35,7 +35,7 @@ local size = {
   round_trips = S and 200 or 10000, rt_runs = S and 1 or 5,
   cpu_loop = S and 20000 or 3000000, cpu_runs = S and 1 or 9,
   live = S and { 20, 160 } or { 500, 4000 }, all = S and 50 or 4000, busy = S and 20 or 2000,
-  busy_latency = S and 10 or 200,
+  busy_latency = S and 10 or 200, measures = S and { 2000, 20000 } or { 100000, 1000000 },
 }
 
 local tmp = os.tmpname()
@@ -481,6 +481,31 @@ print(hp.clock() - t0)
   growth = growth or {}
   growth[#growth + 1] = string.format("capture %d MiB: peak RSS %.1f MiB = %.2fx the captured size (goal <= 1.15x)",
     mib, hr / 1024, hr * 1024 / bytes)
+end
+
+-- 14. hp.measure with limits: linear in the number of calls, and what each costs
+-- beyond building its table (the same loop handing the table to an empty function)
+if want(14) then
+  local function per_call(n, real)
+    write(tmp .. "/measure.lua", string.format([[
+local hp = require "hplua"
+local sink = function(t) return t end
+hp.test("measure", function()
+  local f = %s
+  local t0 = hp.clock()
+  for i = 1, %d do f { name = "v" .. (i %% 100), value = 3.3, unit = "V", min = 3.2, max = 3.4, marginal_max = 3.39 } end
+  print(hp.clock() - t0)
+end)
+]], real and "hp.measure" or "sink", n))
+    local r = run({ HPLUA, "-q", tmp .. "/measure.lua" })
+    return assert(tonumber(r.stdout:match("^([%d.e-]+)\n")), "no time printed: " .. r.stdout) / n
+  end
+  local a, b = size.measures[1], size.measures[2]
+  local base_a, real_a, real_b = per_call(a, false), per_call(a, true), per_call(b, true)
+  row(string.format("hp.measure, %d calls (per call)", a), "us", real_a * 1e6, nil, "the loop without hp.measure",
+    base_a * 1e6, nil, "<= 2 us more", "lower")
+  row(string.format("hp.measure x10 calls (%d -> %d), per call", a, b), "x", real_b / real_a, nil, "linear", 1, nil,
+    "~1x per call", "lower")
 end
 
 -- the table
