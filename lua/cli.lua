@@ -169,7 +169,7 @@ function M.parse(args)
     end
     i = i + 1
   end
-  if #opts.paths == 0 then opts.paths[1] = "tests" end
+  if #opts.paths == 0 then opts.paths[1], opts.default_path = "tests", true end
   return opts
 end
 
@@ -249,7 +249,19 @@ local function run_tests(opts)
   for _, p in ipairs(opts.paths) do
     local kind, err = sys.kind(p)
     if not kind then
-      return usage_error(err:find("No such file", 1, true) and ("path not found: " .. p) or err)
+      local msg = err:find("No such file", 1, true) and ("path not found: " .. p) or err
+      if opts.default_path then
+        -- `hplua --json suite`: the folder was taken as the option's value
+        for _, o in ipairs { { "--json", opts.json }, { "--junit", opts.junit }, { "--events", opts.events },
+          { "--answers", opts.answers }, { "--limits", opts.limits }, { "--artifacts", opts.artifacts } } do
+          if o[2] and sys.kind(o[2]) == "dir" then
+            msg = string.format("'%s' was taken as the value of %s, and the default PATH %s does not exist " ..
+              "(hplua %s FILE %s)", o[2], o[1], p, o[1], o[2])
+            break
+          end
+        end
+      end
+      return usage_error(msg)
     end
   end
   -- a report that cannot be written is a usage error before anything runs

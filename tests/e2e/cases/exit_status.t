@@ -22,6 +22,11 @@ $ hplua does/not/exist
 hplua: error: path not found: does/not/exist (see hplua --help)
 [4]
 
+# A folder taken as an option's value: said so, not just "path not found: tests".
+$ hplua --json pass
+hplua: error: 'pass' was taken as the value of --json, and the default PATH tests does not exist (hplua --json FILE pass) (see hplua --help)
+[4]
+
 $ hplua --timeout
 hplua: error: option --timeout needs a value (see hplua --help)
 [4]
