@@ -36,8 +36,14 @@ void clock_iso8601(double wall, char *buf, size_t len)
     }
     /* "YYYY-MM-DDTHH:MM:SS" ".mmm" "+HH" ":" "MM" without printf: reports and events
      * stamp every record */
-    if (len < 30) {
-        snprintf(buf, len, "%s.%03d%.3s:%.2s", date, ms, zone, zone + 3);
+    if (len < 30) { /* a short buffer: the same text, cut */
+        char full[64];
+        snprintf(full, sizeof full, "%s.%03d%.3s:%.2s", date, ms, zone, zone + 3);
+        if (len) {
+            size_t n = strlen(full) < len - 1 ? strlen(full) : len - 1;
+            memcpy(buf, full, n);
+            buf[n] = 0;
+        }
         return;
     }
     size_t n = strlen(date);
