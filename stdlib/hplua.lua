@@ -263,30 +263,28 @@ function hp.measure(m)
   if tv ~= "number" and tv ~= "string" and tv ~= "boolean" then
     error("hp.measure: value must be a number, string or boolean, got " .. tv, 2)
   end
-  local problem = measure.check(m)
+  local problem, stated = measure.check(m)
   if problem then error(string.format("hp.measure %q: %s", m.name, problem), 2) end
   local cur = ctx.current
   if not cur then error("hp.measure must be called while a test runs", 2) end
   -- a measurement that states no limits of its own takes them from --limits
   local limits, unit = m, m.unit
-  local stated = false
-  for _, k in ipairs(measure.LIMIT_KEYS) do
-    if m[k] ~= nil then stated = true break end
-  end
   local entry = measure.entry(m.name)
   if entry then
-    if not stated then limits = entry end
+    if not stated then limits, stated = entry, true end
     unit = unit or entry.unit
   end
-  local ok, status = pcall(measure.evaluate, limits, v)
-  if not ok then error(string.format("hp.measure %q: %s", m.name, status), 2) end
-  local rec = measure.record_limits(limits, { name = m.name, value = v, unit = unit, passed = status ~= "failed",
-    status = status })
+  local status, why = measure.evaluate(limits, v)
+  if not status then error(string.format("hp.measure %q: %s", m.name, why), 2) end
+  local rec = { name = m.name, value = v, unit = unit, passed = status ~= "failed", status = status }
+  local ev = { test = cur.test.id, attempt = cur.attempt, name = rec.name, value = v, unit = unit, status = status }
+  if stated then
+    measure.record_limits(limits, rec)
+    measure.record_limits(limits, ev)
+  end
   if status == "failed" then rec.file, rec.line = ctx.caller() end
   local list = cur.measurements
   list[#list + 1] = rec
-  local ev = measure.record_limits(limits, { test = cur.test.id, attempt = cur.attempt, name = rec.name, value = v,
-    unit = unit, status = status })
   ctx.emit("measurement", ev)
   return status ~= "failed"
 end
