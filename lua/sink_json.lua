@@ -3,7 +3,7 @@
 -- beside the target and synced (prepare); at run_finished it is renamed into place
 -- (commit), so every output agrees with the exit status (a report that cannot be
 -- written fails the run: lua/runner.lua, Run:prepare_outputs).
-local json = require "hplua.json"
+local outfile = require "hplua.outfile"
 
 local M = {}
 
@@ -14,34 +14,9 @@ function M.new(path)
   return setmetatable({ path = path, option = "--json" }, Writer)
 end
 
--- Writes the report for the final record ev to a synced temporary; nil, message on failure.
-function Writer:prepare(ev, run)
-  self:abort()
-  local text = run.report:render(ev)
-  local h, err = json.open_atomic(self.path)
-  local ok = h ~= nil
-  if ok then ok, err = h:write(text) end
-  if ok then ok, err = h:sync() end
-  if not ok then
-    if h then h:abort() end
-    return nil, err
-  end
-  self.handle = h
-  return true
-end
-
-function Writer:abort()
-  if self.handle then self.handle:abort() end
-  self.handle = nil
-end
-
-function Writer:run_finished(_, run)
-  local h = self.handle
-  self.handle = nil
-  if h then
-    local ok, err = h:commit()
-    if not ok then run:output_error(self.option .. ": " .. err) end
-  end
-end
+-- The report for the final record ev, to a synced temporary; nil, message on failure.
+function Writer:prepare(ev, run) return outfile.prepare(self, run.report:render(ev)) end
+function Writer:abort() outfile.abort(self) end
+function Writer:run_finished(_, run) outfile.commit(self, run) end
 
 return M

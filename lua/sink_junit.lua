@@ -3,6 +3,7 @@
 -- testsuite when the next module begins; the file is written atomically at the end.
 local json = require "hplua.json"
 local format = require "hplua.format"
+local outfile = require "hplua.outfile"
 
 local M = {}
 local null = json.null
@@ -90,33 +91,9 @@ function Junit:render(ev)
 end
 
 -- Written to a synced temporary before the run's final event, renamed at it
--- (as sink_json: every output agrees with the exit status).
-function Junit:prepare(ev)
-  self:abort()
-  local h, err = json.open_atomic(self.path)
-  local ok = h ~= nil
-  if ok then ok, err = h:write(self:render(ev)) end
-  if ok then ok, err = h:sync() end
-  if not ok then
-    if h then h:abort() end
-    return nil, err
-  end
-  self.handle = h
-  return true
-end
-
-function Junit:abort()
-  if self.handle then self.handle:abort() end
-  self.handle = nil
-end
-
-function Junit:run_finished(_, run)
-  local h = self.handle
-  self.handle = nil
-  if h then
-    local ok, err = h:commit()
-    if not ok then run:output_error(self.option .. ": " .. err) end
-  end
-end
+-- (hplua.outfile: every output agrees with the exit status).
+function Junit:prepare(ev) return outfile.prepare(self, self:render(ev)) end
+function Junit:abort() outfile.abort(self) end
+function Junit:run_finished(_, run) outfile.commit(self, run) end
 
 return M
