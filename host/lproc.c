@@ -6,7 +6,6 @@
 #include "loop.h"
 #include "lpopen.h"
 
-#include "bigmem.h"
 #include "clock.h"
 #include "heap.h"
 

@@ -12,7 +12,6 @@ local internal = require "hplua.process.internal"
 
 local M = {}
 
-local NONE = setmetatable({}, { __newindex = function() error("internal: NONE is read-only") end })
 
 local HOOK_KINDS = { "before_all", "after_all", "before_each", "after_each" }
 
@@ -298,7 +297,6 @@ local function error_record(e)
   return { message = e.message, file = e.file, line = e.line, traceback = e.traceback, kind = e.kind or "error",
     expected = e.expected, actual = e.actual }
 end
-M.error_record = error_record
 
 local EXIT = { ok = 0, failed = 1, interrupted = 2, internal = 3, usage = 4, none = 5 }
 M.EXIT = EXIT

@@ -76,7 +76,6 @@ local function finite_or_text(x)
   if type(x) ~= "number" or (x == x and x ~= math.huge and x ~= -math.huge) then return x end
   return x ~= x and "nan" or x > 0 and "inf" or "-inf"
 end
-M.finite_or_text = finite_or_text
 
 local function measurement_record(m)
   local r = { name = m.name, value = finite_or_text(m.value), unit = m.unit, passed = m.passed, status = m.status }

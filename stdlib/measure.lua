@@ -83,7 +83,6 @@ local function numeric_limits(s)
   end
   return false
 end
-M.numeric_limits = numeric_limits
 
 -- Status of value v under limits s: "passed", "marginal" or "failed"; nil, why when the
 -- value cannot be compared with the limits given.

@@ -100,8 +100,14 @@ hp.test("SIGKILL at random moments: every test the events call finished is recor
     local store = assert(history.open(db)) -- the next open marks it aborted
     store:close()
     local status = query(db, "SELECT status FROM runs WHERE run_id = ?", run_id)[1].status
-    if r.signal then
+    local n_recorded = 0
+    for _ in pairs(recorded) do n_recorded = n_recorded + 1 end
+    if r.signal and not (status == "passed" and n_recorded == 2000) then
+      -- a kill that lands after the run's end was committed (while hplua exits) leaves it passed,
+      -- with every test recorded; any earlier kill leaves it aborted
       hp.expect(status).to_equal("aborted")
+    elseif r.signal then
+      hp.expect(status).to_equal("passed")
     else
       hp.expect(status).to_equal("passed") -- the run ended before the kill
     end
