@@ -22,7 +22,14 @@ local function scenario(o)
   run.wait_for(function() return started or not p:alive() end, 60, "the fixture's children")
   hp.expect(started).to_be_truthy()
   if o.signal then
-    hp.expect(#run.find_processes(marker) >= (o.min or 1)).to_be_truthy()
+    -- daemons started in the background may take a moment to show in /proc
+    local seen = false
+    local deadline = hp.clock() + 10
+    repeat
+      seen = #run.find_processes(marker) >= (o.min or 1)
+      if not seen then hp.sleep(0.02) end
+    until seen or hp.clock() > deadline
+    hp.expect(seen).to_be_truthy()
     run.kill(p.pid, o.signal, o.group)
   end
   local res = p:wait(60)
