@@ -134,7 +134,8 @@ void crossing_process_event(lua_State *L, const char *kind, const proc *p, size_
         /* a last line without a newline counts as a line */
         set_int(L, "stdout_lines", (lua_Integer)(p->out.lines + (p->out.total && p->out.last != '\n')));
         set_int(L, "stderr_lines", (lua_Integer)(p->err.lines + (p->err.total && p->err.last != '\n')));
-        set_int(L, "max_rss_kb", p->max_rss_kb);
+        if (p->max_rss_kb > 0)
+            set_int(L, "max_rss_kb", p->max_rss_kb);
         /* the whole output: the JSON report's processes are built from these events */
         crossing_push_output(L, (proc *)p, (proc_buf *)&p->out, false, headroom);
         lua_setfield(L, -2, "stdout");

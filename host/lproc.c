@@ -89,7 +89,7 @@ static void push_common(lua_State *L, proc *p)
 }
 
 /* A result: { name, pid, command, exit_code | signal, stdout, stderr, started_at,
- * ended_at, duration, timed_out, terminated, max_rss_kb }. */
+ * ended_at, duration, timed_out, terminated, max_rss_kb (when known) }. */
 static void push_result(lua_State *L, proc *p)
 {
     char when[48];
@@ -101,7 +101,8 @@ static void push_result(lua_State *L, proc *p)
     clock_iso8601(p->end_wall, when, sizeof when);
     set_str(L, "ended_at", when);
     set_num(L, "duration", p->end_mono - p->start_mono);
-    set_int(L, "max_rss_kb", p->max_rss_kb);
+    if (p->max_rss_kb > 0)
+        set_int(L, "max_rss_kb", p->max_rss_kb);
 }
 
 /* What a running child has done so far: no exit_code, ended_at; running = true. */
@@ -339,7 +340,11 @@ static int start_common(lua_State *L, int lua_child)
         argv[1] = (char *)"-e";
         argv[2] = (char *)code;
         argv[3] = NULL;
-        s.command = lua_pushfstring(L, "hplua -e %s", code);
+        char *shown = proc_quote_argv((char *const[]){(char *)"hplua", (char *)"-e", (char *)code, NULL});
+        if (!shown)
+            return luaL_error(L, "out of memory");
+        s.command = lua_pushstring(L, shown);
+        free(shown);
     } else {
         argv = build_argv(L, 2, &shell);
     }

@@ -5,6 +5,7 @@
 #include "evloop.h"
 #include "orphans.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -392,20 +393,47 @@ static pid_t spawn_child(struct child_args *a)
 #endif
 }
 
-static char *join_argv(char *const *argv)
+/* A shell needs no quotes around a word made only of these. */
+static bool shell_safe(const char *a)
+{
+    if (!*a)
+        return false;
+    for (; *a; a++)
+        if (!isalnum((unsigned char)*a) && !strchr("_@%+=:,./-", *a))
+            return false;
+    return true;
+}
+
+/* The command line as a POSIX shell would need it typed: every argument that is
+ * not a plain word in single quotes (a ' inside as '\''), so a reader of a log sees
+ * where each argument begins and ends. */
+char *proc_quote_argv(char *const *argv)
 {
     size_t len = 1;
     for (char *const *a = argv; *a; a++)
-        len += strlen(*a) + 1;
+        len += strlen(*a) * 4 + 3;
     char *s = malloc(len), *q = s;
     if (!s)
         return NULL;
     for (char *const *a = argv; *a; a++) {
-        size_t n = strlen(*a);
         if (q != s)
             *q++ = ' ';
-        memcpy(q, *a, n);
-        q += n;
+        if (shell_safe(*a)) {
+            size_t n = strlen(*a);
+            memcpy(q, *a, n);
+            q += n;
+            continue;
+        }
+        *q++ = '\'';
+        for (const char *c = *a; *c; c++) {
+            if (*c == '\'') {
+                memcpy(q, "'\\''", 4);
+                q += 4;
+            } else {
+                *q++ = *c;
+            }
+        }
+        *q++ = '\'';
     }
     *q = 0;
     return s;
@@ -475,7 +503,7 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
     p->live_idx = p->timed_idx = NOT_LISTED;
     p->flags = f;
     p->name = strdup(s->name);
-    p->command = s->command ? strdup(s->command) : join_argv(s->argv);
+    p->command = s->command ? strdup(s->command) : proc_quote_argv(s->argv);
     if (!p->name || !p->command || copy_in(e, &p->in, s->stdin_data, s->stdin_len) || (rc = reserve(e))) {
         rc = rc ? rc : ENOMEM;
         snprintf(err, errlen, "%s", strerror(rc));
@@ -506,6 +534,8 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &a.mask);
     p->start_mono = clock_mono();
+    struct rusage self;
+    p->inherited_kb = getrusage(RUSAGE_SELF, &self) == 0 ? self.ru_maxrss : LONG_MAX;
     p->start_wall = clock_wall();
     pid_t pid = spawn_child(&a);
     rc = errno;
@@ -648,7 +678,9 @@ static void write_stdin(proc_engine *e, proc *p)
 
 static void mark_exited(proc_engine *e, proc *p, int status, const struct rusage *ru)
 {
-    p->max_rss_kb = ru ? ru->ru_maxrss : 0;
+    /* exec records the old memory's peak as the new program's: a child that never
+     * went above hplua's own peak at its spawn has an unknown peak of its own (0) */
+    p->max_rss_kb = ru && ru->ru_maxrss > p->inherited_kb ? ru->ru_maxrss : 0;
     p->end_mono = clock_mono();
     p->end_wall = clock_wall();
     p->state = PROC_EXITED;

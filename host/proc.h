@@ -51,7 +51,8 @@ typedef struct proc {
     double kill_at;  /* monotonic time of the SIGKILL escalation, 0 = none */
     int exit_code;   /* -1 when killed by a signal */
     int term_signal; /* 0 when it exited */
-    long max_rss_kb; /* peak resident set size of the child (wait4), 0 until it ends */
+    long max_rss_kb; /* the child's own peak resident set size, 0 until it ends or when unknown */
+    long inherited_kb; /* hplua's peak at the spawn: Linux charges it to the child too */
     bool timed_out, terminated;
     /* the binding's */
     bool reported;          /* its end was announced */
@@ -94,10 +95,12 @@ typedef struct proc_spec {
     bool merge_stderr;   /* stderr goes into the stdout pipe */
     unsigned flags;      /* PROC_INHERIT_*, PROC_STREAM_* */
     double timeout;      /* seconds, 0 = none */
-    const char *command; /* display form; NULL: argv joined */
+    const char *command; /* display form; NULL: argv quoted (proc_quote_argv) */
 } proc_spec;
 
 void proc_engine_init(proc_engine *e);
+/* argv as a POSIX shell would need it typed (malloc'ed; NULL when out of memory). */
+char *proc_quote_argv(char *const *argv);
 /* Terminates and reaps whatever still runs, then frees everything. */
 void proc_engine_free(proc_engine *e);
 

@@ -21,6 +21,9 @@ options:
   -k TEXT               run only tests whose id contains TEXT (repeatable: any match),
                         and the tests they depend on
   --no-deps             with -k, do not add the tests the selected ones depend on
+  --lf, --last-failed   run only the tests that failed in the previous run of the same
+                        PATHs (from the history, else from the --json report), and the
+                        tests they depend on; every test when none failed
   --list                print the selected test ids in run order and exit
   -x, --exitfirst       stop after the first failed test (the rest are skipped)
   --timeout SECONDS     default per-test timeout (a test's own timeout wins)
@@ -98,6 +101,8 @@ function M.parse(args)
         opts.keywords[#opts.keywords + 1] = value
       elseif name == "--no-deps" then
         opts.no_deps = true
+      elseif name == "--lf" or name == "--last-failed" then
+        opts.last_failed = true
       elseif name == "--list" then
         opts.list = true
       elseif name == "-x" or name == "--exitfirst" then
@@ -159,7 +164,7 @@ function M.parse(args)
       elseif name == "-h" or name == "--help" then
         opts.help = true
       else
-        local known = { "--list", "--no-deps", "--no-history", "--exitfirst", "--tap", "--quiet", "--verbose", "--version", "--help" }
+        local known = { "--list", "--no-deps", "--last-failed", "--lf", "--no-history", "--exitfirst", "--tap", "--quiet", "--verbose", "--version", "--help" }
         for k in pairs(takes_value) do known[#known + 1] = k end
         table.sort(known)
         return nil, "unknown option '" .. a .. "'" .. require("hplua.suggest").hint(name, known)
@@ -171,6 +176,46 @@ function M.parse(args)
   end
   if #opts.paths == 0 then opts.paths[1], opts.default_path = "tests", true end
   return opts
+end
+
+-- --last-failed: opts.only = the set of test ids that failed in the newest recorded run
+-- of the same PATHs (the history when it is on, else the --json report about to be
+-- replaced). No failures known: every test runs, as pytest does. Returns true or nil, why.
+local function last_failed(opts)
+  local found, source
+  if opts.history_store then
+    found = opts.history_store:last_failed(opts.paths)
+    source = found and string.format("run %s (%s)", found.run_id:sub(1, 8), (found.started_at or "?"):sub(1, 19):gsub("T", " "))
+  elseif opts.json then
+    local f = io.open(opts.json, "rb")
+    local text = f and f:read("a")
+    if f then f:close() end
+    if text then
+      local ok, rep = pcall(json.decode, text)
+      if not ok or type(rep) ~= "table" or type(rep.modules) ~= "table" then
+        return nil, "--last-failed: " .. opts.json .. " is not a hplua JSON report"
+      end
+      found = { ids = {} }
+      for _, m in ipairs(rep.modules) do
+        for _, t in ipairs(type(m) == "table" and type(m.tests) == "table" and m.tests or {}) do
+          if t.status == "failed" and type(t.id) == "string" then found.ids[#found.ids + 1] = t.id end
+        end
+      end
+      source = opts.json
+    end
+  else
+    return nil, "--last-failed needs the history (it is off: --no-history) or a --json report to read"
+  end
+  local say = opts.quiet and function() end or function(s) io.stdout:write(s, "\n") end
+  if not found or #found.ids == 0 then
+    say(found and ("last failed: no test failed in " .. source .. "; running every test")
+      or "last failed: no previous run of " .. table.concat(opts.paths, " ") .. " recorded; running every test")
+    return true
+  end
+  opts.only = {}
+  for _, id in ipairs(found.ids) do opts.only[id] = true end
+  say(string.format("last failed: re-running %d test(s) that failed in %s", #found.ids, source))
+  return true
 end
 
 -- -e CODE / --exec FILE: run a chunk with the stdlib loaded, args in `arg` and `...`.
@@ -289,6 +334,10 @@ local function run_tests(opts)
       history_path = path
     end
   end
+  if opts.last_failed then
+    local ok, err = last_failed(opts)
+    if not ok then return usage_error(err) end
+  end
   if opts.limits then
     local ok, err = require("hplua.measure").load(opts.limits)
     if not ok then return usage_error(err) end
@@ -297,8 +346,6 @@ local function run_tests(opts)
   local function folder(p) return (p:match("^(.*)/[^/]*$") or ".") .. "/artifacts" end
   ctx.artifacts = opts.artifacts or (opts.json and folder(opts.json)) or (history_path and folder(history_path))
   if opts.max_memory then sys.set_memory_limit(opts.max_memory) end
-  -- test code runs text chunks only (API 12); -e and --exec never get here
-  require("hplua.sandbox").install()
   local runner = require "hplua.runner"
   -- test code runs text chunks only (API 12); -e and --exec never get here
   require("hplua.sandbox").install()
@@ -322,7 +369,26 @@ local function run_tests(opts)
   return run.exit_code
 end
 
+-- A C module whose luaopen_ raises (a missing device, a wrong ABI, an unresolved
+-- symbol at first call) names itself: Lua's require passes the error on bare.
+local function name_c_module_errors()
+  for i = 3, 4 do -- the C searchers
+    local search = package.searchers[i]
+    package.searchers[i] = function(name)
+      local loader, where = search(name)
+      if type(loader) ~= "function" then return loader, where end
+      return function(...)
+        local ok, res = pcall(loader, ...)
+        if ok then return res end
+        if type(res) ~= "string" then error(res, 0) end
+        error(string.format("C module '%s' (%s) failed to load: %s", name, tostring(where), res), 3)
+      end, where
+    end
+  end
+end
+
 function M.main(args)
+  name_c_module_errors()
   if args[1] == "init" then return require("hplua.init").main({ table.unpack(args, 2) }) end
   if args[1] == "history" then return require("hplua.history_cli").main({ table.unpack(args, 2) }) end
   if args[1] == "serve" then return require("hplua.serve").main({ table.unpack(args, 2) }) end

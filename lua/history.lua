@@ -690,6 +690,19 @@ function Store:count(sql, ...)
   return row and row.n or 0
 end
 
+-- The newest run of the same PATHs that ended (or was aborted), and the ids of its
+-- failed tests: { run_id, started_at, ids } | nil (--last-failed).
+function Store:last_failed(paths)
+  local run = self:stmt("SELECT run_id, started_at FROM runs WHERE paths = ? AND status <> 'running'"
+    .. " ORDER BY started_ts DESC, rowid DESC LIMIT 1"):first(jtext(json.array(paths)))
+  if not run then return nil end
+  run.ids = {}
+  for row in self:stmt("SELECT test_id FROM tests WHERE run_id = ? AND status = 'failed' ORDER BY seq"):rows(run.run_id) do
+    run.ids[#run.ids + 1] = row.test_id
+  end
+  return run
+end
+
 -- find(id_or_prefix) -> run_id | nil, message
 function Store:find(id)
   local rows = {}

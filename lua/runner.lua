@@ -220,16 +220,18 @@ end
 
 -- Tests whose id contains any keyword (all without keywords), in run order. Unless
 -- no_deps, the tests they depend on (transitively) are selected too, marked
--- t.as_dependency, so that running one test by its id runs what it needs.
-function M.select(plan, keywords, no_deps)
+-- t.as_dependency, so that running one test by its id runs what it needs. only: a set
+-- of exact ids (--last-failed) that a test must also be in.
+function M.select(plan, keywords, no_deps, only)
   for _, t in ipairs(plan.tests) do
     local ok = #keywords == 0
     for _, k in ipairs(keywords) do
       if t.id:find(k, 1, true) then ok = true break end
     end
+    if only and not only[t.id] then ok = false end
     t.selected = ok or nil
   end
-  if not no_deps and #keywords > 0 then
+  if not no_deps and (#keywords > 0 or only) then
     for i = #plan.tests, 1, -1 do -- dependencies run earlier: one backward pass reaches them all
       local t = plan.tests[i]
       if t.selected then
@@ -618,7 +620,7 @@ function Run:main(paths, keywords)
   end }
   local plan = M.collect(paths)
   self.plan = plan
-  local selected = plan and M.select(plan, keywords, opts.no_deps) or {}
+  local selected = plan and M.select(plan, keywords, opts.no_deps, opts.only) or {}
   self.selected = selected
   local ids, files, nfiles = json.array(), {}, 0
   for i, t in ipairs(selected) do

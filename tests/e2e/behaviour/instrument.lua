@@ -26,10 +26,11 @@ hp.test("SIGINT cuts a blocked driver", function()
   hp.expect(run.test_by_id(rep, "1_blocked::driver blocked on a silent instrument").status).to_equal("stopped")
 end)
 
-hp.test("a module built for another ABI is refused with a clear error", function()
+hp.test("a module built for another ABI is refused with a clear error naming it", function()
   local r = hp.process.start("badabi", { run.exe, "-e", "require 'badabi'" }):wait(10)
   hp.expect(r.exit_code).to_equal(1)
-  hp.expect(r.stderr).to_contain("this module was built for hplua ABI 42, but this hplua")
+  hp.expect(r.stderr).to_contain("(command line):1: C module 'badabi' (")
+  hp.expect(r.stderr).to_contain("badabi.so) failed to load: this module was built for hplua ABI 42, but this hplua")
   hp.expect(r.stderr).to_contain("rebuild it against this hplua's hplua.h")
 end)
 

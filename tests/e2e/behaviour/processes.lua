@@ -179,10 +179,33 @@ hp.test("results, names and the result shape", function()
     hp.expect(r[k]).never.to_be_nil()
   end
   hp.expect(r.exit_code).to_equal(3)
-  hp.expect(r.command).to_equal("sh -c exit 3")
+  -- the command line as a shell would need it: each argument that is not a plain word quoted
+  hp.expect(r.command).to_equal("sh -c 'exit 3'")
+  local q = hp.process.start("quoted", { "printf", "%s|", "a b", "it's", "", "--x=1" }):wait()
+  hp.expect(q.command).to_equal([[printf '%s|' 'a b' 'it'\''s' '' --x=1]])
+  hp.expect(q.stdout).to_equal("a b|it's||--x=1|")
+  local again = hp.process.start("requoted", q.command .. " >/dev/null; " .. q.command):wait() -- a shell reads it back
+  hp.expect(again.stdout).to_equal(q.stdout)
   hp.expect(r.started_at).to_match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%d[+-]%d%d:%d%d$")
   hp.expect(hp.process.results().shape.exit_code).to_equal(3)
   hp.expect(hp.process.names()).to_contain("shape")
+end)
+
+hp.test("max_rss_kb is the child's own peak, never hplua's", function()
+  -- a child hplua grows to ~60 MB, then starts a small child and one that grows to ~240 MB
+  local r = hp.process.lua("rss", [[
+    local hp = require "hplua"
+    local keep = ("x"):rep(60e6)
+    local small = hp.process.start("small", { "true" }):wait()
+    local big = hp.process.lua("big", "local s = ('y'):rep(120e6)"):wait()
+    print(tostring(small.max_rss_kb), tostring(big.max_rss_kb), #keep)
+  ]]):wait(60)
+  hp.expect(r.exit_code).to_equal(0)
+  local small, big = r.stdout:match("^(%S+)%s+(%S+)")
+  -- `true` never comes near 60 MB: its peak is unknown (Linux charges the parent's peak
+  -- to a child at exec), so it is left out rather than reported as the parent's
+  hp.expect(small).to_equal("nil")
+  hp.expect(tonumber(big)).to_be_greater_than(120e3)
 end)
 
 hp.test("start and finish are recorded as messages on the test", function(t)

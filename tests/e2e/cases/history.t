@@ -122,3 +122,43 @@ hplua history: no run 00000000 in .*/h.db (re)
 $ hplua history --history $CRAMTMP/text.db
 hplua history: error: history .*/text.db is not a SQLite database; move it away, or choose another file with %-%-history FILE %(SQLITE_NOTADB: file is not a database%) (re)
 [4]
+
+# --last-failed (--lf) re-runs what failed in the newest run of the same PATHs in the
+# history, with the tests they depend on; with nothing failed (or no run yet) every test.
+$ hplua --history $CRAMTMP/lf.db --lf deps | head -1
+last failed: no previous run of deps recorded; running every test
+[0]
+
+$ hplua --history $CRAMTMP/lf.db --lf deps
+last failed: re%-running 1 test%(s%) that failed in run [0-9a-f]+ %([-0-9]+ [:0-9]+%) (re)
+hplua 0.1.0: 1 test in 1 file (7 deselected)
+FAILED  1_chain::A (0.00s)
+
+FAILURES
+--- 1_chain::A ---
+deps/1_chain.lua:2: A is broken
+traceback:
+    deps/1_chain.lua:2: in function <deps/1_chain.lua:2>
+0 passed, 1 failed, 0 skipped in 0.00s
+[1]
+
+$ hplua -q --history $CRAMTMP/lf.db pass > /dev/null && hplua --history $CRAMTMP/lf.db --lf pass | head -2
+last failed: no test failed in run [0-9a-f]+ %([-0-9]+ [:0-9]+%); running every test (re)
+hplua 0.1.0: 3 tests in 1 file
+[0]
+
+# Without the history it reads the --json report it is about to replace.
+$ hplua -q --no-history --json $CRAMTMP/lf.json fail > /dev/null; hplua -q --no-history --json $CRAMTMP/lf.json --lf -k hp.fail fail
+FAILED  1_fail::fails with hp.fail (0.00s)
+
+FAILURES
+--- 1_fail::fails with hp.fail ---
+fail/1_fail.lua:7: relay did not click
+traceback:
+    fail/1_fail.lua:7: in function <fail/1_fail.lua:6>
+0 passed, 1 failed, 0 skipped in 0.00s
+[1]
+
+$ hplua --no-history --lf pass
+hplua: error: --last-failed needs the history (it is off: --no-history) or a --json report to read (see hplua --help)
+[4]
