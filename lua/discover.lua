@@ -99,7 +99,8 @@ function M.discover(root, fs)
       end
     end
     for _, name in ipairs(names) do
-      if not skipped_name(name) and name ~= "suite.lua" then
+      -- a station.lua beside the suite's top files is `hplua serve`'s settings
+      if not skipped_name(name) and name ~= "suite.lua" and not (name == "station.lua" and dir_rel == "") then
         local p, rel = join(dir_path, name), join(dir_rel, name)
         local k, kerr = fs.kind(p)
         if k == "dir" then

@@ -78,6 +78,19 @@ end)
   "1v8": { "min": 1.71, "max": 1.89, "unit": "V" }
 }
 ]] },
+  { "station.lua", [[
+-- The station's settings: `hplua serve .` in this folder (or `hplua serve DIR`) opens
+-- the operator panel at http://127.0.0.1:8642/ and tests one DUT after another.
+-- Every `hplua serve` option has a key here; options on the command line win.
+return {
+  path = ".",              -- the suite: this folder (station.lua itself is not a test)
+  limits = "limits.json",  -- relative paths are relative to this file
+  stand = { name = "starter", location = "bench" },
+  serial_pattern = "^[%w%-]+$",
+  -- slots = 4,            -- DUTs side by side
+  -- upload = "postgresql://hplua@factory-db/hplua",   -- the factory's central database
+}
+]] },
   { "answers.json", [[
 { "led": true }
 ]] },
@@ -86,6 +99,7 @@ end)
 
     hplua --limits limits.json --answers answers.json .     # run it (green)
     hplua --list .                                          # the tests, in run order
+    hplua serve .                                           # the operator panel (station.lua)
 
 Files run in natural order; `suite.lua` first; files starting with `_` are helpers.
 `_dmm.lua` simulates an instrument: replace it with `hp.serial`, `hp.tcp` or a C module.
@@ -142,8 +156,9 @@ function M.main(args)
     out:write(f[2])
     out:close()
   end
-  io.stdout:write(string.format("wrote a starter suite in %s/ (%d files); run it with:\n  hplua --limits %s/limits.json --answers %s/answers.json %s\n",
-    dir, #files, dir, dir, dir))
+  io.stdout:write(string.format("wrote a starter suite in %s/ (%d files); run it with:\n  hplua --limits %s/limits.json --answers %s/answers.json %s\n"
+    .. "or as a station with an operator panel (settings in %s/station.lua):\n  hplua serve %s\n",
+    dir, #files, dir, dir, dir, dir, dir))
   return 0
 end
 
