@@ -256,34 +256,57 @@ local measure = require "hplua.measure"
 
 function hp.measure(m)
   if type(m) ~= "table" then error("hp.measure: a table expected, got " .. type(m), 2) end
-  if type(m.name) ~= "string" or m.name == "" then error("hp.measure: name must be a non-empty string", 2) end
-  if m.unit ~= nil and type(m.unit) ~= "string" then error("hp.measure: unit must be a string", 2) end
-  local v = m.value
+  local name, unit, v = m.name, m.unit, m.value
+  if type(name) ~= "string" or name == "" then error("hp.measure: name must be a non-empty string", 2) end
+  if unit ~= nil and type(unit) ~= "string" then error("hp.measure: unit must be a string", 2) end
   local tv = type(v)
   if tv ~= "number" and tv ~= "string" and tv ~= "boolean" then
     error("hp.measure: value must be a number, string or boolean, got " .. tv, 2)
   end
-  local problem, stated = measure.check(m)
-  if problem then error(string.format("hp.measure %q: %s", m.name, problem), 2) end
+  local status = measure.quick(m, v) -- min/max/marginal only: already checked and evaluated
+  local stated = status ~= nil
+  if not status then
+    local problem
+    problem, stated = measure.check(m)
+    if problem then error(string.format("hp.measure %q: %s", name, problem), 2) end
+  end
   local cur = ctx.current
   if not cur then error("hp.measure must be called while a test runs", 2) end
+  local list = cur.measurements
   -- a measurement that states no limits of its own takes them from --limits
-  local limits, unit = m, m.unit
-  local entry = measure.entry(m.name)
+  local limits = m
+  local entry = measure.entry(name)
   if entry then
     if not stated then limits, stated = entry, true end
     unit = unit or entry.unit
   end
-  local status, why = measure.evaluate(limits, v)
-  if not status then error(string.format("hp.measure %q: %s", m.name, why), 2) end
-  local rec = { name = m.name, value = v, unit = unit, passed = status ~= "failed", status = status }
-  local ev = { test = cur.test.id, attempt = cur.attempt, name = rec.name, value = v, unit = unit, status = status }
-  if stated then
-    measure.record_limits(limits, rec)
-    measure.record_limits(limits, ev)
+  local rec, ev
+  if status then
+    -- tables built whole, the event with room for what the bus adds: no rehash
+    local min, max, mlo, mhi = m.min, m.max, m.marginal_min, m.marginal_max
+    local test, attempt = cur.test.id, cur.attempt
+    if mlo == nil and mhi == nil then
+      rec = { name = name, value = v, unit = unit, passed = status ~= "failed", status = status, min = min, max = max }
+      ev = { test = test, attempt = attempt, name = name, value = v, unit = unit, status = status, min = min,
+        max = max, v = 1, seq = 0, time = 0, run_id = 0, type = 0, slot = 0 }
+    else
+      rec = { name = name, value = v, unit = unit, passed = status ~= "failed", status = status, min = min, max = max,
+        marginal_min = mlo, marginal_max = mhi }
+      ev = { test = test, attempt = attempt, name = name, value = v, unit = unit, status = status, min = min,
+        max = max, marginal_min = mlo, marginal_max = mhi, v = 1, seq = 0, time = 0, run_id = 0, type = 0, slot = 0 }
+    end
+  else
+    local why
+    status, why = measure.evaluate(limits, v)
+    if not status then error(string.format("hp.measure %q: %s", name, why), 2) end
+    rec = { name = name, value = v, unit = unit, passed = status ~= "failed", status = status }
+    ev = { test = cur.test.id, attempt = cur.attempt, name = name, value = v, unit = unit, status = status }
+    if stated then
+      measure.record_limits(limits, rec)
+      measure.record_limits(limits, ev)
+    end
   end
   if status == "failed" then rec.file, rec.line = ctx.caller() end
-  local list = cur.measurements
   list[#list + 1] = rec
   ctx.emit("measurement", ev)
   return status ~= "failed"

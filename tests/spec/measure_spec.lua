@@ -4,6 +4,30 @@ local format = require "hplua.format"
 local function status(s, v) return measure.evaluate(s, v) end
 
 describe("hp.measure limits", function()
+  it("the quick path (min/max/marginal) agrees with check + evaluate, or declines", function()
+    local picks = { nil, -math.huge, -1, 0, 0.5, 1, 2, math.huge, 0 / 0, "1", true }
+    math.randomseed(42)
+    local function pick() return picks[math.random(#picks)] end
+    local agreed, declined = 0, 0
+    for _ = 1, 20000 do
+      local s = { min = pick(), max = pick(), marginal_min = pick(), marginal_max = pick() }
+      if math.random(5) == 1 then s.gt = 0 end
+      local v = pick()
+      local quick = measure.quick(s, v)
+      if quick == nil then
+        declined = declined + 1
+      else
+        local problem, stated = measure.check(s)
+        assert.is_nil(problem)
+        assert.is_true(stated)
+        assert.equal(measure.evaluate(s, v), quick)
+        agreed = agreed + 1
+      end
+    end
+    assert.is_true(agreed > 100, "agreed " .. agreed)
+    assert.is_true(declined > 500, "declined " .. declined)
+  end)
+
   it("min/max are inclusive, gt/lt exclusive, exactly at the limit", function()
     assert.equal("passed", status({ min = 3.2, max = 3.4 }, 3.2))
     assert.equal("passed", status({ min = 3.2, max = 3.4 }, 3.4))
