@@ -50,10 +50,16 @@ local function run(argv, opts2)
       and not table.concat(argv, " "):find("%-%-history") then
     argv = { argv[1], "--no-history", table.unpack(argv, 2) }
   end
-  local r = hp.process.start("bench-" .. seq, argv, opts2):wait()
+  -- started through bench-bin/rss, so max_rss_kb is the command's own peak, not the harness's
+  local rss_file = tmp .. "/rss-" .. seq
+  local r = hp.process.start("bench-" .. seq, { BIN .. "/rss", rss_file, table.unpack(argv) }, opts2):wait()
   if r.exit_code ~= 0 and not (opts2 and opts2.ok_status == r.exit_code) then
     error(string.format("%s failed (%s): %s%s", table.concat(argv, " "), tostring(r.exit_code or r.signal), r.stdout, r.stderr))
   end
+  local f = io.open(rss_file)
+  r.max_rss_kb = f and tonumber(f:read("l")) or 0
+  if f then f:close() end
+  os.remove(rss_file)
   return r
 end
 
