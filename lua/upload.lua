@@ -436,13 +436,14 @@ end
 -- After a run (or by `hplua serve` while runs are pending): starts a detached
 -- `hplua history upload --quiet` unless the backoff says not yet. The URL goes in
 -- the environment (HPLUA_UPLOAD), never on a command line other users can read.
+-- Returns true, or false and the seconds until the backoff allows a try.
 function M.start_background(history_path, url)
   local store = require("hplua.history").open(history_path, { read = true })
   if store then
     local ok, st = pcall(state, store)
     local due = not ok or (st.failures or 0) == 0 or not st.next_try_ts or sys.wall() >= st.next_try_ts
     store:close()
-    if not due then return false end
+    if not due then return false, st.next_try_ts - sys.wall() end
   end
   return sys.detach({ sys.exepath(), "history", "upload", "--quiet", "--history", history_path },
     { HPLUA_UPLOAD = url })
