@@ -227,35 +227,29 @@ local function runs_insert(n)
   return insert_sql[n]
 end
 
-local ESC = { ["\\"] = "\\\\", ["\t"] = "\\t", ["\n"] = "\\n", ["\r"] = "\\r", ["\0"] = "" }
-
--- One field in COPY's text format.
-local function field(v)
-  if v == nil then return "\\N" end
-  local t = type(v)
-  if t == "string" then
-    if v:find("[\\\t\n\r%z]") then v = v:gsub("[\\\t\n\r%z]", ESC) end
-    return v
-  elseif t == "number" then
-    if math.type(v) == "integer" then return tostring(v) end
-    if v ~= v then return "NaN" end
-    if v == math.huge then return "Infinity" end
-    if v == -math.huge then return "-Infinity" end
-    return string.format("%.17g", v)
-  elseif t == "boolean" then
-    return v and "t" or "f"
+-- The COPY rows of a run's tests and measurements, made by SQLite in C
+-- (stmt:copy_text): numbers exact, text escaped. Measured values that are not numbers
+-- go to value_text; limits that are not numbers are left out.
+local function num(col) return "CASE WHEN typeof(" .. col .. ") IN ('integer', 'real') THEN " .. col .. " END" end
+local TESTS_SQL = "SELECT " .. table.concat(TEST_COLS, ", ") .. " FROM tests WHERE run_id = ? ORDER BY seq"
+local MEAS_SQL
+do
+  local cols = {}
+  for i, c in ipairs(MEAS_COLS) do
+    if c == "value" then
+      cols[i] = num("value")
+    elseif c == "value_text" then
+      cols[i] = "CASE WHEN typeof(value) IN ('integer', 'real') THEN NULL ELSE CAST(value AS TEXT) END"
+    elseif c == "expect" or c == "match" then
+      cols[i] = "CAST(" .. c .. " AS TEXT)"
+    else
+      cols[i] = c
+    end
   end
-  return "\\N"
-end
-
-local function line(row, cols)
-  local f = {}
-  for i = 1, #cols do f[i] = field(row[cols[i]]) end
-  return table.concat(f, "\t") .. "\n"
-end
-
-local function number_or_nil(v)
-  return type(v) == "number" and v or nil
+  for _, c in ipairs(NUMERIC_LIMITS) do
+    for i, x in ipairs(cols) do if x == c then cols[i] = num(c) end end
+  end
+  MEAS_SQL = "SELECT " .. table.concat(cols, ", ") .. " FROM measurements WHERE run_id = ? ORDER BY seq"
 end
 
 local function decode(s)
@@ -271,31 +265,19 @@ local function station_of(r)
   return r.host or "unknown"
 end
 
--- Reads the batch from the history: runs (in order), and COPY lines per run.
+-- Reads the batch from the history: runs (in order), and COPY text per run.
 local function read_batch(store, ids)
   local runs, tests, meas = {}, {}, {}
   local q_run = store:stmt("SELECT * FROM runs WHERE run_id = ?")
-  local q_tests = store:stmt("SELECT * FROM tests WHERE run_id = ? ORDER BY seq")
-  local q_meas = store:stmt("SELECT * FROM measurements WHERE run_id = ? ORDER BY seq")
+  local q_tests, q_meas = store:stmt(TESTS_SQL), store:stmt(MEAS_SQL)
   for _, id in ipairs(ids) do
     local r = q_run:first(id)
     if r then
       r.station = station_of(r)
       r.retest = r.retest == 1
       runs[#runs + 1] = r
-      local tl = {}
-      for t in q_tests:rows(id) do tl[#tl + 1] = line(t, TEST_COLS) end
-      tests[id] = tl
-      local ml = {}
-      for m in q_meas:rows(id) do
-        local v = m.value
-        if type(v) ~= "number" then m.value, m.value_text = nil, v end
-        for _, k in ipairs(NUMERIC_LIMITS) do m[k] = number_or_nil(m[k]) end
-        if m.expect ~= nil then m.expect = tostring(m.expect) end
-        if m.match ~= nil then m.match = tostring(m.match) end
-        ml[#ml + 1] = line(m, MEAS_COLS)
-      end
-      meas[id] = ml
+      tests[id] = assert(q_tests:copy_text(id))
+      meas[id] = assert(q_meas:copy_text(id))
     end
   end
   return runs, tests, meas
@@ -318,8 +300,8 @@ local function send_batch(conn, runs, tests, meas)
   if fresh and #fresh > 0 then
     local tl, ml = {}, {}
     for _, row in ipairs(fresh) do
-      for _, l in ipairs(tests[row.run_id] or {}) do tl[#tl + 1] = l end
-      for _, l in ipairs(meas[row.run_id] or {}) do ml[#ml + 1] = l end
+      if (tests[row.run_id] or "") ~= "" then tl[#tl + 1] = tests[row.run_id] end
+      if (meas[row.run_id] or "") ~= "" then ml[#ml + 1] = meas[row.run_id] end
     end
     ok = true
     if #tl > 0 then
@@ -401,7 +383,14 @@ function M.run(store, opts)
   end
   local conn, err, code = pq.connect(url, { connect_timeout = CONNECT_TIMEOUT })
   if not conn then return failed(err, code) end
-  local ok
+  -- a server-wide synchronous_commit = off would acknowledge a COMMIT a crash can still
+  -- undo, after the local mark is cleared: this session waits for the flush
+  local ok = conn:exec("SHOW synchronous_commit")
+  if ok and ok[1] and ok[1].synchronous_commit == "off" then ok, err, code = conn:exec("SET synchronous_commit = on") end
+  if not ok then
+    conn:close()
+    return failed(err, code)
+  end
   ok, err, code = M.ensure_schema(conn)
   if not ok then
     conn:close()

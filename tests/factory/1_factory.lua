@@ -122,6 +122,25 @@ hp.test("a run with --upload uploads beside it, with its measurements", function
   hp.expect(server:count("SELECT count(*) FROM hplua_measurements m JOIN hplua_runs r USING (run_id) WHERE r.serial = 'SN-L'", db))
     .to_equal(local_meas)
   hp.expect(server:count("SELECT count(*) FROM hplua_schema WHERE version = 1", db)).to_equal(1)
+  -- every value arrives exact (PostgreSQL prints the shortest text that reads back the same)
+  local function exact(v) return v == nil and "nil" or string.format("%.17g", v) end
+  local want = {}
+  do
+    local hdb <close> = assert(sqlite.open(h, "r"))
+    for m in hdb:prepare("SELECT test_id, name, value, unit, status, min, max, lt FROM measurements ORDER BY seq"):rows() do
+      want[#want + 1] = table.concat({ m.test_id, m.name, exact(m.value), m.unit or "", m.status,
+        exact(m.min), exact(m.max), exact(m.lt) }, "|")
+    end
+  end
+  local got = {}
+  for l in server:psql([[SELECT test_id, name, value, coalesce(unit, ''), status, min, max, lt
+      FROM hplua_measurements ORDER BY seq]], db):gmatch("[^\n]+") do
+    local f = {}
+    for x in (l .. "|"):gmatch("([^|]*)|") do f[#f + 1] = x end
+    local function n(x) return exact(tonumber(x)) end
+    got[#got + 1] = table.concat({ f[1], f[2], n(f[3]), f[4], f[5], n(f[6]), n(f[7]), n(f[8]) }, "|")
+  end
+  hp.expect(got).to_equal(want)
 end)
 
 hp.test("wrong password, unknown database, no privileges, TLS required: a clear message, runs stay queued", function()
@@ -180,7 +199,7 @@ hp.test("server killed mid-upload (between statements, inside COPY): no partial 
     assert(server:start())
     hp.expect(server:count("SELECT count(*) FROM hplua_runs", db), where).to_equal(1) -- nothing of the batch
     hp.expect(server:count("SELECT count(*) FROM hplua_tests", db)).to_equal(1)
-    server:psql("DROP TRIGGER stall ON " .. where, db)
+    server:psql("DROP TRIGGER IF EXISTS stall ON " .. where, db) -- (psql's own commits are not synchronous)
     r = hplua({ "history", "upload", "--history", h, "--upload", url })
     assert(r.stdout == "uploaded 20, pending 0\n", r.stderr)
     hp.expect(server:count("SELECT count(*) FROM hplua_runs", db)).to_equal(21)

@@ -125,7 +125,7 @@ function M.start()
     "--auth-local", "trust", "-E", "UTF8", "--no-sync", "--no-instructions" })
   -- throw-away data: no fsync; small enough for a CI machine
   f = assert(io.open(s.data .. "/postgresql.auto.conf", "a"))
-  f:write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nshared_buffers = 32MB\n",
+  f:write("fsync = off\nfull_page_writes = off\n# off on purpose: the uploader must turn it on for its own commits\nsynchronous_commit = off\nshared_buffers = 32MB\n",
     "max_connections = 40\nmax_wal_size = 1GB\n")
   f:close()
   local seed = sys.getpid() * 7919 + math.floor(sys.clock() * 1000)
