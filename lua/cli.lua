@@ -15,7 +15,8 @@ usage: hplua [OPTIONS] [PATH ...]     run the test suite(s); PATH defaults to ./
        hplua -e CODE [ARG ...]        run a Lua chunk with the stdlib loaded
        hplua --exec FILE [ARG ...]    run a Lua script with the stdlib loaded
        hplua init [DIR]               write a starter suite into DIR (default: tests)
-       hplua history [list|show|stats] ...  the recorded runs (hplua history --help)
+       hplua history [list|show|stats|upload] ...  the recorded runs (hplua history --help)
+       hplua hub --upload URL         a read-only page over the factory database
 
 options:
   -k TEXT               run only tests whose id contains TEXT (repeatable: any match),
@@ -345,6 +346,7 @@ function M.main(args)
   if args[1] == "init" then return require("hplua.init").main({ table.unpack(args, 2) }) end
   if args[1] == "history" then return require("hplua.history_cli").main({ table.unpack(args, 2) }) end
   if args[1] == "serve" then return require("hplua.serve").main({ table.unpack(args, 2) }) end
+  if args[1] == "hub" then return require("hplua.hub").main({ table.unpack(args, 2) }) end
   local opts, err = M.parse(args)
   if not opts then return usage_error(err) end
   if opts.help then

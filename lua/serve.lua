@@ -1059,5 +1059,6 @@ function M.main(args)
 end
 
 M.Station = Station
+M.is_loopback = is_loopback -- the hub (lua/hub.lua) keeps the same rule
 M.History = History
 return M

@@ -277,3 +277,57 @@ hp.test("a station SIGKILLed with runs pending uploads them after its restart", 
   st:terminate(5)
   hp.expect(server:count("SELECT count(*) FROM hplua_runs WHERE station = 'line1'", db)).to_equal(3)
 end)
+
+hp.test("hub: stations' last runs, yield per station and per test, latest failures; read-only; token off loopback", function()
+  local json = require "hplua.json"
+  local dir = tmpdir()
+  local db = fresh_db()
+  local url = server:url("postgres", db)
+  for i, runs in ipairs { 10, 20 } do
+    local h = dir .. "/h" .. i .. ".db"
+    gen(h, runs, 4, 4, "line" .. i) -- every tenth run fails its last test
+    local r = hplua({ "history", "upload", "--history", h, "--upload", url })
+    assert(r.exit_code == 0, r.stderr)
+  end
+  local r = hplua({ "hub", "--bind", "0.0.0.0", "--upload", url }, { HPLUA_TOKEN = false })
+  hp.expect(r.exit_code).to_equal(4)
+  hp.expect(r.stderr).to_contain("--token")
+  local base
+  n = n + 1
+  local hub = hp.process.start("hub-" .. n, { EXE, "hub", "--port", "0", "--upload", url },
+    { env = { PGPASSWORD = pg.PASSWORD, HPLUA_UPLOAD = false, HPLUA_TOKEN = false }, timeout = 120,
+      on_line = function(l) base = base or l:match("(http://127%.0%.0%.1:%d+)/") end })
+  wait_for(function() return base ~= nil end, 30, "the hub's address")
+  local function curl(...)
+    n = n + 1
+    local argv = { "curl", "-s", "-w", "\n%{http_code}" }
+    for _, a in ipairs { ... } do argv[#argv + 1] = a end
+    local res = hp.process.start("curl-" .. n, argv, { timeout = 30 }):wait()
+    local body, code = res.stdout:match("^(.*)\n(%d+)$")
+    return body, tonumber(code)
+  end
+  local body, code = curl(base .. "/api/hub?days=7")
+  assert(code == 200, body)
+  local doc = assert(json.decode(body))
+  hp.expect(#doc.stations).to_equal(2)
+  hp.expect(doc.stations[1].station).to_equal("line1")
+  hp.expect(doc.stations[1].runs).to_equal(10)
+  hp.expect(doc.stations[2].runs).to_equal(20)
+  hp.expect(doc.stations[1].yield).to_be_near(0.9, 1e-9)
+  hp.expect(doc.stations[2].yield).to_be_near(0.9, 1e-9)
+  hp.expect(#doc.last_runs).to_equal(10) -- five per station
+  hp.expect(doc.tests[1].test_id).to_equal("1_gen::t4")
+  hp.expect(doc.tests[1].failed).to_equal(3)
+  hp.expect(doc.tests[1].yield).to_be_near(27 / 30, 1e-9)
+  hp.expect(#doc.failures).to_equal(3)
+  hp.expect(doc.failures[1].error).to_equal("out of limits")
+  hp.expect(doc.database).never.to_contain(pg.PASSWORD)
+  body, code = curl(base .. "/")
+  hp.expect(code).to_equal(200)
+  hp.expect(body).to_contain("<title>hplua hub</title>")
+  _, code = curl("-X", "POST", base .. "/api/hub")
+  hp.expect(code).to_equal(405)
+  _, code = curl(base .. "/api/hub?days=-1")
+  hp.expect(code).to_equal(400)
+  hub:terminate(5)
+end)
