@@ -261,13 +261,20 @@ hp.test("a station SIGKILLed with runs pending uploads them after its restart", 
   server:stop("fast")
   gen(h, 3, 2, 4, "line1")
   hp.expect(local_pending(h)).to_equal(3)
+  local base
   local function serve()
     n = n + 1
+    base = nil
     return hp.process.start("serve-" .. n, { EXE, "serve", "--port", "0", "--history", h, "pass" },
-      { env = { PGPASSWORD = pg.PASSWORD, HPLUA_UPLOAD = url }, timeout = 120, cwd = FIXTURES })
+      { env = { PGPASSWORD = pg.PASSWORD, HPLUA_UPLOAD = url }, timeout = 120, cwd = FIXTURES,
+        on_line = function(l) base = base or l:match("(http://127%.0%.0%.1:%d+)/") end })
   end
   local st = serve()
-  hp.sleep(1) -- its first try fails (server down): the runs stay queued
+  wait_for(function() return base ~= nil end, 30, "the station's address")
+  -- its first try fails (server down): the runs stay queued, and the panel says how many
+  n = n + 1
+  local state = hp.process.start("curl-" .. n, { "curl", "-s", base .. "/api/state" }, { timeout = 30 }):wait()
+  hp.expect(require("hplua.json").decode(state.stdout).uploads_pending).to_equal(3)
   hp.process.start("kill-" .. n, { "kill", "-KILL", tostring(st.pid) }):wait()
   st:wait()
   hp.expect(local_pending(h)).to_equal(3)
