@@ -305,6 +305,8 @@ local function run_tests(opts)
       if not store then return usage_error(err .. "; or run with --no-history") end
       opts.history_store = store
       history_path = path
+      -- the upload's backoff, asked now on the open history rather than after the run
+      if opts.upload then opts.upload_due = require("hplua.upload").due(store) end
     end
   end
   if opts.limits then
@@ -338,7 +340,7 @@ local function run_tests(opts)
   if not closed then run:output_error(cerr) end
   if ctx.control then ctx.control:close() end
   -- the exit status is fixed: the upload goes beside the run, in a detached process
-  if opts.upload and history_path then pcall(require("hplua.upload").start_background, history_path, opts.upload) end
+  if opts.upload_due then pcall(require("hplua.upload").start_background, history_path, opts.upload, true) end
   return run.exit_code
 end
 

@@ -425,17 +425,29 @@ end
 -- After a run (or by `hplua serve` while runs are pending): starts a detached
 -- `hplua history upload --quiet` unless the backoff says not yet. The URL goes in
 -- the environment (HPLUA_UPLOAD), never on a command line other users can read.
--- Returns true, or false and the seconds until the backoff allows a try.
-function M.start_background(history_path, url)
-  local store = require("hplua.history").open(history_path, { read = true })
-  if store then
-    local ok, st = pcall(state, store)
-    local due = not ok or (st.failures or 0) == 0 or not st.next_try_ts or sys.wall() >= st.next_try_ts
-    store:close()
-    if not due then return false, st.next_try_ts - sys.wall() end
+-- Returns true, or false and the seconds until the backoff allows a try. checked: the
+-- caller has asked M.due already.
+function M.start_background(history_path, url, checked)
+  if not checked then
+    local store = require("hplua.history").open(history_path, { read = true })
+    if store then
+      local due, wait = M.due(store)
+      store:close()
+      if not due then return false, wait end
+    end
   end
   return sys.detach({ sys.exepath(), "history", "upload", "--quiet", "--history", history_path },
     { HPLUA_UPLOAD = url })
+end
+
+-- May an automatic upload try now? true | false, seconds to wait. Reads only (a run
+-- asks before it starts, on the history it has open anyway).
+function M.due(store)
+  local ok, st = pcall(function() return store:stmt("SELECT * FROM upload_state WHERE id = 1"):first() end)
+  if not ok or not st or (st.failures or 0) == 0 or not st.next_try_ts then return true end
+  local wait = st.next_try_ts - sys.wall()
+  if wait <= 0 then return true end
+  return false, wait
 end
 
 return M
