@@ -176,7 +176,7 @@ function M.parse(args)
     i = i + 1
   end
   if #opts.paths == 0 then opts.paths[1], opts.default_path = "tests", true end
-  if not opts.upload then
+  if not opts.upload and not opts.no_history then -- --no-history: the environment's target is not for this run
     local env = os.getenv("HPLUA_UPLOAD")
     if env and env ~= "" then opts.upload, opts.upload_from_env = env, true end
   end
@@ -185,7 +185,7 @@ function M.parse(args)
     if not require("hplua.upload").valid_url(opts.upload) then
       return nil, from .. " needs a postgresql://USER@HOST[:PORT]/DB URL, got '" .. opts.upload .. "'"
     end
-    if opts.no_history then return nil, from .. " needs the history (its outbox): drop --no-history" end
+    if opts.no_history then return nil, "--upload needs the history (its outbox): drop --no-history" end
   end
   return opts
 end
