@@ -65,6 +65,25 @@ local function wait_for(cond, limit, what)
   end
 end
 
+-- An HTTP request by python3's urllib (a client that is not hplua's): body, status.
+local HTTP_PY = [[
+import sys, urllib.request as u
+req = u.Request(sys.argv[2], method=sys.argv[1])
+try:
+    r = u.urlopen(req, timeout=30)
+    body, code = r.read(), r.status
+except u.HTTPError as e:
+    body, code = e.read(), e.code
+sys.stdout.write(body.decode() + "\n" + str(code))
+]]
+local function http(method, url)
+  n = n + 1
+  local r = hp.process.start("http-" .. n, { "python3", "-c", HTTP_PY, method, url }, { timeout = 60 }):wait()
+  local body, code = r.stdout:match("^(.*)\n(%d+)$")
+  assert(code, r.stderr)
+  return body, tonumber(code)
+end
+
 local dbs = 0
 local function fresh_db()
   dbs = dbs + 1
@@ -272,9 +291,8 @@ hp.test("a station SIGKILLed with runs pending uploads them after its restart", 
   local st = serve()
   wait_for(function() return base ~= nil end, 30, "the station's address")
   -- its first try fails (server down): the runs stay queued, and the panel says how many
-  n = n + 1
-  local state = hp.process.start("curl-" .. n, { "curl", "-s", base .. "/api/state" }, { timeout = 30 }):wait()
-  hp.expect(require("hplua.json").decode(state.stdout).uploads_pending).to_equal(3)
+  local state = http("GET", base .. "/api/state")
+  hp.expect(require("hplua.json").decode(state).uploads_pending).to_equal(3)
   hp.process.start("kill-" .. n, { "kill", "-KILL", tostring(st.pid) }):wait()
   st:wait()
   hp.expect(local_pending(h)).to_equal(3)
@@ -305,15 +323,8 @@ hp.test("hub: stations' last runs, yield per station and per test, latest failur
     { env = { PGPASSWORD = pg.PASSWORD, HPLUA_UPLOAD = false, HPLUA_TOKEN = false }, timeout = 120,
       on_line = function(l) base = base or l:match("(http://127%.0%.0%.1:%d+)/") end })
   wait_for(function() return base ~= nil end, 30, "the hub's address")
-  local function curl(...)
-    n = n + 1
-    local argv = { "curl", "-s", "-w", "\n%{http_code}" }
-    for _, a in ipairs { ... } do argv[#argv + 1] = a end
-    local res = hp.process.start("curl-" .. n, argv, { timeout = 30 }):wait()
-    local body, code = res.stdout:match("^(.*)\n(%d+)$")
-    return body, tonumber(code)
-  end
-  local body, code = curl(base .. "/api/hub?days=7")
+  local function get(path, method) return http(method or "GET", base .. path) end
+  local body, code = get("/api/hub?days=7")
   assert(code == 200, body)
   local doc = assert(json.decode(body))
   hp.expect(#doc.stations).to_equal(2)
@@ -329,12 +340,12 @@ hp.test("hub: stations' last runs, yield per station and per test, latest failur
   hp.expect(#doc.failures).to_equal(3)
   hp.expect(doc.failures[1].error).to_equal("out of limits")
   hp.expect(doc.database).never.to_contain(pg.PASSWORD)
-  body, code = curl(base .. "/")
+  body, code = get("/")
   hp.expect(code).to_equal(200)
   hp.expect(body).to_contain("<title>hplua hub</title>")
-  _, code = curl("-X", "POST", base .. "/api/hub")
+  _, code = get("/api/hub", "POST")
   hp.expect(code).to_equal(405)
-  _, code = curl(base .. "/api/hub?days=-1")
+  _, code = get("/api/hub?days=-1")
   hp.expect(code).to_equal(400)
   hub:terminate(5)
 end)
