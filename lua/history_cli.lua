@@ -187,7 +187,11 @@ local function cmd_list(store, o)
   end
   out(table_text({ "RUN", "STARTED", "STATUS", "SERIAL", "SLOT", "TESTS", "DURATION", "FIRST FAILURE" }, rows))
   local pending = store:count("SELECT count(*) AS n FROM runs WHERE upload_pending = 1")
-  if pending > 0 then out(string.format("%d run%s waiting for upload\n", pending, pending == 1 and "" or "s")) end
+  if pending > 0 then
+    out(string.format("%d run%s waiting for upload\n", pending, pending == 1 and "" or "s"))
+    local ok, st = pcall(function() return store:stmt("SELECT last_error FROM upload_state WHERE id = 1"):first() end)
+    if ok and st and st.last_error then out("last upload attempt: " .. st.last_error .. "\n") end
+  end
   return 0
 end
 

@@ -109,6 +109,7 @@ hp.test("server down when the runs end: exit status unchanged, queued; up later:
   hp.expect(local_pending(h)).to_equal(3)
   local list = hplua({ "history", "--history", h })
   hp.expect(list.stdout).to_contain("3 runs waiting for upload")
+  hp.expect(list.stdout).to_contain("last upload attempt: upload to " .. url .. ": the server is unreachable")
   assert(server:start())
   -- the last URL is kept (without password): no need to repeat it
   r = hplua({ "history", "upload", "--history", h })
