@@ -514,6 +514,71 @@ end)
     "~1x per call", "lower")
 end
 
+-- 15. the factory upload (API 9) against a throw-away local PostgreSQL: runs of 50 tests
+-- and 100 measurements sent by `hplua history upload` (batched INSERT + COPY) beside a
+-- plain uploader making one INSERT per row; and a run with the server down vs no upload.
+if want(15) then
+  local src = debug.getinfo(1, "S").source:match("^@(.*)/bench/[^/]*$") or "."
+  package.path = src .. "/tests/factory/?.lua;" .. package.path
+  local pg = require "_pg"
+  if not pg.bindir() then
+    io.stderr:write("  factory upload: skipped (no PostgreSQL server binaries)\n")
+  else
+    local server = pg.start()
+    local ok, err = pcall(function()
+      local env = { PGPASSWORD = pg.PASSWORD, HPLUA_UPLOAD = false }
+      local runs = S and 20 or 2000
+      local hist = tmp .. "/upload.db"
+      run({ HPLUA, "--exec", src .. "/tests/factory/_gen.lua", hist, tostring(runs), "50", "100", "bench" })
+      local url = server:url("postgres", server:createdb("bench"))
+      local t0 = hp.clock()
+      local r = run({ HPLUA, "history", "upload", "--history", hist, "--upload", url }, { env = env })
+      local t = hp.clock() - t0
+      assert(r.stdout == string.format("uploaded %d, pending 0\n", runs), r.stdout .. r.stderr)
+      -- the baseline: the same rows, one INSERT each, one transaction per run
+      local base_runs = S and 5 or 100
+      local hist2 = tmp .. "/upload2.db"
+      run({ HPLUA, "--exec", src .. "/tests/factory/_gen.lua", hist2, tostring(base_runs), "50", "100", "base" })
+      write(tmp .. "/rowwise.lua", [[
+local pq, sqlite = require "hplua.pq", require "hplua.sqlite"
+local conn = assert(pq.connect(arg[2]))
+local db = assert(sqlite.open(arg[1], "r"))
+for run in db:prepare("SELECT * FROM runs"):rows() do
+  assert(conn:exec("BEGIN"))
+  assert(conn:exec("INSERT INTO hplua_runs (run_id, station, status, serial, started_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    run.run_id, "base", run.status, run.serial, run.started_at))
+  for t in db:prepare("SELECT * FROM tests WHERE run_id = ?"):rows(run.run_id) do
+    assert(conn:exec("INSERT INTO hplua_tests (run_id, seq, test_id, status, duration) VALUES ($1, $2, $3, $4, $5)",
+      t.run_id, t.seq, t.test_id, t.status, t.duration))
+  end
+  for m in db:prepare("SELECT * FROM measurements WHERE run_id = ?"):rows(run.run_id) do
+    assert(conn:exec("INSERT INTO hplua_measurements (run_id, seq, test_id, name, value, unit, status, min, max) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+      m.run_id, m.seq, m.test_id, m.name, m.value, m.unit, m.status, m.min, m.max))
+  end
+  assert(conn:exec("COMMIT"))
+end
+]])
+      t0 = hp.clock()
+      run({ HPLUA, "--exec", tmp .. "/rowwise.lua", hist2, url }, { env = env })
+      local tb = hp.clock() - t0
+      row("upload, runs of 50 tests + 100 meas.", "runs/s", runs / t, nil, "one INSERT per row", base_runs / tb, nil,
+        ">= 500 runs/s", "higher")
+      -- a run with the server down (refused at once) vs no upload at all
+      local lines = { 'local hp = require "hplua"' }
+      for i = 1, 50 do lines[#lines + 1] = string.format("hp.test(%q, function() hp.measure { name = 'v', value = 1, max = 2 } end)", "t" .. i) end
+      write(tmp .. "/updown.lua", table.concat(lines, "\n") .. "\n")
+      server:stop("fast")
+      local n = S and 3 or 15
+      local hd = tmp .. "/down.db"
+      local down = time_cmd({ HPLUA, "-q", "--history", hd, "--upload", url, tmp .. "/updown.lua" }, n, { env = env })
+      local none = time_cmd({ HPLUA, "-q", "--history", tmp .. "/none.db", tmp .. "/updown.lua" }, n, { env = env })
+      row("run of 50 tests, upload server down", "s", down, nil, "no upload configured", none, nil, "same rate", "lower")
+    end)
+    server:destroy()
+    if not ok then error(err, 0) end
+  end
+end
+
 -- the table
 local function fmt(v, unit)
   if v == nil then return "-" end

@@ -91,6 +91,7 @@ struct http_server {
     char *token;
     sse_client *clients;
     size_t nclients, ndropped;
+    const char *index; /* path of the page "/" serves */
 };
 
 struct http_request {
@@ -346,7 +347,7 @@ static int authorized(http_request *r)
 static const http_file *find_file(const http_server *s, const char *path)
 {
     if (strcmp(path, "/") == 0)
-        path = "/index.html";
+        path = s->index;
     for (const http_file *f = s->o.files; f && f->path; f++)
         if (strcmp(f->path, path) == 0)
             return f;
@@ -544,6 +545,11 @@ http_server *http_start(const http_options *o, char *err, size_t errlen)
     }
     s->o = *o;
     s->epfd = -1;
+    s->index = "/index.html";
+    for (const http_file *f = o->files; o->index && f && f->path; f++)
+        if (strcmp(f->path, o->index) == 0)
+            s->index = f->path; /* built in: lives as long as the program */
+    s->o.index = NULL;
     if (!s->o.sse_limit)
         s->o.sse_limit = 4u << 20;
     if (o->token && *o->token && !(s->token = strdup(o->token))) {

@@ -31,6 +31,7 @@ typedef struct http_options {
     int port;          /* 0: any free port */
     const char *token; /* NULL or "": none */
     const http_file *files; /* terminated by path NULL */
+    const char *index;      /* the built-in file "/" serves (NULL: "/index.html"); read by http_start only */
     size_t sse_limit;  /* bytes a client may fall behind before it is dropped */
     /* Called for /api/... requests; must answer with http_respond or http_respond_stream. */
     void (*handler)(void *ud, http_request *req);

@@ -153,7 +153,7 @@ static lserver *check_server(lua_State *L)
     return ls;
 }
 
-/* server{ bind =, port =, token =, handler = fn(req), sse_limit = bytes } */
+/* server{ bind =, port =, token =, handler = fn(req), sse_limit = bytes, index = "/page.html" } */
 static int l_server(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -164,6 +164,8 @@ static int l_server(lua_State *L)
     luaL_argcheck(L, port >= 0 && port <= 65535, 1, "port must be 0..65535");
     lua_getfield(L, 1, "token");
     const char *token = luaL_optstring(L, -1, NULL);
+    lua_getfield(L, 1, "index");
+    const char *index = luaL_optstring(L, -1, NULL);
     lua_getfield(L, 1, "sse_limit");
     lua_Integer limit = luaL_optinteger(L, -1, 4 << 20);
     luaL_argcheck(L, limit > 0, 1, "sse_limit must be positive");
@@ -173,7 +175,7 @@ static int l_server(lua_State *L)
     memset(ls, 0, sizeof *ls);
     ls->handler = LUA_NOREF;
     luaL_setmetatable(L, SERVER_MT); /* born closed: safe to collect */
-    http_options o = {.bind = bind_addr, .port = (int)port, .token = token, .files = hplua_web_files,
+    http_options o = {.bind = bind_addr, .port = (int)port, .token = token, .files = hplua_web_files, .index = index,
                       .sse_limit = (size_t)limit, .handler = on_request, .ud = ls};
     char err[256];
     http_server *srv = http_start(&o, err, sizeof err);

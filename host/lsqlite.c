@@ -3,7 +3,7 @@
  *   local db, err, code = sqlite.open(path, [flags], [busy_ms])
  *   db:exec(sql)  db:prepare(sql)  db:last_insert_rowid()  db:changes()  db:errmsg()
  *   st:bind(...) | st:bind{name = v}   st:step()   st:reset()   st:exec(...)   st:first(...)
- *   for row in st:rows(...) do ... end  st:finalize()  db:close()
+ *   for row in st:rows(...) do ... end  st:copy_text(...)  st:finalize()  db:close()
  *
  * Failures of the world (busy, full, corrupt, not a database, read-only...) return
  * nil, message, code with the SQLite name of the primary result code ("SQLITE_BUSY").
@@ -499,6 +499,81 @@ static int st_rows(lua_State *L)
     return 2;
 }
 
+/* One value in PostgreSQL's COPY text format: \N for NULL, reals with 17 significant
+ * digits (exact), text with backslash escapes (a NUL byte, which PostgreSQL text cannot
+ * hold, is dropped). */
+static void add_copy_field(luaL_Buffer *b, sqlite3_stmt *st, int i)
+{
+    char num[64];
+    switch (sqlite3_column_type(st, i)) {
+    case SQLITE_NULL:
+        luaL_addstring(b, "\\N");
+        return;
+    case SQLITE_INTEGER:
+        snprintf(num, sizeof num, "%lld", (long long)sqlite3_column_int64(st, i));
+        luaL_addstring(b, num);
+        return;
+    case SQLITE_FLOAT: {
+        double d = sqlite3_column_double(st, i);
+        if (d != d)
+            luaL_addstring(b, "NaN");
+        else if (d > 1.7976931348623157e308 || d < -1.7976931348623157e308)
+            luaL_addstring(b, d > 0 ? "Infinity" : "-Infinity");
+        else {
+            snprintf(num, sizeof num, "%.17g", d);
+            luaL_addstring(b, num);
+        }
+        return;
+    }
+    default: {
+        const unsigned char *t = sqlite3_column_text(st, i);
+        int len = sqlite3_column_bytes(st, i);
+        for (int k = 0; k < len; k++) {
+            unsigned char c = t[k];
+            switch (c) {
+            case '\\': luaL_addstring(b, "\\\\"); break;
+            case '\t': luaL_addstring(b, "\\t"); break;
+            case '\n': luaL_addstring(b, "\\n"); break;
+            case '\r': luaL_addstring(b, "\\r"); break;
+            case 0: break;
+            default: luaL_addchar(b, (char)c);
+            }
+        }
+    }
+    }
+}
+
+/* copy_text(...) -> every row of the result as one string in PostgreSQL's COPY text
+ * format (tab between columns, a newline after each row), "" when none | nil, message,
+ * code. Binds first when given values; resets. (The factory upload's hot path.) */
+static int st_copy_text(lua_State *L)
+{
+    lstmt *s = check_stmt(L, 1);
+    if (lua_gettop(L) > 1)
+        bind_args(L, s, 2);
+    else
+        sqlite3_reset(s->stmt);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    int rc, n = sqlite3_column_count(s->stmt);
+    while ((rc = sqlite3_step(s->stmt)) == SQLITE_ROW) {
+        for (int i = 0; i < n; i++) {
+            if (i)
+                luaL_addchar(&b, '\t');
+            add_copy_field(&b, s->stmt, i);
+        }
+        luaL_addchar(&b, '\n');
+    }
+    if (rc != SQLITE_DONE) {
+        push_failure(L, s->owner->db, rc);
+        sqlite3_reset(s->stmt);
+        return 3;
+    }
+    sqlite3_reset(s->stmt);
+    luaL_pushresult(&b);
+    return 1;
+}
+
 /* row() -> the current row (after step() returned true) as a table */
 static int st_row(lua_State *L)
 {
@@ -571,7 +646,7 @@ int luaopen_hplua_sqlite(lua_State *L)
     static const luaL_Reg st_methods[] = {{"bind", st_bind},   {"bind_blob", st_bind_blob}, {"step", st_step},
                                           {"reset", st_reset}, {"exec", st_exec},           {"first", st_first},
                                           {"rows", st_rows},   {"row", st_row},             {"get", st_get},
-                                          {"columns", st_columns}, {"finalize", st_finalize}, {NULL, NULL}};
+                                          {"columns", st_columns}, {"finalize", st_finalize}, {"copy_text", st_copy_text}, {NULL, NULL}};
     static const luaL_Reg st_meta[] = {
         {"__gc", st_finalize}, {"__close", st_finalize}, {"__tostring", st_tostring}, {NULL, NULL}};
     static const luaL_Reg fns[] = {{"open", sqlite_open}, {"version", sqlite_version}, {NULL, NULL}};

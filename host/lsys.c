@@ -13,7 +13,10 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int push_errno(lua_State *L, const char *what, int err)
@@ -253,6 +256,70 @@ static int sys_stat(lua_State *L)
     return 1;
 }
 
+/* detach(argv, [env]) -> true | nil, message: starts argv in a session of its own,
+ * not a child of ours (fork twice), stdio on /dev/null, no descriptor inherited, no
+ * run token (HPLUA_RUNS): the end-of-run sweep and the run's watchdog leave it alone.
+ * env: { NAME = "value" | false (unset) }. Nothing waits for it. */
+static int sys_detach(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 1);
+    luaL_argcheck(L, n >= 1 && n < 256, 1, "1..255 arguments");
+    const char **argv = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *argv, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, i);
+        argv[i - 1] = lua_tostring(L, -1);
+        if (!argv[i - 1])
+            return luaL_argerror(L, 1, "arguments must be strings");
+        lua_pop(L, 1); /* the strings stay referenced by the table */
+    }
+    argv[n] = NULL;
+    /* our own subreaper mark would take the grandchild back as ours */
+    prctl(PR_SET_CHILD_SUBREAPER, 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        setsid();
+        if (fork() != 0)
+            _exit(0);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        for (int sig = 1; sig < NSIG; sig++)
+            signal(sig, SIG_DFL);
+        int null_fd = open("/dev/null", O_RDWR);
+        for (int i = 0; i < 3; i++)
+            if (null_fd >= 0 && null_fd != i)
+                dup2(null_fd, i);
+        close_range(3, ~0U, 0);
+        unsetenv("HPLUA_RUNS");
+        if (lua_istable(L, 2)) {
+            lua_pushnil(L);
+            while (lua_next(L, 2)) {
+                if (lua_type(L, -2) == LUA_TSTRING) {
+                    if (lua_isstring(L, -1))
+                        setenv(lua_tostring(L, -2), lua_tostring(L, -1), 1);
+                    else
+                        unsetenv(lua_tostring(L, -2));
+                }
+                lua_pop(L, 1);
+            }
+        }
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int err = errno;
+    if (pid > 0)
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    if (pid < 0)
+        return push_errno(L, "fork", err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 int luaopen_hplua_sys(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"listdir", sys_listdir},
@@ -272,6 +339,7 @@ int luaopen_hplua_sys(lua_State *L)
                                    {"close", sys_close},
                                    {"realpath", sys_realpath},
                                    {"stat", sys_stat},
+                                   {"detach", sys_detach},
                                    {NULL, NULL}};
     luaL_newlib(L, fns);
     guard_register(L);

@@ -6,6 +6,7 @@
 #include "modules.h"
 
 int luaopen_hplua_http(lua_State *L); /* lhttp.c */
+int luaopen_hplua_pq(lua_State *L);   /* lpq.c */
 
 #include <lauxlib.h>
 #include <limits.h>
@@ -114,6 +115,8 @@ void modules_install(lua_State *L)
     lua_setfield(L, -2, "hplua.sandbox");
     lua_pushcfunction(L, luaopen_hplua_http);
     lua_setfield(L, -2, "hplua.http");
+    lua_pushcfunction(L, luaopen_hplua_pq);
+    lua_setfield(L, -2, "hplua.pq");
     lua_pop(L, 1);
     /* Installed instrument modules (hplua.pc's moduledir, PREFIX/LIBDIR/hplua beside
      * PREFIX/bin/hplua) are found by require. */

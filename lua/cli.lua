@@ -15,7 +15,8 @@ usage: hplua [OPTIONS] [PATH ...]     run the test suite(s); PATH defaults to ./
        hplua -e CODE [ARG ...]        run a Lua chunk with the stdlib loaded
        hplua --exec FILE [ARG ...]    run a Lua script with the stdlib loaded
        hplua init [DIR]               write a starter suite into DIR (default: tests)
-       hplua history [list|show|stats] ...  the recorded runs (hplua history --help)
+       hplua history [list|show|stats|upload] ...  the recorded runs (hplua history --help)
+       hplua hub --upload URL         a read-only page over the factory database
 
 options:
   -k TEXT               run only tests whose id contains TEXT (repeatable: any match),
@@ -42,6 +43,9 @@ options:
   --history FILE        record the run in this SQLite history (default: $HPLUA_HISTORY,
                         else ~/.local/share/hplua/history.db); see hplua history --help
   --no-history          record nothing
+  --upload URL          send finished runs to a central PostgreSQL database
+                        (postgresql://USER@HOST[:PORT]/DB; also HPLUA_UPLOAD), beside
+                        the run: never delays it nor changes its exit status
   --version, --help     print and exit
 
 exit status: 0 passed, 1 a test failed, 2 interrupted or collection error,
@@ -76,7 +80,7 @@ function M.parse(args)
     ["-k"] = true, ["--timeout"] = true, ["--json"] = true, ["--junit"] = true, ["--color"] = true,
     ["--answers"] = true, ["--max-memory"] = true, ["-e"] = true, ["--exec"] = true, ["--events"] = true,
     ["--control"] = true, ["--run-id"] = true, ["--serial"] = true, ["--arg"] = true, ["--slot"] = true,
-    ["--limits"] = true, ["--artifacts"] = true, ["--history"] = true,
+    ["--limits"] = true, ["--artifacts"] = true, ["--history"] = true, ["--upload"] = true,
   }
   local i = 1
   while i <= #args do
@@ -159,6 +163,8 @@ function M.parse(args)
         opts.history = value
       elseif name == "--no-history" then
         opts.no_history = true
+      elseif name == "--upload" then
+        opts.upload = value
       elseif name == "--version" then
         opts.version = true
       elseif name == "-h" or name == "--help" then
@@ -175,6 +181,17 @@ function M.parse(args)
     i = i + 1
   end
   if #opts.paths == 0 then opts.paths[1], opts.default_path = "tests", true end
+  if not opts.upload and not opts.no_history then -- --no-history: the environment's target is not for this run
+    local env = os.getenv("HPLUA_UPLOAD")
+    if env and env ~= "" then opts.upload, opts.upload_from_env = env, true end
+  end
+  if opts.upload then
+    local from = opts.upload_from_env and "HPLUA_UPLOAD" or "--upload"
+    if not require("hplua.upload").valid_url(opts.upload) then
+      return nil, from .. " needs a postgresql://USER@HOST[:PORT]/DB URL, got '" .. opts.upload .. "'"
+    end
+    if opts.no_history then return nil, "--upload needs the history (its outbox): drop --no-history" end
+  end
   return opts
 end
 
@@ -271,7 +288,8 @@ local function subscribe_outputs(run, bus, opts)
   end
   -- the history before the events file: a test the stream calls finished is committed
   if opts.history_store then
-    bus:subscribe(opts.history_store:sink { on_error = function(msg) io.stderr:write("hplua: " .. msg .. "\n") end })
+    bus:subscribe(opts.history_store:sink { on_error = function(msg) io.stderr:write("hplua: " .. msg .. "\n") end,
+      upload = opts.upload ~= nil })
   end
   bus:subscribe(opts.tap and require("hplua.sink_tap").new() or require("hplua.sink_console").new(opts))
   if opts.events then
@@ -332,6 +350,8 @@ local function run_tests(opts)
       if not store then return usage_error(err .. "; or run with --no-history") end
       opts.history_store = store
       history_path = path
+      -- the upload's backoff, asked now on the open history rather than after the run
+      if opts.upload then opts.upload_due = require("hplua.upload").due(store) end
     end
   end
   if opts.last_failed then
@@ -366,6 +386,8 @@ local function run_tests(opts)
   local closed, cerr = bus:close()
   if not closed then run:output_error(cerr) end
   if ctx.control then ctx.control:close() end
+  -- the exit status is fixed: the upload goes beside the run, in a detached process
+  if opts.upload_due then pcall(require("hplua.upload").start_background, history_path, opts.upload, true) end
   return run.exit_code
 end
 
@@ -392,6 +414,7 @@ function M.main(args)
   if args[1] == "init" then return require("hplua.init").main({ table.unpack(args, 2) }) end
   if args[1] == "history" then return require("hplua.history_cli").main({ table.unpack(args, 2) }) end
   if args[1] == "serve" then return require("hplua.serve").main({ table.unpack(args, 2) }) end
+  if args[1] == "hub" then return require("hplua.hub").main({ table.unpack(args, 2) }) end
   local opts, err = M.parse(args)
   if not opts then return usage_error(err) end
   if opts.help then

@@ -437,6 +437,8 @@ local SQL = {
   artifact = "INSERT OR REPLACE INTO artifacts (run_id, seq, test_id, name, path) VALUES (?, ?, ?, ?, ?)",
   error = "INSERT OR REPLACE INTO errors (run_id, seq, kind, message, file, line) VALUES (?, ?, ?, ?, ?, ?)",
   dut = "UPDATE runs SET dut = ?2, stand = coalesce(?3, stand) WHERE run_id = ?1",
+  -- the outbox mark from the start: a run that never finishes (SIGKILL) is uploaded as aborted
+  upload_mark = "UPDATE runs SET upload_pending = 1 WHERE run_id = ?",
   run_end = [[UPDATE runs SET ended_at = ?2, ended_ts = ]] .. unix("?2") .. [[, status = ?3, exit_code = ?4,
       report = ?5, summary = ?6, total = ?7, passed = ?8, failed = ?9, skipped = ?10, stopped = ?11,
       duration = ?12, caused_failure = ?13, upload_pending = ?14 WHERE run_id = ?1]],
@@ -510,6 +512,7 @@ function Sink:run_started(ev)
   self:add("run_start", self.run_id, started_at(ev), text(ev.serial), jtext(ev.stand), int(ev.slot),
     text(ev.hplua), jtext(ev.paths), jtext(ev.args), type(ev.selected) == "table" and #ev.selected or nil,
     m.host, m.pid, m.pid_start, m.boot_id)
+  if self.upload then self:add("upload_mark", self.run_id) end
   self:commit()
 end
 

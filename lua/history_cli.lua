@@ -2,8 +2,10 @@
 --   hplua history [list] [--serial S] [--status ST] [--limit N] [--json]
 --   hplua history show RUN_ID [--json]
 --   hplua history stats [--since DATE] [--json]
+--   hplua history upload [--upload URL] [--quiet]
 -- Every form takes --history FILE. Returns an exit status: 0 done, 1 no such run,
--- 4 usage error or a history that cannot be read.
+-- 4 usage error or a history that cannot be read; upload: 0 nothing left pending,
+-- 1 the upload failed (the runs stay queued).
 local history = require "hplua.history"
 local json = require "hplua.json"
 local format = require "hplua.format"
@@ -14,10 +16,13 @@ local USAGE = [==[
 usage: hplua history [list] [--serial S] [--status ST] [--limit N] [--json]
        hplua history show RUN_ID [--json]
        hplua history stats [--since DATE] [--json]
+       hplua history upload [--upload URL] [--quiet]
 
   list     recorded runs, newest first (default: the last 20)
   show     one run: its tests, measurements and errors; --json prints its JSON report
   stats    runs, first-pass yield, final yield and the tests that fail most
+  upload   send the runs waiting for the factory database now; prints
+           "uploaded N, pending M" (URL: --upload, else HPLUA_UPLOAD, else the last one used)
 
 options:
   --history FILE   the history database (default: $HPLUA_HISTORY, else
@@ -28,12 +33,15 @@ options:
   --since DATE     only runs started at or after DATE (YYYY-MM-DD [HH:MM[:SS]], local
                    time unless it ends in Z or an offset such as +02:00)
   --json           machine-readable output
+  --upload URL     postgresql://USER@HOST[:PORT]/DB (password: PGPASSWORD or ~/.pgpass)
+  --quiet          print nothing; a retry soon after a failure waits (backoff)
 ]==]
 
 local OPTIONS = {
   list = { ["--serial"] = true, ["--status"] = true, ["--limit"] = true, ["--json"] = false, ["--history"] = true },
   show = { ["--json"] = false, ["--history"] = true },
   stats = { ["--since"] = true, ["--json"] = false, ["--history"] = true },
+  upload = { ["--upload"] = true, ["--quiet"] = false, ["--history"] = true },
 }
 local STATUSES = { passed = true, failed = true, stopped = true, aborted = true, running = true }
 
@@ -77,7 +85,7 @@ local function parse(args)
   if o.help then return o end
   o.cmd = o.cmd or "list"
   local allowed = OPTIONS[o.cmd]
-  if not allowed then return nil, "unknown history command '" .. o.cmd .. "' (list, show or stats)" end
+  if not allowed then return nil, "unknown history command '" .. o.cmd .. "' (list, show, stats or upload)" end
   for _, name in ipairs(pending) do
     if allowed[name] == nil then return nil, "option " .. name .. " does not apply to 'history " .. o.cmd .. "'" end
   end
@@ -94,6 +102,9 @@ local function parse(args)
     local n = math.tointeger(tonumber(o.limit))
     if not n or n < 1 then return nil, "--limit needs a whole number of at least 1, got '" .. o.limit .. "'" end
     o.limit = n
+  end
+  if o.upload and not require("hplua.upload").valid_url(o.upload) then
+    return nil, "--upload needs a postgresql://USER@HOST[:PORT]/DB URL, got '" .. o.upload .. "'"
   end
   if o.since and not history.valid_date(o.since) then
     return nil, "--since needs a date such as 2024-05-31 or 2024-05-31T08:00, got '" .. o.since .. "'"
@@ -176,7 +187,11 @@ local function cmd_list(store, o)
   end
   out(table_text({ "RUN", "STARTED", "STATUS", "SERIAL", "SLOT", "TESTS", "DURATION", "FIRST FAILURE" }, rows))
   local pending = store:count("SELECT count(*) AS n FROM runs WHERE upload_pending = 1")
-  if pending > 0 then out(string.format("%d run%s waiting for upload\n", pending, pending == 1 and "" or "s")) end
+  if pending > 0 then
+    out(string.format("%d run%s waiting for upload\n", pending, pending == 1 and "" or "s"))
+    local ok, st = pcall(function() return store:stmt("SELECT last_error FROM upload_state WHERE id = 1"):first() end)
+    if ok and st and st.last_error then out("last upload attempt: " .. st.last_error .. "\n") end
+  end
   return 0
 end
 
@@ -282,6 +297,47 @@ local function cmd_stats(store, o)
   return 0
 end
 
+-- `hplua history upload`: flush the outbox now.
+local function cmd_upload(o)
+  local upload = require "hplua.upload"
+  local path, perr = history.location({ history = o.history })
+  if not path then return usage_error(perr) end
+  local store, serr, code = history.open(path, { read = true })
+  if not store then
+    if code == "ENOENT" then
+      if not o.quiet then out("uploaded 0, pending 0\n") end
+      return 0
+    end
+    if not o.quiet then io.stderr:write("hplua history: error: " .. serr .. "\n") end
+    return 4
+  end
+  local url = o.upload
+  if not url then
+    local env = os.getenv("HPLUA_UPLOAD")
+    if env and env ~= "" then url = env end
+  end
+  if not url then url = upload.state(store).target end
+  if not url then
+    store:close()
+    return usage_error("no upload target: give --upload postgresql://USER@HOST[:PORT]/DB or set HPLUA_UPLOAD")
+  end
+  if not upload.valid_url(url) then
+    store:close()
+    return usage_error("HPLUA_UPLOAD needs a postgresql://USER@HOST[:PORT]/DB URL, got '" .. url .. "'")
+  end
+  local ok, res, uerr, _, partial = pcall(upload.run, store, { url = url, automatic = o.quiet })
+  if not ok then
+    uerr, res = tostring(res), nil
+  end
+  local counts = res or partial or { uploaded = 0, pending = upload.pending(store) }
+  store:close()
+  if not o.quiet then
+    if not res then io.stderr:write("hplua history: " .. tostring(uerr) .. "; the runs stay queued\n") end
+    out(string.format("uploaded %d, pending %d\n", counts.uploaded, counts.pending))
+  end
+  return res and 0 or 1
+end
+
 function M.main(args)
   local o, err = parse(args)
   if not o then return usage_error(err) end
@@ -289,6 +345,7 @@ function M.main(args)
     out(USAGE)
     return 0
   end
+  if o.cmd == "upload" then return cmd_upload(o) end
   local path, perr = history.location({ history = o.history })
   if not path then return usage_error(perr) end
   local store, serr, code = history.open(path, { read = true })

@@ -156,6 +156,10 @@ local function settings(cli)
   s.slots = s.slots or 1
   s.stop_grace = s.stop_grace or 5
   s.serial_pattern = s.serial_pattern or DEFAULT_PATTERN
+  if not s.upload then
+    local env = os.getenv("HPLUA_UPLOAD")
+    if env and env ~= "" then s.upload = env end
+  end
   if not s.token then
     local env = os.getenv("HPLUA_TOKEN")
     if env and env ~= "" then s.token = env end
@@ -326,6 +330,54 @@ function History:stats()
     first_pass_yield = serials > 0 and first_pass / serials or json.null }
 end
 
+-- ---------------------------------------------------------------- factory upload (API 9)
+-- The runs upload from their own children; the station retries what is pending every
+-- UPLOAD_EVERY seconds (and at start: a station killed with runs pending), each time
+-- in a detached `hplua history upload --quiet`, never in this loop.
+
+local UPLOAD_EVERY = 30
+
+local Uploads = {}
+Uploads.__index = Uploads
+
+function Uploads.new(s)
+  if not s.upload or s.history == false then return nil end
+  local path = require("hplua.history").location({ history = s.history or nil })
+  if not path then return nil end
+  return setmetatable({ url = s.upload, path = path, next_try = 0 }, Uploads)
+end
+
+-- Runs waiting for upload (json.null when the history cannot be read yet).
+function Uploads:pending()
+  if not self.db then
+    self.db = require("hplua.sqlite").open(self.path, "r")
+    if not self.db then return json.null end
+  end
+  local ok, row = pcall(function()
+    return self.db:prepare("SELECT count(*) AS n FROM runs WHERE upload_pending = 1"):first()
+  end)
+  if not ok or not row then
+    self.db:close()
+    self.db = nil
+    return json.null
+  end
+  return row.n
+end
+
+function Uploads:tick()
+  if sys.clock() < self.next_try then return end
+  self.next_try = sys.clock() + UPLOAD_EVERY
+  local n = self:pending()
+  if n ~= json.null and n > 0 then
+    local started, wait = require("hplua.upload").start_background(self.path, self.url)
+    if not started and wait then self.next_try = sys.clock() + math.min(math.max(wait, 0.5), UPLOAD_EVERY) end
+  end
+end
+
+function Uploads:close()
+  if self.db then self.db:close() end
+end
+
 -- ---------------------------------------------------------------- the station
 
 local Station = {}
@@ -341,6 +393,7 @@ function Station.new(s)
     last_keepalive = sys.clock(), started = sys.now() }, Station)
   for i = 1, s.slots do st.slots[i] = new_slot(i) end
   st.js_pattern = M.js_pattern(s.serial_pattern)
+  st.uploads = Uploads.new(s)
   st.hostname = (read_file("/proc/sys/kernel/hostname") or "station"):gsub("%s+$", "")
   local name = s.path:gsub("/+$", "")
   if name:match("/tests$") then name = name:sub(1, -7) end
@@ -380,7 +433,6 @@ function Station:child_argv(slot, run)
     for _, k in ipairs(keys) do add("--arg", k .. "=" .. tostring(s.args[k])) end
   end
   if s.limits then add("--limits", s.limits) end
-  if s.upload then add("--upload", s.upload) end
   if s.history == false then add("--no-history") elseif s.history then add("--history", s.history) end
   add("--", s.path)
   return argv
@@ -412,7 +464,7 @@ function Station:start(slot_no, serial)
   -- The child's console goes to a log file (kept for the last run), not into memory.
   local cmd = "exec " .. table.concat(words, " ") .. " </dev/null >" .. shell_quote(run.log_path) .. " 2>&1"
   local pok, handle = pcall(process.start, string.format("station-slot%d-run%d", slot_no, slot.runs), cmd,
-    { env = { HPLUA_SLOT = tostring(slot_no) } })
+    { env = { HPLUA_SLOT = tostring(slot_no), HPLUA_UPLOAD = self.s.upload or false } }) -- no password in argv
   if not pok then
     run.events:close()
     run.control:close()
@@ -665,7 +717,7 @@ function Station:state()
   local stand = self.s.stand or {}
   return { station = stand.name or self.hostname, suite = self.suite_name,
     stand = stand, slots = slots, serial_pattern = self.s.serial_pattern, serial_regex = self.js_pattern or json.null,
-    stats = self.history:stats(), uploads_pending = json.null, started_at = self.started, hplua = sys.version }
+    stats = self.history:stats(), uploads_pending = self.uploads and self.uploads:pending() or json.null, started_at = self.started, hplua = sys.version }
 end
 
 function Station:dialogs(only)
@@ -899,6 +951,10 @@ function Station:next_timeout()
       self.reap_until = nil
     end
   end
+  if self.uploads then
+    local u = self.uploads.next_try - sys.clock()
+    t = t and math.min(t, u) or u
+  end
   if t and t < 0 then t = 0 end
   return t or -1
 end
@@ -908,6 +964,7 @@ function Station:loop()
     sys.wait_readable(self.server:fd(), self:next_timeout())
     self.server:run()
     self:tend()
+    if self.uploads then self.uploads:tick() end
     if self.server:clients() > 0 and sys.clock() - self.last_keepalive >= KEEPALIVE then
       self.server:broadcast(": keepalive\n\n")
       self.last_keepalive = sys.clock()
@@ -935,6 +992,7 @@ function Station:shutdown()
     if slot.last_log then os.remove(slot.last_log) end
   end
   os.remove(self.dir)
+  if self.uploads then self.uploads:close() end
 end
 
 function M.main(args)
@@ -956,6 +1014,10 @@ function M.main(args)
   local kind = sys.kind(s.path)
   if not kind then
     io.stderr:write("hplua serve: error: path not found: " .. s.path .. "\n")
+    return EXIT_USAGE
+  end
+  if s.upload and not require("hplua.upload").valid_url(s.upload) then
+    io.stderr:write("hplua serve: error: --upload needs a postgresql://USER@HOST[:PORT]/DB URL, got '" .. s.upload .. "'\n")
     return EXIT_USAGE
   end
   if not is_loopback(s.bind) and not s.token then
@@ -997,5 +1059,6 @@ function M.main(args)
 end
 
 M.Station = Station
+M.is_loopback = is_loopback -- the hub (lua/hub.lua) keeps the same rule
 M.History = History
 return M

@@ -100,7 +100,7 @@ $ HPLUA_HISTORY=$CRAMTMP/text.db hplua -q --no-history pass
 
 # Usage errors: exit 4 with a clear message.
 $ hplua history frobnicate
-hplua history: error: unknown history command 'frobnicate' (list, show or stats) (see hplua history --help)
+hplua history: error: unknown history command 'frobnicate' (list, show, stats or upload) (see hplua history --help)
 [4]
 
 $ hplua history list --limit 0
