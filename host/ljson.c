@@ -249,6 +249,22 @@ static const unsigned char PLAIN[256] = {
 static int put_string(encoder *e, const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
+    /* the common case: a short string of plain ASCII, copied with its quotes at once */
+    if (len <= 256) {
+        size_t k = 0;
+        while (k < len && PLAIN[s[k]])
+            k++;
+        jbuf *b = e->b;
+        if (k == len && e->cost <= e->budget && len + 2 <= e->budget - e->cost && b->cap - b->len >= len + 2) {
+            char *q = b->p + b->len;
+            q[0] = '"';
+            memcpy(q + 1, s, len);
+            q[len + 1] = '"';
+            b->len += len + 2;
+            e->cost += len + 2;
+            return 1;
+        }
+    }
     if (!PUTLIT(e, "\""))
         return 0;
     size_t i = 0, run = 0; /* run: bytes copied verbatim, pending */
@@ -1021,6 +1037,24 @@ static int json_utf8_repair(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
+    /* valid UTF-8 without NUL (nearly always): the string itself */
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        if (u[i] >= 0x20 && u[i] < 0x80) {
+            i++;
+            continue;
+        }
+        unsigned cp;
+        size_t n = utf8_seq(u + i, len - i, &cp);
+        if (n == 0)
+            break;
+        i += n;
+    }
+    if (i == len) {
+        lua_settop(L, 1);
+        return 1;
+    }
     char *fixed = utf8_repair(s, len);
     if (!fixed)
         return luaL_error(L, "out of memory");
