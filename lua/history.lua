@@ -476,12 +476,15 @@ function Sink:commit(final)
     end
     return true
   end
-  local ok, err, code = store:transaction(write_all)
+  -- one record (a test without messages or measurements): a statement is its own
+  -- transaction, without the cost of BEGIN and COMMIT statements around it
+  local commit = #pending == 1 and write_all or function() return store:transaction(write_all) end
+  local ok, err, code = commit()
   if not ok and code == "SQLITE_FULL" then
     -- the write-ahead log holds old copies of pages: moving it into the database
     -- and truncating it may free enough space
     store.db:exec("PRAGMA wal_checkpoint(TRUNCATE)")
-    ok, err, code = store:transaction(write_all)
+    ok, err, code = commit()
   end
   if ok then
     if self.failures > 0 and self.on_error and not final then
