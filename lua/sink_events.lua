@@ -17,11 +17,14 @@ function M.open(target)
   return setmetatable({ fd = fd, owned = true, target = target, held = {} }, Events)
 end
 
--- test_started and test_finished are held back, at most until the run next calls
--- test code, a hook or a fixture, waits for children, or ends (Bus:flush): the
--- events between two tests then go out in one write. Every other event (those test
--- code causes, errors, the run's end) is written at once, with what was held back.
+-- test_started and test_finished are held back while the runner itself works
+-- between two tests: at most until it next calls test code, a hook or a fixture,
+-- waits for children, or ends (Bus:flush), and never longer than HOLD seconds or
+-- HOLD_LINES events (a burst of skipped tests). The events between two tests then
+-- go out in one write. Every other event (those test code causes, errors, the
+-- run's end) is written at once, with what was held back.
 local HELD = { test_started = true, test_finished = true }
+local HOLD, HOLD_LINES = 0.005, 256
 
 function Events:write(ev, run)
   if not self.fd then return end
@@ -29,8 +32,10 @@ function Events:write(ev, run)
   if not line then line = json.encode({ v = 1, seq = ev.seq, run_id = ev.run_id, type = ev.type, time = ev.time,
     error = "event not encodable: " .. tostring(err) }) end
   local held = self.held
-  held[#held + 1] = line
-  if not HELD[ev.type] then self:flush(run) end
+  local n = #held + 1
+  held[n] = line
+  if n == 1 then self.held_since = sys.clock() end
+  if not HELD[ev.type] or n >= HOLD_LINES or sys.clock() - self.held_since >= HOLD then self:flush(run) end
 end
 
 function Events:flush(run)
