@@ -56,11 +56,14 @@ static char *utf8_repair(const char *s, size_t len)
     return out;
 }
 
+/* A table marked by json.array (its metatable is the registry's ARRAY_MT), or one
+ * whose keys are exactly 1..n. */
 static int is_array(lua_State *L, int idx, lua_Integer *n)
 {
-    if (luaL_getmetafield(L, idx, "__name") != LUA_TNIL) {
-        int arr = strcmp(lua_tostring(L, -1), ARRAY_MT) == 0;
-        lua_pop(L, 1);
+    if (lua_getmetatable(L, idx)) {
+        luaL_getmetatable(L, ARRAY_MT);
+        int arr = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
         if (arr) {
             *n = (lua_Integer)lua_rawlen(L, idx);
             return 1;
@@ -96,6 +99,7 @@ static int is_array(lua_State *L, int idx, lua_Integer *n)
 typedef struct {
     char *p;
     size_t len, cap;
+    int busy; /* the shared scratch buffer is in use */
 } jbuf;
 
 typedef struct {
@@ -113,6 +117,30 @@ static int jbuf_gc(lua_State *L)
     b->p = NULL;
     b->len = b->cap = 0;
     return 0;
+}
+
+#define SCRATCH_KEEP ((size_t)64 << 10)
+static char SCRATCH_KEY;
+
+/* The encoder's shared buffer (created on first use). */
+static jbuf *scratch_buffer(lua_State *L)
+{
+    if (luaL_newmetatable(L, "hplua.json.buffer")) {
+        lua_pushcfunction(L, jbuf_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SCRATCH_KEY) == LUA_TUSERDATA) {
+        jbuf *b = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        return b;
+    }
+    lua_pop(L, 1);
+    jbuf *b = lua_newuserdatauv(L, sizeof(jbuf), 0);
+    memset(b, 0, sizeof *b);
+    luaL_setmetatable(L, "hplua.json.buffer");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &SCRATCH_KEY);
+    return b;
 }
 
 static void budget_message(encoder *e)
@@ -133,7 +161,7 @@ static int charge(encoder *e, size_t n)
     return 1;
 }
 
-static int put(encoder *e, const char *s, size_t n)
+static int put_slow(encoder *e, const char *s, size_t n)
 {
     if (!charge(e, n))
         return 0;
@@ -150,6 +178,18 @@ static int put(encoder *e, const char *s, size_t n)
         b->p = p;
         b->cap = cap;
     }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 1;
+}
+
+/* Appends n bytes; the common case (room in the buffer and the budget) inline. */
+static inline int put(encoder *e, const char *s, size_t n)
+{
+    jbuf *b = e->b;
+    if (e->cost > e->budget || n > e->budget - e->cost || b->cap - b->len < n)
+        return put_slow(e, s, n);
+    e->cost += n;
     memcpy(b->p + b->len, s, n);
     b->len += n;
     return 1;
@@ -190,15 +230,53 @@ static size_t utf8_seq(const unsigned char *s, size_t avail, unsigned *cpo)
     return n;
 }
 
+/* Bytes written as they are: printable ASCII but the quote and the backslash. */
+static const unsigned char PLAIN[256] = {
+    [' '] = 1, ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1, ['*'] = 1,
+    ['+'] = 1, [','] = 1, ['-'] = 1, ['.'] = 1, ['/'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+    ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, [':'] = 1, [';'] = 1, ['<'] = 1, ['='] = 1, ['>'] = 1,
+    ['?'] = 1, ['@'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['['] = 1, [']'] = 1,
+    ['^'] = 1, ['_'] = 1, ['`'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
+    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1,
+    ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1, ['{'] = 1,
+    ['|'] = 1, ['}'] = 1, ['~'] = 1,
+};
+
 /* A JSON string: invalid UTF-8 (and NUL) repaired to U+FFFD, controls escaped, and
  * U+2028/U+2029 escaped too (JavaScript readers). */
 static int put_string(encoder *e, const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
+    /* the common case: a short string of plain ASCII, copied with its quotes at once */
+    if (len <= 256) {
+        size_t k = 0;
+        while (k < len && PLAIN[s[k]])
+            k++;
+        jbuf *b = e->b;
+        if (k == len && e->cost <= e->budget && len + 2 <= e->budget - e->cost && b->cap - b->len >= len + 2) {
+            char *q = b->p + b->len;
+            q[0] = '"';
+            memcpy(q + 1, s, len);
+            q[len + 1] = '"';
+            b->len += len + 2;
+            e->cost += len + 2;
+            return 1;
+        }
+    }
     if (!PUTLIT(e, "\""))
         return 0;
     size_t i = 0, run = 0; /* run: bytes copied verbatim, pending */
     while (i < len) {
+        if (PLAIN[s[i]]) { /* plain ASCII, the common case */
+            size_t j = i + 1;
+            while (j < len && PLAIN[s[j]])
+                j++;
+            run += j - i;
+            i = j;
+            continue;
+        }
         unsigned cp = 0;
         size_t n = utf8_seq(s + i, len - i, &cp);
         const char *rep = NULL;
@@ -233,16 +311,64 @@ static int put_string(encoder *e, const char *str, size_t len)
     return PUTLIT(e, "\"");
 }
 
+/* A number that is a whole count of microseconds (durations are kept so), written
+ * as "%.15g" writes it, without snprintf and strtod: k / 10^6 is the double nearest
+ * that decimal, and rounding d to 15 digits gives those digits. Returns the length,
+ * or 0 when d is not such a number (or "%.15g" would use an exponent). */
+static int put_micros(char *buf, size_t size, double d)
+{
+    double a = fabs(d);
+    if (!(a >= 1e-4 && a < 1e9))
+        return 0;
+    long long k = llround(a * 1e6);
+    if ((double)k / 1e6 != a)
+        return 0;
+    char tmp[32], *q = tmp + sizeof tmp;
+    int frac = 6, digits = 0;
+    while (frac > 0 && k % 10 == 0) { /* trailing zeros of the fraction go */
+        k /= 10;
+        frac--;
+    }
+    do {
+        *--q = (char)('0' + k % 10);
+        k /= 10;
+        if (++digits == frac)
+            *--q = '.';
+    } while (k || digits < frac);
+    if (digits == frac) /* 0.xxx */
+        *--q = '0';
+    if (d < 0)
+        *--q = '-';
+    size_t n = (size_t)(tmp + sizeof tmp - q);
+    if (n >= size)
+        return 0;
+    memcpy(buf, q, n);
+    return (int)n;
+}
+
 static int put_number(encoder *e, lua_State *L, int idx)
 {
     char buf[64];
     int n;
     if (lua_isinteger(L, idx)) {
-        n = snprintf(buf, sizeof buf, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
+        /* as LUA_INTEGER_FMT ("%lld") writes it, without snprintf's cost */
+        lua_Integer v = lua_tointeger(L, idx);
+        unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+        char *q = buf + sizeof buf;
+        do {
+            *--q = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        if (v < 0)
+            *--q = '-';
+        return put(e, q, (size_t)(buf + sizeof buf - q));
     } else {
         double d = lua_tonumber(L, idx);
         if (!isfinite(d))
             return PUTLIT(e, "null");
+        n = put_micros(buf, sizeof buf, d);
+        if (n > 0)
+            return put(e, buf, (size_t)n);
         n = snprintf(buf, sizeof buf, "%.15g", d);
         if (strtod(buf, NULL) != d)
             n = snprintf(buf, sizeof buf, "%.17g", d);
@@ -264,6 +390,8 @@ typedef struct {
 static int cmp_keyref(const void *a, const void *b)
 {
     const keyref *x = a, *y = b;
+    if (x->len && y->len && x->s[0] != y->s[0]) /* most keys differ at once */
+        return (unsigned char)x->s[0] < (unsigned char)y->s[0] ? -1 : 1;
     size_t n = x->len < y->len ? x->len : y->len;
     int c = memcmp(x->s, y->s, n);
     return c ? c : (x->len > y->len) - (x->len < y->len);
@@ -288,9 +416,62 @@ static int put_array(encoder *e, int idx, lua_Integer n, int depth)
     return (n == 0 || newline(e, depth)) && PUTLIT(e, "]");
 }
 
+/* Sorts refs by key text (insertion sort: objects here are small). */
+static void sort_refs(keyref *refs, lua_Integer n)
+{
+    for (lua_Integer i = 1; i < n; i++) {
+        keyref k = refs[i];
+        lua_Integer j = i;
+        while (j > 0 && cmp_keyref(&refs[j - 1], &k) > 0) {
+            refs[j] = refs[j - 1];
+            j--;
+        }
+        refs[j] = k;
+    }
+}
+
+#define SMALL_OBJECT 48
+
+/* The common case without allocating: an object of at most SMALL_OBJECT string
+ * keys. Its pairs are kept on the stack while sorting. Returns -1 when the table
+ * does not fit (the caller takes the general path), else put_object's result. */
+static int put_small_object(encoder *e, int idx, int depth)
+{
+    lua_State *L = e->L;
+    int top = lua_gettop(L);
+    keyref refs[SMALL_OBJECT];
+    lua_Integer n = 0;
+    if (!lua_checkstack(L, 2 * SMALL_OBJECT + 4))
+        return -1;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) { /* leaves key, value; a copy of the key drives lua_next */
+        if (n == SMALL_OBJECT || lua_type(L, -2) != LUA_TSTRING) {
+            lua_settop(L, top);
+            return -1;
+        }
+        refs[n].s = lua_tolstring(L, -2, &refs[n].len);
+        refs[n].idx = lua_gettop(L); /* the value's slot */
+        n++;
+        lua_pushvalue(L, -2);
+    }
+    sort_refs(refs, n);
+    int ok = PUTLIT(e, "{");
+    for (lua_Integer i = 0; ok && i < n; i++) {
+        ok = (i == 0 || PUTLIT(e, ",")) && newline(e, depth + 1) && charge(e, VALUE_COST) &&
+             put_string(e, refs[i].s, refs[i].len) && (e->pretty ? PUTLIT(e, ": ") : PUTLIT(e, ":")) &&
+             put_value(e, (int)refs[i].idx, depth + 1);
+    }
+    ok = ok && (n == 0 || newline(e, depth)) && PUTLIT(e, "}");
+    lua_settop(L, top);
+    return ok;
+}
+
 static int put_object(encoder *e, int idx, int depth)
 {
     lua_State *L = e->L;
+    int small = put_small_object(e, idx, depth);
+    if (small >= 0)
+        return small;
     int top = lua_gettop(L);
     /* keys (as given) and their texts, anchored in two tables while sorting */
     lua_newtable(L);
@@ -390,24 +571,32 @@ static int json_encode(lua_State *L)
         luaL_argcheck(L, mb >= 0, 3, "must not be negative");
         e.budget = mb >= 0x1p63 ? SIZE_MAX : (size_t)mb;
     }
-    e.b = lua_newuserdatauv(L, sizeof(jbuf), 0);
-    memset(e.b, 0, sizeof *e.b);
-    if (luaL_newmetatable(L, "hplua.json.buffer")) {
-        lua_pushcfunction(L, jbuf_gc);
-        lua_setfield(L, -2, "__gc");
+    /* One buffer serves every call (kept in the registry, freed with the state);
+     * a call made while it is busy (an error escaped mid-encode) gets its own. */
+    jbuf *b = scratch_buffer(L);
+    int own = b->busy;
+    if (own) {
+        b = lua_newuserdatauv(L, sizeof(jbuf), 0);
+        memset(b, 0, sizeof *b);
+        luaL_setmetatable(L, "hplua.json.buffer");
     }
-    lua_setmetatable(L, -2);
+    b->busy = 1;
+    b->len = 0;
+    e.b = b;
     int ok = put_value(&e, 1, 0);
+    if (ok)
+        lua_pushlstring(L, b->p ? b->p : "", b->len);
+    b->busy = 0;
+    if (own || b->cap > SCRATCH_KEEP) { /* a large text's buffer goes now, not at a collection */
+        free(b->p);
+        b->p = NULL;
+        b->len = b->cap = 0;
+    }
     if (!ok) {
-        free(e.b->p); /* now rather than at the next collection */
-        e.b->p = NULL;
         lua_pushnil(L);
         lua_pushstring(L, e.err);
         return 2;
     }
-    lua_pushlstring(L, e.b->p ? e.b->p : "", e.b->len);
-    free(e.b->p);
-    e.b->p = NULL;
     return 1;
 }
 
@@ -848,6 +1037,24 @@ static int json_utf8_repair(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
+    /* valid UTF-8 without NUL (nearly always): the string itself */
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        if (u[i] >= 0x20 && u[i] < 0x80) {
+            i++;
+            continue;
+        }
+        unsigned cp;
+        size_t n = utf8_seq(u + i, len - i, &cp);
+        if (n == 0)
+            break;
+        i += n;
+    }
+    if (i == len) {
+        lua_settop(L, 1);
+        return 1;
+    }
     char *fixed = utf8_repair(s, len);
     if (!fixed)
         return luaL_error(L, "out of memory");

@@ -11,6 +11,7 @@
 #include <lauxlib.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
@@ -162,6 +163,28 @@ static int sys_open(lua_State *L)
     if (fd < 0)
         return push_fail(L, path, errno);
     lua_pushinteger(L, fd);
+    return 1;
+}
+
+static int tmpfile_close(lua_State *L)
+{
+    luaL_Stream *p = luaL_checkudata(L, 1, LUA_FILEHANDLE);
+    int ok = fclose(p->f) == 0;
+    return luaL_fileresult(L, ok, NULL);
+}
+
+/* tmpfile() -> file | nil, message, code: io.tmpfile's unnamed temporary, but not
+ * inherited by the children hplua starts (close-on-exec). */
+static int sys_tmpfile(lua_State *L)
+{
+    luaL_Stream *p = lua_newuserdatauv(L, sizeof(luaL_Stream), 0);
+    p->closef = NULL; /* a closed file until it is open */
+    luaL_setmetatable(L, LUA_FILEHANDLE);
+    p->f = tmpfile();
+    if (!p->f)
+        return push_fail(L, "temporary file", errno);
+    fcntl(fileno(p->f), F_SETFD, FD_CLOEXEC);
+    p->closef = tmpfile_close;
     return 1;
 }
 
@@ -334,6 +357,7 @@ int luaopen_hplua_sys(lua_State *L)
                                    {"getpid", sys_getpid},
                                    {"set_memory_limit", sys_set_memory_limit},
                                    {"open", sys_open},
+                                   {"tmpfile", sys_tmpfile},
                                    {"write", sys_write},
                                    {"read", sys_read},
                                    {"close", sys_close},

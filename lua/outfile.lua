@@ -21,6 +21,25 @@ function M.prepare(target, text)
   return true
 end
 
+-- The same, for text produced in pieces: produce(write) calls write(piece) for each
+-- and returns true, or what a failed write returned.
+function M.prepare_stream(target, produce)
+  M.abort(target)
+  local h, err = json.open_atomic(target.path)
+  local ok = h ~= nil
+  if ok then
+    local pok, pres, perr = pcall(produce, function(piece) return h:write(piece) end)
+    if pok then ok, err = pres, perr else ok, err = nil, tostring(pres) end
+  end
+  if ok then ok, err = h:sync() end
+  if not ok then
+    if h then h:abort() end
+    return nil, err
+  end
+  target.handle = h
+  return true
+end
+
 function M.abort(target)
   if target.handle then target.handle:abort() end
   target.handle = nil

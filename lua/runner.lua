@@ -52,10 +52,16 @@ local function set_search_path(base, dir)
   package.cpath = dir .. "/?.so;" .. base.cpath
 end
 
+local NO_DEPS = setmetatable({}, { __newindex = function() error("NO_DEPS is shared", 2) end })
+
 -- Resolves and checks every `depends` entry; records collection errors.
 local function resolve_dependencies(tests, modules_by_id)
-  local by_id, all_ids = {}, {}
-  for _, t in ipairs(tests) do by_id[t.id] = t; all_ids[#all_ids + 1] = t.id end
+  local by_id, all_ids -- built when a dependency names a test by its id
+  local function index()
+    if by_id then return end
+    by_id, all_ids = {}, {}
+    for _, t in ipairs(tests) do by_id[t.id] = t; all_ids[#all_ids + 1] = t.id end
+  end
   local suggest = require "hplua.suggest"
   local function names_of(mod)
     local out = {}
@@ -85,6 +91,7 @@ local function resolve_dependencies(tests, modules_by_id)
         for _, x in ipairs(mod.tests) do out[#out + 1] = x end
       end
     else
+      index()
       local target = by_id[spec]
       if not target then
         ctx.collection_error(string.format("%s depends on unknown test %q%s", t.id, spec, suggest.hint(spec, all_ids)),
@@ -95,7 +102,15 @@ local function resolve_dependencies(tests, modules_by_id)
     end
     return out
   end
+  local mdeps = {} -- modules that depend on something
   for _, t in ipairs(tests) do
+    if t.module.depends and #t.module.depends > 0 then mdeps[t.module] = true end
+  end
+  for _, t in ipairs(tests) do
+    if #t.depends == 0 and not mdeps[t.module] then -- nothing to resolve (most tests)
+      t.deps = NO_DEPS
+      goto next_test
+    end
     t.deps = {}
     local specs = {}
     for _, d in ipairs(t.module.depends or {}) do specs[#specs + 1] = { d, t.module.depends_line or t.line } end
@@ -109,6 +124,7 @@ local function resolve_dependencies(tests, modules_by_id)
         end
       end
     end
+    ::next_test::
   end
   -- A dependency must run before its dependent; a cycle is named as such.
   local function path_to(from, goal, visited)
@@ -340,6 +356,7 @@ function Run:run_error(message, file, line, kind)
 end
 
 function Run:guarded(fn, arg, timeout)
+  self.bus:flush() -- what happened so far is out before code that may take long runs
   return sys.run_guarded(fn, arg, timeout or 0)
 end
 
@@ -561,6 +578,7 @@ function Run:teardown()
       end
     end
   end
+  self.bus:flush()
   local ok, err = pcall(internal.cleanup, 3)
   if not ok then self:run_error("process clean-up failed: " .. tostring(err)) end
 end

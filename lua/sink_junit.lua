@@ -1,7 +1,9 @@
 -- hplua.sink_junit: JUnit XML (valid against Jenkins' junit-10.xsd), a subscriber of
--- the run's events. Each testcase is rendered when its test finishes and each
--- testsuite when the next module begins; the file is written atomically at the end.
+-- the run's events. Each testcase is rendered when its test finishes (into a spool,
+-- a temporary file: hplua.spool) and each testsuite's head when the next module
+-- begins; the file is streamed from them and written atomically at the end.
 local json = require "hplua.json"
+local spool = require "hplua.spool"
 local format = require "hplua.format"
 local outfile = require "hplua.outfile"
 
@@ -18,7 +20,7 @@ local Junit = {}
 Junit.__index = Junit
 
 function M.new(path)
-  return setmetatable({ path = path, option = "--junit", suites = {}, dut = {}, stand = {} }, Junit)
+  return setmetatable({ path = path, option = "--junit", suites = {}, spool = spool.new(), dut = {}, stand = {} }, Junit)
 end
 
 function Junit:info(ev)
@@ -48,15 +50,15 @@ function Junit:close_suite()
   local head = string.format('  <testsuite name="%s" tests="%d" failures="%d" errors="0" skipped="%d" time="%.3f" timestamp="%s">',
     xml(s.id), s.tests, s.failures, s.skipped, s.time, xml(s.timestamp))
   local props = self:properties()
-  self.suites[#self.suites + 1] = head .. "\n" .. (props and (props .. "\n") or "") .. table.concat(s.cases, "\n") ..
-    "\n  </testsuite>"
+  -- the suite's head; its testcases are in the spool between s.from and here
+  self.suites[#self.suites + 1] = { head .. "\n" .. (props and (props .. "\n") or ""), s.from, self.spool:mark() }
 end
 
 function Junit:test_finished(ev)
   local s = self.suite
   if not s or s.id ~= ev.module then
     self:close_suite()
-    s = { id = ev.module, tests = 0, failures = 0, skipped = 0, time = 0, timestamp = ev.started_at, cases = {} }
+    s = { id = ev.module, tests = 0, failures = 0, skipped = 0, time = 0, timestamp = ev.started_at, from = self.spool:mark() }
     self.suite = s
   end
   s.tests = s.tests + 1
@@ -78,22 +80,35 @@ function Junit:test_finished(ev)
   for _, m in ipairs(ev.measurements or {}) do out[#out + 1] = format.measurement(m) end
   if #out > 0 then lines[#lines + 1] = "      <system-out>" .. xml_text(table.concat(out, "\n")) .. "</system-out>" end
   lines[#lines + 1] = "    </testcase>"
-  s.cases[#s.cases + 1] = table.concat(lines, "\n")
+  if s.tests > 1 then lines[1] = "\n" .. lines[1] end
+  self.spool:append(table.concat(lines, "\n"))
 end
 
-function Junit:render(ev)
+-- The document for the final record ev, handed to write(piece) in order; stops at
+-- the first write that does not return true and returns what it returned.
+function Junit:stream(ev, write)
   self:close_suite()
   local sm = ev.summary
-  return '<?xml version="1.0" encoding="UTF-8"?>\n' ..
+  local ok, err, code = write('<?xml version="1.0" encoding="UTF-8"?>\n' ..
     string.format('<testsuites name="hplua" tests="%d" failures="%d" errors="0" time="%.3f">\n', sm.total,
-      sm.failed + sm.stopped, ev.duration) ..
-    table.concat(self.suites, "\n") .. (#self.suites > 0 and "\n" or "") .. "</testsuites>\n"
+      sm.failed + sm.stopped, ev.duration))
+  for i, suite in ipairs(self.suites) do
+    if not ok then break end
+    ok, err, code = write(i > 1 and "\n" .. suite[1] or suite[1])
+    if ok then ok, err, code = self.spool:copy(suite[2], suite[3], write) end
+    if ok then ok, err, code = write("\n  </testsuite>") end
+  end
+  if not ok then return ok, err, code end
+  return write((#self.suites > 0 and "\n" or "") .. "</testsuites>\n")
 end
 
 -- Written to a synced temporary before the run's final event, renamed at it
 -- (hplua.outfile: every output agrees with the exit status).
-function Junit:prepare(ev) return outfile.prepare(self, self:render(ev)) end
+function Junit:prepare(ev)
+  return outfile.prepare_stream(self, function(write) return self:stream(ev, write) end)
+end
 function Junit:abort() outfile.abort(self) end
 function Junit:run_finished(_, run) outfile.commit(self, run) end
+function Junit:close() self.spool:close() end
 
 return M

@@ -1,18 +1,22 @@
 -- hplua.sink_report: builds the JSON run report (API 4) from the run's events. Each
--- test's record is encoded when the test finishes and each module's when the next
--- module begins, so the report is held as text, not as a tree of tables; the
--- whole text is assembled once, at run_finished (run:report_text()).
+-- test's record is encoded when the test finishes and appended to a spool (a
+-- temporary file, hplua.spool), each module's head when the next module begins;
+-- so the report is held as text outside the Lua heap, not as a tree of tables.
+-- The JSON writer streams it into its file (Report:stream); the whole text is
+-- assembled only when asked for (run:report_text(), the history).
 local json = require "hplua.json"
+local spool = require "hplua.spool"
 
 local M = {}
 local arr, null = json.array, json.null
 local NONE = arr() -- shared and never changed
+local NO_ARTIFACTS = {} -- the same, as an object
 
 local Report = {}
 Report.__index = Report
 
 function M.new()
-  return setmetatable({ parts = {}, module = nil, processes = {}, messages = arr(), keyed = {}, errors = arr(),
+  return setmetatable({ parts = {}, spool = spool.new(), module = nil, processes = {}, messages = arr(), keyed = {}, errors = arr(),
     collection_errors = arr(), dut = {}, stand = {}, instruments = arr() }, Report)
 end
 
@@ -86,6 +90,7 @@ local function measurement_record(m)
 end
 
 local function measurements(list)
+  if #list == 0 then return NONE end
   local out = arr()
   for i, m in ipairs(list) do out[i] = measurement_record(m) end
   return out
@@ -97,10 +102,11 @@ function Report:close_module()
   local m = self.module
   if not m then return end
   self.module = nil
-  local tests = m.tests
-  m.tests = nil
+  local from, to = m.from, self.spool:mark()
+  m.tests, m.from, m.count = nil, nil, nil
   local head = assert(json.encode(m, false, math.huge))
-  self.parts[#self.parts + 1] = head:sub(1, -2) .. ',"tests":[' .. table.concat(tests, ",") .. "]}"
+  -- the module's head; its tests' records are in the spool between from and to
+  self.parts[#self.parts + 1] = { head:sub(1, -2) .. ',"tests":[', from, to }
 end
 
 function Report:test_finished(ev)
@@ -108,7 +114,7 @@ function Report:test_finished(ev)
   if not m or m.id ~= ev.module then
     self:close_module()
     m = { id = ev.module, name = ev.module_name or ev.module, file = ev.file, status = "skipped",
-      started_at = ev.started_at, duration = 0, tests = {} }
+      started_at = ev.started_at, duration = 0, from = self.spool:mark(), count = 0 }
     self.module = m
   end
   local msgs, meas = ev.messages or NONE, measurements(ev.measurements or NONE)
@@ -124,14 +130,15 @@ function Report:test_finished(ev)
   end
   local rec = { id = ev.test, name = ev.name, status = ev.status, started_at = ev.started_at, ended_at = ev.ended_at,
     duration = ev.duration, attempts = ev.attempts, error = ev.error, skip_reason = ev.skip_reason,
-    messages = msgs, measurements = meas, artifacts = ev.artifacts or {}, attachments = ev.attachments or NONE,
+    messages = msgs, measurements = meas, artifacts = ev.artifacts or NO_ARTIFACTS, attachments = ev.attachments or NONE,
     attempt_results = attempts }
   local text, err = json.encode(rec, false, math.huge)
   if not text then
     rec.artifacts = { error = "not encodable: " .. tostring(err) }
     text = assert(json.encode(rec, false, math.huge))
   end
-  m.tests[#m.tests + 1] = text
+  m.count = m.count + 1
+  self.spool:append(m.count > 1 and "," .. text or text)
   m.ended_at = ev.ended_at
   m.duration = m.duration + (ev.duration or 0)
   local st = ev.status
@@ -139,13 +146,12 @@ function Report:test_finished(ev)
   if RANK[st] > RANK[m.status] and st ~= "skipped" then m.status = st end
 end
 
--- The report's text for the run's final record (the fields of run_finished); built
--- again only when that record changed (a report that could not be written turns a
--- passing run into a failed one, with a run error).
-function Report:render(ev)
+-- The report for the run's final record (the fields of run_finished), handed to
+-- write(piece) in order; stops at the first write that does not return true and
+-- returns what it returned (true when all went out).
+function Report:stream(ev, write)
   self:close_module()
-  local key = tostring(ev.exit_code) .. ":" .. #self.errors
-  if self.text and self.key == key then return self.text end
+  self.final = ev
   local top = {
     hplua = self.hplua, run_id = self.run_id, status = ev.status, started_at = self.started_at, ended_at = ev.ended_at,
     duration = ev.duration, exit_code = ev.exit_code, caused_failure = ev.caused_failure,
@@ -155,20 +161,44 @@ function Report:render(ev)
   if type(self.serial) == "string" then top.serial = self.serial end
   if self.slot then top.slot = self.slot end
   local head = assert(json.encode(top, false, math.huge))
+  local ok, err, code = write(head:sub(1, -2) .. ',"modules":[')
+  for i, part in ipairs(self.parts) do
+    if not ok then break end
+    ok, err, code = write(i > 1 and "," .. part[1] or part[1])
+    if ok then ok, err, code = self.spool:copy(part[2], part[3], write) end
+    if ok then ok, err, code = write("]}") end
+  end
+  if not ok then return ok, err, code end
   local procs = {}
   for i, p in ipairs(self.processes) do procs[i] = assert(json.encode(p, false, math.huge)) end
-  self.text = head:sub(1, -2) .. ',"modules":[' .. table.concat(self.parts, ",") .. '],"processes":[' ..
-    table.concat(procs, ",") .. "]}\n"
-  self.key = key
+  return write('],"processes":[' .. table.concat(procs, ",") .. "]}\n")
+end
+
+-- The whole report's text for the final record ev, as one string (cached: built
+-- again only when that record changed, as when a report that could not be written
+-- turns a passing run into a failed one, with a run error).
+function Report:render(ev)
+  local key = tostring(ev.exit_code) .. ":" .. #self.errors
+  if self.text and self.key == key then return self.text end
+  local parts = {}
+  self:stream(ev, function(piece)
+    parts[#parts + 1] = piece
+    return true
+  end)
+  self.text, self.key = table.concat(parts), key
   return self.text
 end
 
-function Report:prepare(ev) self:render(ev) end
-function Report:run_finished(ev) self:render(ev) end
+function Report:prepare(ev) self.final = ev end
+function Report:run_finished(ev) self.final = ev end
 
--- The report's text once the run has finished.
+-- The report's text once the run has finished (built on first use).
 function Report:report_text()
-  return self.text
+  return self.final and self:render(self.final)
+end
+
+function Report:close()
+  self.spool:close()
 end
 
 return M

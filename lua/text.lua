@@ -93,8 +93,11 @@ local XML_ATTR = { ["<"] = "&lt;", [">"] = "&gt;", ["&"] = "&amp;", ['"'] = "&qu
 -- the characters XML forbids (C0 controls but tab, LF and CR; U+FFFE, U+FFFF)
 -- become visible escapes ("\x1b", "\0", "\u{fffe}"), specials are escaped. CR is
 -- written as a character reference so that a parser does not fold it into LF.
+local XML_PLAIN = "[%z\1-\31<>&\"'\127-\255]" -- text without any of these is written as it is
+
 local function xml(s, map)
   s = tostring(s)
+  if not s:find(XML_PLAIN) then return s end
   local out = {}
   scan(s, function(piece, kind)
     if kind == "text" then

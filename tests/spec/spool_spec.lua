@@ -1,0 +1,110 @@
+local spool = require "hplua.spool"
+
+-- Appends pieces, returns the spool and the marks between them.
+local function filled(s, pieces)
+  local marks = { s:mark() }
+  for _, p in ipairs(pieces) do
+    s:append(p)
+    marks[#marks + 1] = s:mark()
+  end
+  return marks
+end
+
+local function in_memory()
+  local s = spool.new()
+  s:to_memory() -- as when no temporary file can be made or written
+  return s
+end
+
+describe("hplua.spool", function()
+  for _, kind in ipairs { "file", "memory" } do
+    local make = kind == "file" and spool.new or in_memory
+
+    it("gives back the text between any two marks (" .. kind .. ")", function()
+      local s = make()
+      local pieces = { "alpha", "", ",beta", ",gamma\n", string.rep("x", 1000) }
+      local marks = filled(s, pieces)
+      local all = table.concat(pieces)
+      assert.are.equal(all, s:read(marks[1], marks[#marks]))
+      for i = 1, #marks do
+        for j = i, #marks do
+          assert.are.equal(all:sub(marks[i] + 1, marks[j]), s:read(marks[i], marks[j]))
+        end
+      end
+      -- byte offsets inside pieces too
+      assert.are.equal("pha,be", s:read(2, 8))
+      s:append("more") -- appending after a read goes on at the end
+      assert.are.equal(all .. "more", s:read(0, s:mark()))
+      s:close()
+    end)
+
+    it("hands large ranges over in chunks and stops at a failed write (" .. kind .. ")", function()
+      local s = make()
+      local big = string.rep("0123456789", 250000) -- 2.5 MB
+      s:append(big)
+      local chunks, got = 0, {}
+      assert.is_true(s:copy(0, s:mark(), function(c)
+        chunks = chunks + 1
+        got[#got + 1] = c
+        return true
+      end))
+      assert.are.equal(big, table.concat(got))
+      if kind == "file" then assert.is_true(chunks >= 3) end
+      local calls = 0
+      local ok, err, code = s:copy(0, s:mark(), function()
+        calls = calls + 1
+        return nil, "disk full", "ENOSPC"
+      end)
+      assert.are.same({ nil, "disk full", "ENOSPC" }, { ok, err, code })
+      assert.are.equal(1, calls)
+      s:close()
+    end)
+  end
+
+  it("moves what the file holds to memory and goes on", function()
+    local s = spool.new()
+    s:append("head,")
+    local m = s:mark()
+    s:to_memory()
+    s:append("tail")
+    assert.are.equal("head,tail", s:read(0, s:mark()))
+    assert.are.equal("tail", s:read(m, s:mark()))
+    s:close()
+  end)
+end)
+
+describe("hplua.json encoding paths", function()
+  local json = require "hplua.json"
+
+  it("sorts the keys of small and large objects alike", function()
+    for _, n in ipairs { 1, 2, 47, 48, 49, 300 } do
+      local t, keys = {}, {}
+      for i = 1, n do
+        local k = string.format("k%03d", (i * 7919) % 1000)
+        t[k] = i
+      end
+      for k in pairs(t) do keys[#keys + 1] = k end
+      table.sort(keys)
+      local parts = {}
+      for i, k in ipairs(keys) do parts[i] = string.format("%q:%d", k, t[k]) end
+      assert.are.equal("{" .. table.concat(parts, ",") .. "}", json.encode(t))
+    end
+    -- keys that are not strings take the general path, sorted by their text
+    assert.are.equal('{"1":"a","10":"b","x":true}', json.encode({ [1] = "a", [10] = "b", x = true }))
+  end)
+
+  it("writes whole microseconds, integers and other numbers as %.15g does", function()
+    for _, v in ipairs { 0.002725, 1.5, 2.0, 100.0, 0.0001, 0.00001, 999999999.999999, 1e9, -0.25, 0.1, 1 / 3,
+      123456.000001, -42, 0, math.mininteger, math.maxinteger } do
+      local want = math.type(v) == "integer" and string.format("%d", v) or string.format("%.15g", v)
+      if math.type(v) == "float" and tonumber(want) ~= v then want = string.format("%.17g", v) end
+      assert.are.equal(want, json.encode(v))
+    end
+  end)
+
+  it("returns a valid string from utf8_repair unchanged and repairs the rest", function()
+    assert.are.equal("plain é text", json.utf8_repair("plain é text"))
+    assert.are.equal("a\239\191\189b", json.utf8_repair("a\0b"))
+    assert.are.equal("\239\191\189x", json.utf8_repair("\255x"))
+  end)
+end)
