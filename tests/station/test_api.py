@@ -401,6 +401,21 @@ def main():
         finally:
             st.stop()
 
+    # ---- slots: hp.lock and hp.barrier with the station as the supervisor (API 10)
+    if MODE == "real":
+        slots_dir = os.path.join(HERE, "..", "fixtures", "slots")
+        st = Station("--slots", "2", os.path.join(slots_dir, "cycle"))
+        try:
+            ids = [st.post("/api/start", {"serial": "SN-C%d" % i, "slot": i})[1]["run_id"] for i in (1, 2)]
+            s = st.wait_state(lambda s: all(x["state"] == "finished" for x in s["slots"]), 30, "both slots")
+            by = {x["slot"]: x for x in s["slots"]}
+            check(by[1]["run_id"] == ids[0] and by[1]["status"] == "passed", "slots: slot 1 gets both locks")
+            msg = by[2]["tests"][0]["message"] or ""
+            check(by[2]["status"] == "failed" and "wait cycle between slots: slot 2 waits for lock 'A' held by slot 1"
+                  in msg, "slots: slot 2 fails naming the lock cycle: " + msg)
+        finally:
+            st.stop()
+
     if FAILURES:
         print("%d check(s) failed" % len(FAILURES))
         sys.exit(1)
