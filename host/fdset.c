@@ -13,3 +13,17 @@ int fdset_add(int set, int fd)
 }
 
 int fdset_remove(int set, int fd) { return epoll_ctl(set, EPOLL_CTL_DEL, fd, NULL) == 0 ? 0 : errno; }
+
+int fdset_ready(int set, int *fds, int max)
+{
+    struct epoll_event evs[64];
+    if (max > 64)
+        max = 64;
+    int n;
+    do
+        n = epoll_wait(set, evs, max, 0);
+    while (n < 0 && errno == EINTR);
+    for (int i = 0; i < n; i++)
+        fds[i] = evs[i].data.fd;
+    return n;
+}

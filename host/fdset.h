@@ -9,5 +9,7 @@ int fdset_open(void);
 /* Adds fd (watched for input and hang-up) or removes it; 0 or an errno value. */
 int fdset_add(int set, int fd);
 int fdset_remove(int set, int fd);
+/* Fills fds with up to max members ready now (no wait); returns how many, or -1 with errno. */
+int fdset_ready(int set, int *fds, int max);
 
 #endif

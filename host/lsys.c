@@ -297,6 +297,22 @@ static int fdset_change(lua_State *L, int add)
 static int fdset_l_add(lua_State *L) { return fdset_change(L, 1); }
 static int fdset_l_remove(lua_State *L) { return fdset_change(L, 0); }
 
+/* set:ready() -> { fd, ... } of the members ready now (up to 64; no wait) */
+static int fdset_l_ready(lua_State *L)
+{
+    lfdset *s = check_fdset(L);
+    int fds[64];
+    int n = fdset_ready(s->fd, fds, 64);
+    if (n < 0)
+        return push_fail(L, "epoll", errno);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_pushinteger(L, fds[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
 static int fdset_l_fileno(lua_State *L)
 {
     lua_pushinteger(L, check_fdset(L)->fd);
@@ -315,7 +331,8 @@ static int fdset_l_close(lua_State *L)
 static void fdset_register(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"add", fdset_l_add}, {"remove", fdset_l_remove}, {"fileno", fdset_l_fileno}, {"close", fdset_l_close}, {NULL, NULL}};
+        {"add", fdset_l_add},       {"remove", fdset_l_remove}, {"ready", fdset_l_ready},
+        {"fileno", fdset_l_fileno}, {"close", fdset_l_close},   {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", fdset_l_close}, {"__close", fdset_l_close}, {NULL, NULL}};
     luaL_newmetatable(L, FDSET_MT);
     luaL_setfuncs(L, meta, 0);

@@ -178,11 +178,18 @@ function Sup:draw(force)
   io.stdout:flush()
 end
 
+-- The event types the console folds; the rest pass through undecoded.
+local FOLDED = { run_started = true, test_started = true, test_finished = true, collection_error = true,
+  run_finished = true }
+
 function Sup:on_event(slot, line)
   if line:sub(1, 1) ~= "{" then return end
+  if self.events_fd then sys.write(self.events_fd, line, "\n") end
+  local wanted = false
+  for t in line:gmatch('"type":"([%w_]+)"') do wanted = wanted or FOLDED[t] end
+  if not wanted then return end
   local ev = json.decode(line)
   if type(ev) ~= "table" or type(ev.type) ~= "string" then return end
-  if self.events_fd then sys.write(self.events_fd, line, "\n") end
   local what = fold(slot, ev)
   if self.live then
     self.dirty = true
@@ -228,6 +235,7 @@ function Sup:start_slot(slot)
   slot.requests = slotrun.lines(ch.req)
   self.set:add(ch.events:fileno())
   self.set:add(ch.req:fileno())
+  self.by_fd[ch.events:fileno()], self.by_fd[ch.req:fileno()] = slot, slot
   slot.watching = { events = true, req = true }
   slot.t0 = sys.clock()
   self.coord:slot_started(slot.slot)
@@ -236,6 +244,7 @@ end
 
 function Sup:unwatch(slot, which)
   if slot.watching[which] then
+    self.by_fd[slot.ch[which]:fileno()] = nil
     self.set:remove(slot.ch[which]:fileno())
     slot.watching[which] = false
   end
@@ -295,13 +304,15 @@ function Sup:running()
   return n
 end
 
--- One look at every running child.
+-- Reads the slots whose FIFOs are ready; with check_alive, looks at every child.
 function Sup:tend(check_alive)
+  for _, fd in ipairs(self.set:ready() or {}) do
+    local slot = self.by_fd[fd]
+    if slot and not slot.done then self:pump(slot, false) end
+  end
   for _, slot in ipairs(self.slots) do
-    if slot.handle and not slot.done then
-      self:pump(slot, false)
-      local eof = slot.events.eof
-      if (check_alive or eof) and not slot.handle:alive() then self:finish(slot) end
+    if slot.handle and not slot.done and (check_alive or slot.events.eof) and not slot.handle:alive() then
+      self:finish(slot)
     end
   end
   if self.dirty or self.redraw_due then
@@ -328,6 +339,11 @@ function Sup:loop()
     local check = now - last_check >= CHILD_POLL or self:next_timeout() < CHILD_POLL
     if check then last_check = now end
     self:tend(check)
+    -- Ctrl-C/SIGTERM wake the wait (the event loop's self-pipe); no guard is needed
+    if sys.interrupted() then
+      self.interrupted = true
+      return
+    end
   end
 end
 
@@ -434,7 +450,7 @@ function M.main(opts)
   else
     color = color == "always"
   end
-  local sup = setmetatable({ opts = opts, dir = dir, set = set, slots = {}, exe = assert(sys.exepath()),
+  local sup = setmetatable({ opts = opts, dir = dir, set = set, slots = {}, by_fd = {}, exe = assert(sys.exepath()),
     passed = passed_options(opts.argv or {}), color = color, live = not opts.quiet and sys.isatty(1),
     quiet = opts.quiet, verbose = opts.verbose, started_at = sys.now(),
     width = math.max(20, (tonumber(os.getenv("COLUMNS")) or 80) - 1) }, Sup)
@@ -468,25 +484,25 @@ function M.main(opts)
       break
     end
   end
-  local ok, info = true, nil
+  local ok, err_msg = true, nil
   if not failed_start then
     sup:draw(true)
-    ok, info = sys.run_guarded(function() sup:loop() end, nil, 0)
+    ok, err_msg = xpcall(sup.loop, debug.traceback, sup)
   end
   local code
-  if failed_start or not ok then
+  if failed_start or not ok or sup.interrupted then
     if failed_start then
       io.stderr:write("hplua: error: cannot start a slot: " .. failed_start .. "\n")
-    elseif info.kind ~= "interrupt" then
-      io.stderr:write("hplua: internal error: " .. tostring(info.message) .. "\n" .. (info.traceback or ""))
+    elseif not ok then
+      io.stderr:write("hplua: internal error: " .. tostring(err_msg) .. "\n")
     end
     sup:stop_all()
   end
   if sup.live then sup:draw(true) end
   if sup.lost then pcall(sup.after_loss, sup) end
   code = sup:summary()
-  if failed_start then code = worse(code, EXIT_INTERNAL) end
-  if not ok and info.kind == "interrupt" then code = worse(code, EXIT_INTERRUPTED) end
+  if failed_start or not ok then code = worse(code, EXIT_INTERNAL) end
+  if sup.interrupted then code = worse(code, EXIT_INTERRUPTED) end
   if sup.events_owned then sys.close(sup.events_fd) end
   for _, slot in ipairs(sup.slots) do
     if slot.log_path then os.remove(slot.log_path) end
