@@ -132,6 +132,18 @@ hp.test("two slots taking two locks in opposite order: one fails naming the cycl
   hp.expect(t.error.file).to_equal("cycle/1_two_locks.lua")
 end)
 
+hp.test("a test timeout releases a held lock and cancels a waiting one", function()
+  local dir = tmpdir()
+  local r, out = hplua({ "--no-history", "--slots", "2", "--json", dir .. "/{slot}.json", "timeout" })
+  hp.expect(r.exit_code, out).to_equal(1)
+  local one = json.decode(assert(read(dir .. "/1.json"))).modules[1].tests
+  local two = json.decode(assert(read(dir .. "/2.json"))).modules[1].tests
+  hp.expect(one[1].error.message).to_equal("timeout after 0.5 s")
+  hp.expect(one[2].error.message).to_equal("timeout after 0.5 s")
+  hp.expect(one[3].status).to_equal("passed")
+  for i = 1, 3 do hp.expect(two[i].status, two[i].id).to_equal("passed") end
+end)
+
 hp.test("a barrier with 4 slots where one fails before it: the other 3 pass it", function()
   local dir = tmpdir()
   local r, out = hplua({ "--no-history", "--slots", "4", "--json", dir .. "/{slot}.json", "--arg", "fail=3",
