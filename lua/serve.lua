@@ -964,6 +964,11 @@ function M.main(args)
     io.stderr:write("hplua serve: error: " .. err .. "\n")
     return EXIT_USAGE
   end
+  local problem = require("hplua.slots").report_problem(s.json, s.junit, s.slots)
+  if problem then
+    io.stderr:write("hplua serve: error: " .. problem .. "\n")
+    return EXIT_USAGE
+  end
   local kind = sys.kind(s.path)
   if not kind then
     io.stderr:write("hplua serve: error: path not found: " .. s.path .. "\n")

@@ -66,19 +66,24 @@ local function passed_options(argv)
 end
 M.passed_options = passed_options
 
+-- Report paths that several slots would share (API 10): a message, or nil.
+-- Used by `hplua serve --slots N` too.
+function M.report_problem(json_path, junit_path, n)
+  if n <= 1 then return nil end
+  for _, o in ipairs { { "--json", json_path }, { "--junit", junit_path } } do
+    local p = o[2]
+    if p and not (p:find("{slot}", 1, true) or p:find("{run_id}", 1, true)) then
+      return string.format("%s %s with --slots %d: every slot would write the same file; put {slot} or {run_id} " ..
+        "in the path (e.g. %s)", o[1], p, n, p:match("%.%w+$") and p:gsub("(%.%w+)$", "-{slot}%1") or (p .. "-{slot}"))
+    end
+  end
+end
+
 -- A usage problem of --slots before anything starts, or nil.
 function M.check(opts)
   if opts.tap then return "--tap cannot be used with --slots (each slot has its own report: use --json or --junit)" end
-  if opts.slots > 1 then
-    for _, o in ipairs { { "--json", opts.json }, { "--junit", opts.junit } } do
-      local p = o[2]
-      if p and not (p:find("{slot}", 1, true) or p:find("{run_id}", 1, true)) then
-        return string.format("%s %s with --slots %d: every slot would write the same file; put {slot} or {run_id} " ..
-          "in the path (e.g. %s)", o[1], p, opts.slots, p:match("%.%w+$") and p:gsub("(%.%w+)$", "-{slot}%1")
-          or (p .. "-{slot}"))
-      end
-    end
-  end
+  local problem = M.report_problem(opts.json, opts.junit, opts.slots)
+  if problem then return problem end
   for _, p in ipairs(opts.paths) do
     local kind, err = sys.kind(p)
     if not kind then return err:find("No such file", 1, true) and ("path not found: " .. p) or err end

@@ -402,6 +402,12 @@ def main():
             st.stop()
 
     # ---- slots: hp.lock and hp.barrier with the station as the supervisor (API 10)
+    st = Station("--slots", "2", "--json", "report.json", SUITE, expect_start=False)
+    st.proc.wait(10)
+    err = st.proc.stderr.read()
+    check(st.proc.returncode == 4 and "--json report.json with --slots 2: every slot would write the same file" in err,
+          "slots: --json without {slot} or {run_id} is a usage error: " + err)
+    st.stop()
     if MODE == "real":
         slots_dir = os.path.join(HERE, "..", "fixtures", "slots")
         st = Station("--slots", "2", os.path.join(slots_dir, "cycle"))
