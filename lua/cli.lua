@@ -26,6 +26,7 @@ options:
   --timeout SECONDS     default per-test timeout (a test's own timeout wins)
   --json FILE           write the JSON run report to FILE
   --junit FILE          write a JUnit XML report to FILE
+                        (report paths take {run_id} {serial} {slot} {date} {time})
   --tap                 write TAP version 13 to stdout instead of the console report
   -q, -v                quieter / more detailed console output
   --color WHEN          auto (default), always or never; NO_COLOR=1 turns auto off
