@@ -11,6 +11,7 @@
 -- neither side blocks on open and a gone reader never raises SIGPIPE.
 local http = require "hplua.http"
 local process = require "hplua.process"
+local sys = require "hplua.sys"
 
 local M = {}
 
@@ -61,6 +62,8 @@ function M.spawn(name, argv, log_path, env)
   return handle
 end
 
+local READ_SIZE = 16384
+
 -- A reader of complete lines from a non-blocking FIFO end.
 local Lines = {}
 Lines.__index = Lines
@@ -72,7 +75,8 @@ function M.lines(fd) return setmetatable({ fd = fd, buf = "", got_data = false, 
 -- at end of file.
 function Lines:pump(on_line, ended)
   while not self.eof do
-    local data, _, code = self.fd:read()
+    -- small reads: lines are short, and a 64 KiB buffer per wake is garbage to collect
+    local data, _, code = sys.read(self.fd:fileno(), READ_SIZE)
     if not data then
       if code ~= "EAGAIN" then self.eof = true end
       break
@@ -92,7 +96,7 @@ function Lines:pump(on_line, ended)
       pos = nl + 1
     end
     self.buf = buf:sub(pos)
-    if #data < 65536 then break end
+    if #data < READ_SIZE then break end
   end
   return self.eof
 end
