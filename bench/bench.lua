@@ -579,6 +579,47 @@ end
   end
 end
 
+-- 16. slots: N DUTs of a suite that mostly waits (an instrument's settling time, a
+-- child process), 8 slots against 1 (wall), and the supervisor's own CPU against the
+-- slots' (the supervisor reads its /proc/self/stat: utime+stime vs cutime+cstime)
+if want(16) then
+  local n_slots, tests, wait = S and 2 or 8, S and 2 or 5, S and 0.05 or 0.2
+  local dir = tmp .. "/slots"
+  assert(os.execute("mkdir -p " .. dir))
+  write(dir .. "/1_wait.lua", string.format([[
+local hp = require "hplua"
+for i = 1, %d do
+  hp.test("step " .. i, function()
+    hp.sleep(%g) -- the instrument settles
+    local r = hp.process.start("dut", { "sleep", "%g" }):wait()
+    hp.expect(r.exit_code).to_equal(0)
+    hp.lock("dmm", function() hp.measure { name = "v", value = 3.3, min = 3, max = 4 } end)
+  end)
+end
+]], tests, wait, wait))
+  write(tmp .. "/slots_cpu.lua", [[
+local code = require("hplua.cli").main({ "--no-history", "-q", "--slots", arg[1], arg[2] })
+local f = assert(io.open("/proc/self/stat"))
+local rest = f:read("a"):match("%) (.*)$")
+f:close()
+local x = {}
+for w in rest:gmatch("%S+") do x[#x + 1] = tonumber(w) or w end
+print("CPU", code, x[12] + x[13], x[14] + x[15])
+]])
+  local function once(k)
+    local r = run({ HPLUA, "--exec", tmp .. "/slots_cpu.lua", tostring(k), dir })
+    local code, own, kids = r.stdout:match("CPU%s+(%d+)%s+(%d+)%s+(%d+)")
+    assert(code == "0", "slots run failed: " .. r.stdout .. r.stderr)
+    return r.duration, tonumber(own), tonumber(kids), r.max_rss_kb
+  end
+  local one, _, _, one_rss = once(1)
+  local many, own, kids, many_rss = once(n_slots)
+  row(string.format("%d slots of a waiting suite (wall)", n_slots), "s", many, many_rss, "1 slot", one, one_rss,
+    "<= 1.15x of 1 slot", "lower")
+  row(string.format("supervisor CPU share, %d slots", n_slots), "%", kids > 0 and 100 * own / kids or 0, nil,
+    "the slots' own CPU", 100, nil, "<= 5%", "lower")
+end
+
 -- the table
 local function fmt(v, unit)
   if v == nil then return "-" end

@@ -1,6 +1,7 @@
 /* hplua.sys: the few POSIX calls the runner needs (directories, file types,
  * clocks, terminals) plus the guard's entry points. */
 #include "clock.h"
+#include "fdset.h"
 #include "heap.h"
 #include "host.h"
 #include "loop.h"
@@ -343,6 +344,93 @@ static int sys_detach(lua_State *L)
     return 1;
 }
 
+/* ---- fdset(): descriptors watched together (a supervisor's channels), one pollable fd ---- */
+
+#define FDSET_MT "hplua.sys.fdset"
+
+typedef struct lfdset {
+    int fd;
+} lfdset;
+
+static lfdset *check_fdset(lua_State *L)
+{
+    lfdset *s = luaL_checkudata(L, 1, FDSET_MT);
+    if (s->fd < 0)
+        luaL_argerror(L, 1, "the set is closed");
+    return s;
+}
+
+/* fdset() -> set | nil, message, code */
+static int sys_fdset(lua_State *L)
+{
+    lfdset *s = lua_newuserdatauv(L, sizeof *s, 0);
+    s->fd = -1; /* born closed: __gc is safe whatever happens next */
+    luaL_setmetatable(L, FDSET_MT);
+    s->fd = fdset_open();
+    if (s->fd < 0)
+        return push_fail(L, "epoll", errno);
+    return 1;
+}
+
+/* set:add(fd) / set:remove(fd) -> true | nil, message, code */
+static int fdset_change(lua_State *L, int add)
+{
+    lfdset *s = check_fdset(L);
+    int fd = (int)luaL_checkinteger(L, 2);
+    int err = add ? fdset_add(s->fd, fd) : fdset_remove(s->fd, fd);
+    if (err)
+        return push_fail(L, "epoll", err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int fdset_l_add(lua_State *L) { return fdset_change(L, 1); }
+static int fdset_l_remove(lua_State *L) { return fdset_change(L, 0); }
+
+/* set:ready() -> { fd, ... } of the members ready now (up to 64; no wait) */
+static int fdset_l_ready(lua_State *L)
+{
+    lfdset *s = check_fdset(L);
+    int fds[64];
+    int n = fdset_ready(s->fd, fds, 64);
+    if (n < 0)
+        return push_fail(L, "epoll", errno);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_pushinteger(L, fds[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static int fdset_l_fileno(lua_State *L)
+{
+    lua_pushinteger(L, check_fdset(L)->fd);
+    return 1;
+}
+
+static int fdset_l_close(lua_State *L)
+{
+    lfdset *s = luaL_checkudata(L, 1, FDSET_MT);
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+    return 0;
+}
+
+static void fdset_register(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"add", fdset_l_add},       {"remove", fdset_l_remove}, {"ready", fdset_l_ready},
+        {"fileno", fdset_l_fileno}, {"close", fdset_l_close},   {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__gc", fdset_l_close}, {"__close", fdset_l_close}, {NULL, NULL}};
+    luaL_newmetatable(L, FDSET_MT);
+    luaL_setfuncs(L, meta, 0);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
+
 int luaopen_hplua_sys(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"listdir", sys_listdir},
@@ -364,7 +452,9 @@ int luaopen_hplua_sys(lua_State *L)
                                    {"realpath", sys_realpath},
                                    {"stat", sys_stat},
                                    {"detach", sys_detach},
+                                   {"fdset", sys_fdset},
                                    {NULL, NULL}};
+    fdset_register(L);
     luaL_newlib(L, fns);
     guard_register(L);
     lua_pushstring(L, HPLUA_VERSION);

@@ -30,6 +30,7 @@ options:
   --timeout SECONDS     default per-test timeout (a test's own timeout wins)
   --json FILE           write the JSON run report to FILE
   --junit FILE          write a JUnit XML report to FILE
+                        (report paths take {run_id} {serial} {slot} {date} {time})
   --tap                 write TAP version 13 to stdout instead of the console report
   -q, -v                quieter / more detailed console output
   --color WHEN          auto (default), always or never; NO_COLOR=1 turns auto off
@@ -38,7 +39,9 @@ options:
   --events FILE         write the run's events as NDJSON to FILE (or fd:N)
   --limits FILE         limits (JSON or Lua) for measurements that state none of their own
   --artifacts DIR       where hp.attach copies files (default: beside the --json report)
-  --serial S            the DUT's serial number (hp.run.serial)
+  --serial S            the DUT's serial number (hp.run.serial); with --slots, one per slot
+  --slots N             test N DUTs at once: each slot runs the suite in its own process
+                        (hp.run.slot; hp.lock and hp.barrier coordinate them)
   --arg KEY=VALUE       a run argument for the tests (hp.run.args.KEY; repeatable)
   --history FILE        record the run in this SQLite history (default: $HPLUA_HISTORY,
                         else ~/.local/share/hplua/history.db); see hplua history --help
@@ -73,15 +76,19 @@ end
 -- --max-memory in megabytes must fit a size in bytes with room to spare: 2^40 MB.
 local MAX_MEMORY_MB = 2 ^ 40
 
+local TAKES_VALUE = {
+  ["-k"] = true, ["--timeout"] = true, ["--json"] = true, ["--junit"] = true, ["--color"] = true,
+  ["--answers"] = true, ["--max-memory"] = true, ["-e"] = true, ["--exec"] = true, ["--events"] = true,
+  ["--control"] = true, ["--run-id"] = true, ["--serial"] = true, ["--arg"] = true, ["--slot"] = true,
+  ["--slots"] = true, ["--coord"] = true,
+  ["--limits"] = true, ["--artifacts"] = true, ["--history"] = true, ["--upload"] = true,
+}
+M.TAKES_VALUE = TAKES_VALUE
+
 -- Parses argv; returns opts or nil, message.
 function M.parse(args)
   local opts = { paths = {}, keywords = {}, color = "auto", verbose = false, quiet = false, args = {}, argv = args }
-  local takes_value = {
-    ["-k"] = true, ["--timeout"] = true, ["--json"] = true, ["--junit"] = true, ["--color"] = true,
-    ["--answers"] = true, ["--max-memory"] = true, ["-e"] = true, ["--exec"] = true, ["--events"] = true,
-    ["--control"] = true, ["--run-id"] = true, ["--serial"] = true, ["--arg"] = true, ["--slot"] = true,
-    ["--limits"] = true, ["--artifacts"] = true, ["--history"] = true, ["--upload"] = true,
-  }
+  local takes_value = TAKES_VALUE
   local i = 1
   while i <= #args do
     local a = args[i]
@@ -148,8 +155,15 @@ function M.parse(args)
         if not value:match("^[%w-]+$") or #value > 64 then return nil, "--run-id must be letters, digits and dashes" end
         opts.run_id = value
       elseif name == "--serial" then
-        if opts.serial then return nil, "--serial given twice (several serials need --slots)" end
-        opts.serial = value
+        opts.serials = opts.serials or {}
+        opts.serials[#opts.serials + 1] = value
+        opts.serial = opts.serial or value
+      elseif name == "--slots" then
+        local n = math.tointeger(tonumber(value))
+        if not n or n < 1 or n > 64 then return nil, "--slots needs a whole number from 1 to 64, got '" .. value .. "'" end
+        opts.slots = n
+      elseif name == "--coord" then
+        opts.coord = value
       elseif name == "--slot" then
         local n = math.tointeger(tonumber(value))
         if not n or n < 1 then return nil, "--slot needs a whole number of at least 1, got '" .. value .. "'" end
@@ -181,6 +195,13 @@ function M.parse(args)
     i = i + 1
   end
   if #opts.paths == 0 then opts.paths[1], opts.default_path = "tests", true end
+  local nserials = opts.serials and #opts.serials or 0
+  if nserials > 1 and not opts.slots then
+    return nil, "--serial given " .. nserials .. " times (several serials need --slots N, one serial per slot)"
+  elseif opts.slots and nserials > opts.slots then
+    return nil, string.format("--serial given %d times for %d slot%s (one serial per slot)", nserials, opts.slots,
+      opts.slots == 1 and "" or "s")
+  end
   if not opts.upload and not opts.no_history then -- --no-history: the environment's target is not for this run
     local env = os.getenv("HPLUA_UPLOAD")
     if env and env ~= "" then opts.upload, opts.upload_from_env = env, true end
@@ -327,6 +348,16 @@ local function run_tests(opts)
       return usage_error(msg)
     end
   end
+  -- report paths may carry {run_id} {serial} {slot} {date} {time} (API 10)
+  opts.run_id = opts.run_id or require("hplua.events").uuid()
+  for _, key in ipairs { "json", "junit" } do
+    if opts[key] and opts[key]:find("{", 1, true) then
+      local path, perr = require("hplua.history").expand_placeholders(opts[key],
+        { run_id = opts.run_id, serial = opts.serial, slot = opts.slot })
+      if not path then return usage_error("--" .. key .. ": " .. perr) end
+      opts[key] = path
+    end
+  end
   -- a report that cannot be written is a usage error before anything runs
   for _, o in ipairs { { "--json", opts.json }, { "--junit", opts.junit } } do
     if o[2] then
@@ -338,6 +369,11 @@ local function run_tests(opts)
     local control, err = require("hplua.control").open(opts.control)
     if not control then return usage_error(err) end
     ctx.control = control
+  end
+  if opts.coord then
+    local link, err = require("hplua.slotlink").open(opts.coord)
+    if not link then return usage_error(err) end
+    ctx.slotlink = link
   end
   local history_path
   if not opts.list then
@@ -386,6 +422,7 @@ local function run_tests(opts)
   local closed, cerr = bus:close()
   if not closed then run:output_error(cerr) end
   if ctx.control then ctx.control:close() end
+  if ctx.slotlink then ctx.slotlink:close() end
   -- the exit status is fixed: the upload goes beside the run, in a detached process
   if opts.upload_due then pcall(require("hplua.upload").start_background, history_path, opts.upload, true) end
   return run.exit_code
@@ -426,6 +463,7 @@ function M.main(args)
     return EXIT.ok
   end
   if opts.script then return run_script(opts.script) end
+  if opts.slots and not opts.slot and not opts.list then return require("hplua.slots").main(opts) end
   return run_tests(opts)
 end
 

@@ -20,6 +20,7 @@ function M.reset()
   M.run = { id = nil, slot = nil, serial = nil, args = {} } -- hp.run
   M.run_messages = nil -- { messages, keyed }: messages recorded outside a test
   M.run_info = { dut = {}, stand = {}, instruments = {} } -- what hp.set_* recorded
+  M.slotlink = nil     -- a slot's lock/barrier channel (hplua.slotlink), under a supervisor
   M.assertion = nil    -- text of the last failed hp.expect (its error kind is assertion)
 end
 M.reset()

@@ -470,6 +470,7 @@ function Run:attempt(t, n, timeout, previous)
     if why then status, err = "failed", { message = why, file = m.file, line = m.line, kind = "measurement" } end
   end
   internal.end_attempt(3) -- its scope = "test" children end with it
+  if ctx.slotlink then ctx.slotlink:release_all() end -- what a cut-off test held (hp.lock)
   ctx.current = nil
   rec.status, rec.error, rec.skip_reason, rec.duration = status, err, skip_reason, seconds(sys.clock() - started)
   return rec

@@ -15,8 +15,9 @@
 local http = require "hplua.http"
 local sys = require "hplua.sys"
 local json = require "hplua.json"
-local process = require "hplua.process"
 local station_config = require "hplua.station_config"
+local slotrun = require "hplua.slotrun"
+local coord = require "hplua.coord"
 
 local M = {}
 
@@ -251,10 +252,6 @@ local function read_file(path, max)
   return data
 end
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
 local function expand(pattern, slot, serial, run_id)
   local date = os.date("!%Y%m%dT%H%M%SZ")
   return (pattern:gsub("{(%w+)}", function(k)
@@ -392,6 +389,11 @@ function Station.new(s)
   local st = setmetatable({ s = s, slots = {}, history = History.new(), exe = assert(sys.exepath()),
     last_keepalive = sys.clock(), started = sys.now() }, Station)
   for i = 1, s.slots do st.slots[i] = new_slot(i) end
+  -- hp.lock and hp.barrier across the slots (lua/coord.lua): replies on each run's .rep FIFO
+  st.coord = coord.new(function(slot_no, msg)
+    local run = st.slots[slot_no] and st.slots[slot_no].run
+    if run and run.ch.rep then run.ch.rep:write(encode(msg) .. "\n") end
+  end)
   st.js_pattern = M.js_pattern(s.serial_pattern)
   st.uploads = Uploads.new(s)
   st.hostname = (read_file("/proc/sys/kernel/hostname") or "station"):gsub("%s+$", "")
@@ -421,7 +423,7 @@ function Station:child_argv(slot, run)
   if fake and fake ~= "" then argv[#argv + 1] = "--exec"; argv[#argv + 1] = fake end
   local function add(...) for _, v in ipairs { ... } do argv[#argv + 1] = tostring(v) end end
   add("--events", run.events_path, "--control", run.control_path, "--run-id", run.run_id, "--serial", run.serial,
-    "--slot", slot.slot, "--json", run.json_path, "--color", "never")
+    "--slot", slot.slot, "--json", run.json_path, "--color", "never", "--coord", run.tag)
   if s.junit then add("--junit", expand(s.junit, slot.slot, run.serial, run.run_id)) end
   if s.timeout then add("--timeout", s.timeout) end
   if s.max_memory then add("--max-memory", s.max_memory) end
@@ -445,34 +447,29 @@ function Station:start(slot_no, serial)
   if not ok then return nil, 400, why end
   slot.runs = slot.runs + 1
   local tag = string.format("%s/slot%d-%d", self.dir, slot_no, slot.runs)
-  local run = { run_id = uuid(), serial = serial, events_path = tag .. ".events", control_path = tag .. ".control",
-    log_path = tag .. ".log", buf = "", seq = 0, started_at = sys.now(), t0 = sys.clock() }
+  local run = { run_id = uuid(), serial = serial, tag = tag, log_path = tag .. ".log", buf = "", seq = 0,
+    started_at = sys.now(), t0 = sys.clock() }
   run.json_path = self.s.json and expand(self.s.json, slot_no, serial, run.run_id) or (tag .. ".json")
-  local err
-  for _, p in ipairs { run.events_path, run.control_path } do
-    os.remove(p)
-    ok, err = http.mkfifo(p)
-    if not ok then return nil, 500, err end
-  end
-  run.events, err = http.open_fifo(run.events_path, "r")
-  if not run.events then return nil, 500, err end
-  run.control, err = http.open_fifo(run.control_path, "w")
-  if not run.control then run.events:close(); return nil, 500, err end
+  local ch, err = slotrun.open_channels(tag, { control = true })
+  if not ch then return nil, 500, err end
+  run.ch, run.events, run.control = ch, ch.events, ch.control
+  run.events_path, run.control_path = ch.paths.events, ch.paths.control
   local argv = self:child_argv(slot, run)
-  local words = {}
-  for i, a in ipairs(argv) do words[i] = shell_quote(a) end
   -- The child's console goes to a log file (kept for the last run), not into memory.
-  local cmd = "exec " .. table.concat(words, " ") .. " </dev/null >" .. shell_quote(run.log_path) .. " 2>&1"
-  local pok, handle = pcall(process.start, string.format("station-slot%d-run%d", slot_no, slot.runs), cmd,
-    { env = { HPLUA_SLOT = tostring(slot_no), HPLUA_UPLOAD = self.s.upload or false } }) -- no password in argv
-  if not pok then
-    run.events:close()
-    run.control:close()
-    return nil, 500, tostring(handle)
+  local handle
+  handle, err = slotrun.spawn(string.format("station-slot%d-run%d", slot_no, slot.runs), argv, run.log_path,
+    { HPLUA_SLOT = tostring(slot_no), HPLUA_UPLOAD = self.s.upload or false }) -- no password in argv
+  if not handle then
+    slotrun.close_channels(ch)
+    return nil, 500, err
   end
   run.handle = handle
   self.server:watch(run.events:fileno())
   run.watching = true
+  run.requests = slotrun.lines(ch.req)
+  self.server:watch(ch.req:fileno())
+  run.watching_req = true
+  self.coord:slot_started(slot_no)
   -- the previous run's events stay for panels that join late; older ones go
   slot.prev_frames, slot.frames = slot.frames, {}
   self.version = (self.version or 0) + 1
@@ -562,9 +559,24 @@ function Station:emit(slot, line, ev, out)
   out[#out + 1] = frame
 end
 
+-- Lock and barrier requests from the slot's run (lua/coord.lua answers them).
+function Station:pump_requests(slot)
+  local run = slot.run
+  if not (run and run.requests) or run.requests.eof then return end
+  local eof = run.requests:pump(function(line)
+    local msg = json.decode(line)
+    if msg then self.coord:handle(slot.slot, msg) end
+  end, run.exited)
+  if eof and run.watching_req then
+    self.server:watch(run.ch.req:fileno(), true)
+    run.watching_req = false
+  end
+end
+
 function Station:pump(slot)
   local run = slot.run
   if not run or not run.events then return end
+  self:pump_requests(slot)
   local out = {}
   while true do
     local data, _, code = run.events:read()
@@ -644,10 +656,9 @@ function Station:finish(slot)
   end
   if #out > 0 then self.server:broadcast(table.concat(out)) end
   if run.watching then self.server:watch(run.events:fileno(), true) end
-  run.events:close()
-  run.control:close()
-  os.remove(run.events_path)
-  os.remove(run.control_path)
+  if run.watching_req then self.server:watch(run.ch.req:fileno(), true) end
+  self.coord:slot_ended(slot.slot) -- its locks and barrier places go with it
+  slotrun.close_channels(run.ch)
   local fin = run.finished_event
   local report_text = read_file(run.json_path)
   if not (report_text and report_text:match("^%s*{")) then
@@ -1009,6 +1020,11 @@ function M.main(args)
   s, err = settings(cli)
   if not s then
     io.stderr:write("hplua serve: error: " .. err .. "\n")
+    return EXIT_USAGE
+  end
+  local problem = require("hplua.slots").report_problem(s.json, s.junit, s.slots)
+  if problem then
+    io.stderr:write("hplua serve: error: " .. problem .. "\n")
     return EXIT_USAGE
   end
   local kind = sys.kind(s.path)

@@ -219,16 +219,22 @@ hp.run = {}
 ---@type string
 hp.suite_dir = ""
 
----Runs fn while holding a station-wide lock shared by all slots; waiting honours
----timeouts and Ctrl-C; a slot that dies releases its locks. Returns fn's results.
+---Runs fn(...) while holding a station-wide lock shared by all slots (`--slots N`), one
+---slot at a time, first come first served; re-entrant within a slot. Released when fn
+---returns or raises, when the test times out and when the slot's process dies. Waiting
+---honours timeouts and Ctrl-C; a wait that would close a cycle between slots raises,
+---naming the cycle. Without slots it just calls fn. Returns fn's results.
 ---@generic R
 ---@param name string
----@param fn fun(): R
+---@param fn fun(...): R
+---@param ... any
 ---@return R
-function hp.lock(name, fn) end
+function hp.lock(name, fn, ...) end
 
----Waits until every slot still running reaches the same barrier.
+---Waits until every slot still running reaches the same barrier; a slot that ends or
+---dies no longer counts. Returns how many slots passed together (1 without slots).
 ---@param name string
+---@return integer
 function hp.barrier(name) end
 
 -------------------------------------------------------------------------------

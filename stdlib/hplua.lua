@@ -390,4 +390,37 @@ function hp.attach(name, path)
   return dst
 end
 
+-- Station-wide locks and barriers shared by the slots of `--slots N` (API 10; the
+-- supervisor's side is lua/coord.lua). In a plain run there is one DUT: hp.lock just
+-- runs fn and hp.barrier returns at once.
+local function check_name(fname, name)
+  if type(name) ~= "string" or name == "" then
+    error(string.format("hp.%s: name must be a non-empty string, got %s", fname, type(name)), 3)
+  end
+end
+
+local function current_test()
+  local cur = ctx.current
+  return cur and cur.test.id or nil
+end
+
+function hp.lock(name, fn, ...)
+  check_name("lock", name)
+  if type(fn) ~= "function" then error("hp.lock: fn must be a function, got " .. type(fn), 2) end
+  local link = ctx.slotlink
+  if not link then return fn(...) end
+  local res = table.pack(link:with_lock(name, current_test(), fn, ...))
+  if not res[1] then error("hp.lock: " .. tostring(res[2]), 2) end
+  return table.unpack(res, 2, res.n)
+end
+
+function hp.barrier(name)
+  check_name("barrier", name)
+  local link = ctx.slotlink
+  if not link then return 1 end
+  local n, err = link:barrier(name, current_test())
+  if not n then error("hp.barrier: " .. err, 2) end
+  return n
+end
+
 return hp

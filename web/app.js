@@ -90,6 +90,18 @@ async function stop(s) {
   await api('POST', '/api/stop', station.slots.length > 1 ? { slot: s.slot } : {});
 }
 
+// Several slots: start every idle slot with a serial entered; stop every running one.
+async function startAll() {
+  station.slots.forEach((s, i) => {
+    const tile = station.tiles[i];
+    if (s.state !== 'running' && !tile.dataset.pending && $('.serial', tile).value.trim()) start(tile, s);
+  });
+}
+
+async function stopAll() {
+  await api('POST', '/api/stop', {});
+}
+
 async function answer(s, d, value, errorEl) {
   const r = await api('POST', `/api/dialogs/${encodeURIComponent(d.id)}`, { value, slot: s.slot });
   if (r.status === 200) {
@@ -145,6 +157,8 @@ function schedule() {
 function draw() {
   station.frame = 0;
   station.slots.forEach((s, i) => drawSlot(station.tiles[i], s));
+  const stopAll = $('#stop-all');
+  if (stopAll) stopAll.disabled = !station.slots.some((s) => s.state === 'running');
 }
 
 function fmtDuration(d) {
@@ -356,6 +370,11 @@ async function main() {
     const tile = makeTile(s, many);
     station.tiles.push(tile);
     $('#slots').append(tile);
+  }
+  if (many) {
+    $('.all-slots').hidden = false;
+    $('#start-all').addEventListener('click', startAll);
+    $('#stop-all').addEventListener('click', stopAll);
   }
   drawStats(st.doc);
   draw();

@@ -2,7 +2,7 @@
 //   node panel.test.mjs HPLUA [SCREENSHOT_DIR]
 // Every wait is on what the operator sees (locators), never a fixed sleep.
 import path from 'node:path';
-import { startStation, launch, check, failed, alive, children, api, shotsDir } from './lib.mjs';
+import { startStation, launch, check, failed, alive, children, api, shotsDir, SUITE } from './lib.mjs';
 
 const HPLUA = path.resolve(process.argv[2] ?? 'build/hplua');
 if (process.argv[3]) process.env.SCREENSHOTS = process.argv[3];
@@ -181,8 +181,41 @@ async function main() {
     const code = await station.stop();
     check(code === 0, 'the station stops cleanly');
   }
+  await slotsPanel();
   if (failed()) { console.log(`${failed()} check(s) failed`); process.exit(1); }
   console.log('all checks passed');
+}
+
+// Two slots (serve --slots 2): one tile each, Start all starts every slot with a serial
+// entered, Stop all stops them together.
+async function slotsPanel() {
+  const station = await startStation(HPLUA, ['--slots', '2', SUITE]);
+  const browser = await launch();
+  try {
+    const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+    page.on('pageerror', (e) => { check(false, `no script error in the slots page: ${e.message}`); });
+    await page.goto(station.url);
+    await page.locator('#link', { hasText: 'live' }).waitFor({ timeout: T });
+    check(await page.locator('section.slot').count() === 2, 'slots: one tile per slot');
+    await page.locator('#serial-1').fill('SLOW-A');
+    await page.locator('#serial-2').fill('SLOW-B');
+    await page.locator('#start-all').click();
+    for (const n of [1, 2]) {
+      await page.locator(`section.slot[data-slot="${n}"] li.test[data-status="running"]`).waitFor({ timeout: T });
+    }
+    const st = (await api(station.url, 'GET', '/api/state')).doc;
+    check(st.slots.every((x) => x.state === 'running'), 'slots: Start all started both slots');
+    check(st.slots[0].serial === 'SLOW-A' && st.slots[1].serial === 'SLOW-B', 'slots: each slot has its own serial');
+    await page.locator('#stop-all:enabled').click();
+    for (const n of [1, 2]) {
+      await page.locator(`section.slot[data-slot="${n}"] .verdict-word`, { hasText: 'STOPPED' }).waitFor({ timeout: T });
+    }
+    check(true, 'slots: Stop all stopped both slots (each tile shows STOPPED)');
+    await page.screenshot({ path: path.join(SHOTS, 'slots-stopped.png') });
+  } finally {
+    await browser.close();
+    check(await station.stop() === 0, 'the slots station stops cleanly');
+  }
 }
 
 import { readFileSync } from 'node:fs';

@@ -195,6 +195,17 @@ case("--answers not an object", { files = { ["a.json"] = "[1, 2]", ["1_x.lua"] =
   status = 4, expect = "a JSON object (dialog id -> answer) is needed" })
 case("unknown option", { args = { "--frobnicate" }, status = 4, expect = "hplua: error: unknown option '--frobnicate'" })
 case("missing path", { args = { "no/such/dir" }, status = 4, expect = "hplua: error: path not found: no/such/dir" })
+case("--slots 0", { args = { "--slots", "0", "." }, status = 4, expect = "--slots needs a whole number from 1 to 64, got '0'" })
+case("--slots many", { args = { "--slots=lots", "." }, status = 4, expect = "--slots needs a whole number from 1 to 64, got 'lots'" })
+case("--slots with a missing path", { args = { "--slots", "2", "no/such/dir" }, status = 4,
+  expect = "hplua: error: path not found: no/such/dir" })
+case("more serials than slots", { args = { "--slots", "2", "--serial", "A", "--serial", "B", "--serial", "C", "." },
+  status = 4, expect = "--serial given 3 times for 2 slots (one serial per slot)" })
+case("--tap with --slots", { args = { "--slots", "2", "--tap", "." }, status = 4, expect = "--tap cannot be used with --slots" })
+case("unknown report placeholder", { files = { ["1_x.lua"] = HP }, args = { "--json", "r-{slto}.json", "." }, status = 4,
+  expect = "--json: unknown placeholder {slto} in r-{slto}.json" })
+runtime("hp.lock: fn is not a function", "hp.lock('dmm', 42)", "hp.lock: fn must be a function, got number")
+runtime("hp.barrier: name is a number", "hp.barrier(7)", "hp.barrier: name must be a non-empty string, got number")
 case("bad --timeout", { args = { "--timeout", "soon", "." }, status = 4, expect = "--timeout needs a positive number of seconds, got 'soon'" })
 case("bad --max-memory", { args = { "--max-memory", "-1", "." }, status = 4, expect = "--max-memory needs a positive number of megabytes" })
 case("report in a folder that does not exist", { files = { ["1_x.lua"] = HP .. "hp.test('ok', function() end)\n" },

@@ -401,6 +401,34 @@ def main():
         finally:
             st.stop()
 
+    # ---- slots: hp.lock and hp.barrier with the station as the supervisor (API 10)
+    st = Station("--slots", "2", "--json", "report.json", SUITE, expect_start=False)
+    try:
+        st.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        pass  # it started: the check below fails and stop() ends it
+    code = st.proc.poll()
+    err = st.proc.stderr.read() if code is not None else ""
+    check(code == 4 and "--json report.json with --slots 2: every slot would write the same file" in err,
+          "slots: --json without {slot} or {run_id} is a usage error: " + err)
+    st.stop()
+    if MODE == "real":
+        slots_dir = os.path.join(HERE, "..", "fixtures", "slots")
+        st = Station("--slots", "2", os.path.join(slots_dir, "cycle"))
+        try:
+            ids = [st.post("/api/start", {"serial": "SN-C%d" % i, "slot": i})[1]["run_id"] for i in (1, 2)]
+            s = st.wait_state(lambda s: all(x["state"] == "finished" for x in s["slots"]), 30, "both slots")
+            by = {x["slot"]: x for x in s["slots"]}
+            check({by[1]["run_id"], by[2]["run_id"]} == set(ids), "slots: both runs ran")
+            # slot 1 normally asks first and slot 2 closes the cycle; under load the other way
+            bad = 2 if by[2]["status"] == "failed" else 1
+            msg = by[bad]["tests"][0]["message"] or ""
+            check(by[3 - bad]["status"] == "passed", "slots: the other slot gets both locks")
+            check(by[bad]["status"] == "failed" and ("wait cycle between slots: slot %d waits for lock" % bad) in msg,
+                  "slots: one slot fails naming the lock cycle: " + msg)
+        finally:
+            st.stop()
+
     if FAILURES:
         print("%d check(s) failed" % len(FAILURES))
         sys.exit(1)

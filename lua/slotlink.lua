@@ -1,0 +1,98 @@
+-- hplua.slotlink: a slot's side of the station-wide locks and barriers (API 10).
+-- A run started by a slot supervisor (`hplua --slots N`, `hplua serve --slots N`)
+-- gets `--coord PREFIX`: it writes requests as JSON lines to the FIFO PREFIX.req
+-- and reads the replies from PREFIX.rep (lua/control.lua reads them):
+--   -> {"type": "lock", "id": N, "name": S, "test": ID}    <- granted | refused (message)
+--   -> {"type": "barrier", "id": N, "name": S, "test": ID} <- passed (count) | refused
+--   -> {"type": "unlock", "name": S}
+--   -> {"type": "release_all"}  after every test attempt: what a timeout left held or
+--      waiting is given back (a fired timeout runs no Lua code in the test's unwinding)
+-- The supervisor (lua/coord.lua) grants, queues, detects wait cycles, and releases
+-- what a slot held when its process ends. Waits are in the event loop.
+local sys = require "hplua.sys"
+local json = require "hplua.json"
+
+local M = {}
+
+local Link = {}
+Link.__index = Link
+
+-- open(prefix) -> link | nil, message
+function M.open(prefix)
+  local control, err = require("hplua.control").open(prefix .. ".rep")
+  if not control then return nil, "--coord: " .. err end
+  local fd
+  fd, err = sys.open(prefix .. ".req", "w")
+  if not fd then
+    control:close()
+    return nil, "--coord: cannot open " .. err
+  end
+  return setmetatable({ fd = fd, replies = control, next_id = 0, held = {}, dirty = false }, Link)
+end
+
+function Link:send(msg)
+  if not self.fd then return nil, "the slot supervisor is gone" end
+  local ok, err = sys.write(self.fd, json.encode(msg), "\n")
+  if not ok then
+    sys.close(self.fd)
+    self.fd = nil
+    return nil, "the slot supervisor is gone (" .. tostring(err) .. ")"
+  end
+  return true
+end
+
+-- Sends a request and waits for its reply -> reply | nil, message.
+function Link:request(msg)
+  self.next_id = self.next_id + 1
+  msg.id = self.next_id
+  self.dirty = true -- given up by a timeout, it is cancelled with release_all
+  local ok, err = self:send(msg)
+  if not ok then return nil, err end
+  local r = self.replies:reply(msg.id)
+  if not r then return nil, "the slot supervisor is gone" end
+  return r
+end
+
+-- Runs fn holding the station-wide lock name (re-entrant within the slot).
+-- Returns true, fn's results... | false, message (the lock was refused).
+function Link:with_lock(name, test, fn, ...)
+  if self.held[name] then
+    self.held[name] = self.held[name] + 1
+    local _ <close> = setmetatable({}, { __close = function() self.held[name] = self.held[name] - 1 end })
+    return true, fn(...)
+  end
+  local r, err = self:request({ type = "lock", name = name, test = test })
+  if not r then return false, err end
+  if r.type ~= "granted" then return false, r.message or ("lock " .. name .. " was refused") end
+  self.held[name] = 1
+  -- released however fn ends; the error (and its traceback) propagates unchanged
+  local _ <close> = setmetatable({}, { __close = function()
+    self.held[name] = nil
+    self:send({ type = "unlock", name = name })
+  end })
+  return true, fn(...)
+end
+
+-- Waits at barrier name -> number of slots that passed together | nil, message.
+function Link:barrier(name, test)
+  local r, err = self:request({ type = "barrier", name = name, test = test })
+  if not r then return nil, err end
+  if r.type ~= "passed" then return nil, r.message or ("barrier " .. name .. " was refused") end
+  return r.count
+end
+
+-- After a test attempt: gives back whatever a cut-off test left held or waiting.
+function Link:release_all()
+  if not (self.dirty or next(self.held)) then return end
+  self.held, self.dirty = {}, false
+  self.replies:forget_replies()
+  self:send({ type = "release_all" })
+end
+
+function Link:close()
+  if self.fd then sys.close(self.fd) end
+  self.fd = nil
+  self.replies:close()
+end
+
+return M
