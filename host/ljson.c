@@ -635,7 +635,9 @@ static void from_json(lua_State *L, const cJSON *j, int depth)
     }
 }
 
-/* decode(text) -> value | nil, err */
+/* decode(text, [keys]) -> value | nil, err. keys: a set { name = true } of the top-level
+ * object's members to convert (a reader that needs a few fields of a large event skips
+ * building the rest). */
 static int json_decode(lua_State *L)
 {
     size_t len;
@@ -656,7 +658,19 @@ static int json_decode(lua_State *L)
         lua_pushfstring(L, "invalid JSON at line %d (byte %d)", (int)line, (int)off + 1);
         return 2;
     }
-    from_json(L, j, 0);
+    if (lua_istable(L, 2) && cJSON_IsObject(j)) {
+        lua_newtable(L);
+        for (const cJSON *c = j->child; c; c = c->next) {
+            int wanted = lua_getfield(L, 2, c->string) != LUA_TNIL;
+            lua_pop(L, 1);
+            if (wanted) {
+                from_json(L, c, 1);
+                lua_setfield(L, -2, c->string);
+            }
+        }
+    } else {
+        from_json(L, j, 0);
+    }
     cJSON_Delete(j);
     return 1;
 }

@@ -224,15 +224,20 @@ static int sys_read(lua_State *L)
     int fd = (int)luaL_checkinteger(L, 1);
     lua_Integer max = luaL_optinteger(L, 2, 65536);
     luaL_argcheck(L, max > 0 && max <= (1 << 24), 2, "max must be between 1 and 16 MiB");
+    /* small reads (a supervisor's FIFO, often empty) need no buffer from the heap */
+    char small[16384];
     luaL_Buffer b;
-    char *p = luaL_buffinitsize(L, &b, (size_t)max);
+    char *p = (size_t)max <= sizeof small ? small : luaL_buffinitsize(L, &b, (size_t)max);
     ssize_t n;
     do
         n = read(fd, p, (size_t)max);
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return push_fail(L, "read", errno);
-    luaL_pushresultsize(&b, (size_t)n);
+    if (p == small)
+        lua_pushlstring(L, small, (size_t)n);
+    else
+        luaL_pushresultsize(&b, (size_t)n);
     return 1;
 }
 

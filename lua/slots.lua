@@ -184,16 +184,24 @@ function Sup:draw(force)
 end
 
 -- The event types the console folds; the rest pass through undecoded.
+local FIELDS = { type = true, selected = true, serial = true, test = true, status = true, error = true, file = true,
+  line = true, message = true, duration = true }
 local FOLDED = { run_started = true, test_started = true, test_finished = true, collection_error = true,
   run_finished = true }
 
 function Sup:on_event(slot, line)
   if line:sub(1, 1) ~= "{" then return end
   if self.events_fd then sys.write(self.events_fd, line, "\n") end
-  local wanted = false
-  for t in line:gmatch('"type":"([%w_]+)"') do wanted = wanted or FOLDED[t] end
+  -- the event's own "type" is among its last members (keys are sorted): look at the tail
+  -- first, not through a whole process_ended with its output
+  local wanted, seen = false, false
+  for t in line:sub(-160):gmatch('"type":"([%w_]+)"') do seen, wanted = true, wanted or FOLDED[t] end
+  if not seen then
+    for t in line:gmatch('"type":"([%w_]+)"') do wanted = wanted or FOLDED[t] end
+  end
   if not wanted then return end
-  local ev = json.decode(line)
+  -- what fold and the log use: a test's record (messages, measurements, output) is left undecoded
+  local ev = json.decode(line, not line:find('"type":"run_finished"', 1, true) and FIELDS or nil)
   if type(ev) ~= "table" or type(ev.type) ~= "string" then return end
   local what = fold(slot, ev)
   if self.live then

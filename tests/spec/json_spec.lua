@@ -6,6 +6,12 @@ describe("hplua.json", function()
     assert.are.same(v, json.decode(json.encode(v)))
   end)
 
+  it("decodes only the top-level members asked for", function()
+    local text = '{"type":"test_finished","status":"failed","error":{"message":"m"},"messages":[{"text":"x"}]}'
+    assert.are.same({ type = "test_finished", error = { message = "m" } }, json.decode(text, { type = true, error = true }))
+    assert.are.same({ 1, 2 }, json.decode("[1,2]", { type = true })) -- not an object: all of it
+  end)
+
   it("encodes marked empty tables as arrays and json.null as null", function()
     assert.are.equal('{"a":[],"b":null}', json.encode({ a = json.array(), b = json.null }):gsub('"b":null,"a":%[%]', '"a":[],"b":null'))
   end)
