@@ -211,6 +211,14 @@ async function slotsPanel() {
       await page.locator(`section.slot[data-slot="${n}"] .verdict-word`, { hasText: 'STOPPED' }).waitFor({ timeout: T });
     }
     check(true, 'slots: Stop all stopped both slots (each tile shows STOPPED)');
+    // two tiles side by side fit the page: nothing scrolls sideways (a wide page hid the
+    // header and the second tile's right edge)
+    for (const width of [1280, 800, 400]) {
+      await page.setViewportSize({ width, height: 900 });
+      const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      check(wide <= 0, `slots: the page fits ${width} px without sideways scrolling (${wide} px over)`);
+    }
+    await page.setViewportSize({ width: 1280, height: 900 });
     await page.screenshot({ path: path.join(SHOTS, 'slots-stopped.png') });
   } finally {
     await browser.close();
