@@ -25,6 +25,7 @@ local EXIT_USAGE, EXIT_OK, EXIT_FAILED = 4, 0, 1
 local MAX_SERIAL = 128
 local KEEPALIVE = 15        -- seconds between SSE comments to idle panels
 local CHILD_POLL = 1        -- seconds between liveness checks of a run child
+local HOLD = 0.005          -- seconds a run's events gather between reads while they flow
 local RUNS_KEPT = 1000      -- finished runs kept in memory (until the history module)
 local DEFAULT_PATTERN = "[%w_%-%.:/#]+"
 
@@ -683,10 +684,23 @@ function Station:pump_requests(slot)
   end
 end
 
-function Station:pump(slot)
+-- Reads the child's events and sends them on. While events flow, the station reads
+-- them at most every HOLD seconds (the FIFO is off the wait set meanwhile): a run
+-- writes a few events per test, and one read, one broadcast and one write per
+-- panel for each would cost the station, the panels and the browsers far more CPU
+-- than the run itself. now: read whatever there is at once (the run has ended).
+function Station:pump(slot, now)
   local run = slot.run
   if not run or not run.events then return end
   self:pump_requests(slot)
+  if run.hold_until then
+    if not now and sys.clock() < run.hold_until then return end
+    run.hold_until = nil
+    if not run.eof and not run.watching then
+      self.server:watch(run.events:fileno())
+      run.watching = true
+    end
+  end
   local out = {}
   while true do
     local data, _, code = run.events:read()
@@ -719,6 +733,12 @@ function Station:pump(slot)
   if run.eof and run.watching then
     self.server:watch(run.events:fileno(), true)
     run.watching = false
+  elseif #out > 0 and not now and not run.eof then
+    run.hold_until = sys.clock() + HOLD
+    if run.watching then
+      self.server:watch(run.events:fileno(), true)
+      run.watching = false
+    end
   end
 end
 
@@ -737,7 +757,7 @@ end
 function Station:finish(slot)
   local run = slot.run
   run.exited = true
-  self:pump(slot)
+  self:pump(slot, true)
   local res = run.handle:collect() or {}
   local out = {}
   if not run.finished_event then
@@ -1062,6 +1082,7 @@ function Station:next_timeout()
       -- the stream has ended: the child exits any moment now
       local poll = (slot.run.eof or slot.run.finished_event) and 0.02 or CHILD_POLL
       t = t and math.min(t, poll) or poll
+      if slot.run.hold_until then t = math.min(t, slot.run.hold_until - sys.clock()) end
       if slot.run.stop_at then t = math.min(t, slot.run.stop_at - sys.clock()) end
     end
   end
