@@ -75,7 +75,13 @@ async function start(tile, s) {
   err.textContent = '';
   const body = { serial };
   if (station.slots.length > 1) body.slot = s.slot;
-  const r = await api('POST', '/api/start', body);
+  let r = await api('POST', '/api/start', body);
+  // The verdict comes with the run's last event and its process ends a moment later:
+  // a board scanned right after the verdict waits for that instead of failing.
+  for (let i = 0; r.status === 409 && s.state === 'finished' && i < 25; i++) {
+    await new Promise((res) => setTimeout(res, 200));
+    r = await api('POST', '/api/start', body);
+  }
   if (r.status === 202) {
     input.value = '';
     tile.dataset.pending = 'starting';
