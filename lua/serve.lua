@@ -347,6 +347,7 @@ end
 -- processes aborted. -> fn's results, or nil when the file cannot be read (none
 -- before the first run; any other problem is told on stderr, once per message).
 function DbHistory:with(fn)
+  if not sys.kind(self.path) then return nil end -- no run recorded yet (its folder may not exist either)
   local store, err, code = require("hplua.history").open(self.path, { read = true })
   if store then
     local ok, a, b = pcall(fn, store)
