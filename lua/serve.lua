@@ -362,10 +362,15 @@ function DbHistory:with(fn)
   return nil
 end
 
+-- The first row of a query, or nil (st:first gives false for none).
+local function first_row(store, sql, ...)
+  return store:stmt(sql):first(...) or nil
+end
+
 function DbHistory:seen(serial)
   if self.extra:seen(serial) then return true end
   return self:with(function(store)
-    return store:stmt("SELECT 1 AS seen FROM runs WHERE serial = ? LIMIT 1"):first(serial) ~= nil
+    return first_row(store, "SELECT 1 AS seen FROM runs WHERE serial = ? LIMIT 1", serial) ~= nil
   end) or false
 end
 
@@ -373,7 +378,7 @@ end
 function DbHistory:add(run)
   self.stats_until = -math.huge
   local known = self:with(function(store)
-    return store:stmt("SELECT 1 AS known FROM runs WHERE run_id = ?"):first(run.run_id) ~= nil
+    return first_row(store, "SELECT 1 AS known FROM runs WHERE run_id = ?", run.run_id) ~= nil
   end)
   if not known then self.extra:add(run) end
 end
@@ -387,12 +392,12 @@ end
 local function run_entry(store, r)
   local msg
   if sql_value(r.caused_failure) then
-    local t = store:stmt("SELECT error FROM tests WHERE run_id = ? AND test_id = ? ORDER BY seq DESC LIMIT 1")
-      :first(r.run_id, r.caused_failure)
+    local t = first_row(store, "SELECT error FROM tests WHERE run_id = ? AND test_id = ? ORDER BY seq DESC LIMIT 1",
+      r.run_id, r.caused_failure)
     msg = t and sql_value(t.error)
   end
   if not msg and r.status ~= "passed" then
-    local e = store:stmt("SELECT message FROM errors WHERE run_id = ? ORDER BY seq LIMIT 1"):first(r.run_id)
+    local e = first_row(store, "SELECT message FROM errors WHERE run_id = ? ORDER BY seq LIMIT 1", r.run_id)
     msg = e and sql_value(e.message)
   end
   return { run_id = r.run_id, serial = sql_value(r.serial), slot = sql_value(r.slot), status = r.status,

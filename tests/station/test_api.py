@@ -341,6 +341,12 @@ def main():
             check(st.state()["slots"][0]["retest"] is True, "a serial from before the restart is a retest")
             st.post("/api/stop", {})
             st.wait_finished(doc["run_id"])
+            status, doc, _, _ = st.post("/api/start", {"serial": "N1-new"})
+            check(st.state()["slots"][0]["retest"] is False, "a serial the history does not have is no retest")
+            st.wait_finished(doc["run_id"])
+            runs = st.get("/api/runs?serial=N1-new")[1]
+            check(len(runs) == 1 and runs[0]["retest"] is False and "message" not in runs[0],
+                  "its recent-runs entry: no retest, no message")
         finally:
             st.stop()
     st = Station("--no-history", SUITE)
