@@ -685,11 +685,12 @@ end
 local RUN_COLUMNS = [[run_id, started_at, ended_at, status, exit_code, serial, stand, slot, retest, duration,
   caused_failure, total, passed, failed, skipped, stopped, upload_pending, hplua]]
 
--- list{serial, status, limit} -> rows, newest first
+-- list{serial, status, ended, limit} -> rows, newest first (ended: no running runs)
 function Store:list(f)
   local where, args = {}, {}
   if f.serial then where[#where + 1] = "serial = ?"; args[#args + 1] = f.serial end
   if f.status then where[#where + 1] = "status = ?"; args[#args + 1] = f.status end
+  if f.ended then where[#where + 1] = "status <> 'running'" end
   local sql = "SELECT " .. RUN_COLUMNS .. " FROM runs" .. (#where > 0 and (" WHERE " .. table.concat(where, " AND ")) or "")
     .. " ORDER BY started_ts DESC, rowid DESC LIMIT ?"
   args[#args + 1] = f.limit or 20

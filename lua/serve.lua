@@ -25,7 +25,8 @@ local EXIT_USAGE, EXIT_OK, EXIT_FAILED = 4, 0, 1
 local MAX_SERIAL = 128
 local KEEPALIVE = 15        -- seconds between SSE comments to idle panels
 local CHILD_POLL = 1        -- seconds between liveness checks of a run child
-local RUNS_KEPT = 1000      -- finished runs kept in memory (until the history module)
+local HOLD = 0.005          -- seconds a run's events gather between reads while they flow
+local RUNS_KEPT = 1000      -- finished runs kept in memory (--no-history) and most listed
 local DEFAULT_PATTERN = "[%w_%-%.:/#]+"
 
 M.USAGE = [[
@@ -272,8 +273,10 @@ local function reply(status, body)
 end
 
 -- ---------------------------------------------------------------- run history
--- One small interface the station uses; in memory until lua/history.lua (the
--- SQLite store) is on main, then these three functions switch over to it.
+-- The recent runs, retest marks and first-pass yield come from the SQLite history
+-- the runs themselves write (lua/history.lua, API 7: DbHistory), so a restarted
+-- station shows the runs before it. With --no-history they live in memory for the
+-- station's lifetime (History). Both answer seen, add, list, get and stats.
 
 local History = {}
 History.__index = History
@@ -325,6 +328,119 @@ function History:stats()
   end
   return { runs = #self.runs, passed = passed, serials = serials, first_pass = first_pass,
     first_pass_yield = serials > 0 and first_pass / serials or json.null }
+end
+
+local STATS_TTL = 5 -- seconds the yield is cached (other processes may add runs meanwhile)
+
+local DbHistory = {}
+DbHistory.__index = DbHistory
+
+-- path: the history file the runs write. extra: the station's own record of runs
+-- the file lacks (a run whose process ended before it could record itself).
+function DbHistory.new(path)
+  return setmetatable({ path = path, extra = History.new(), stats_until = -math.huge }, DbHistory)
+end
+
+-- fn(store) on a connection opened for this call only: the station holds none
+-- between requests, so a run's own connection stays the last to close (and to
+-- checkpoint the log), as without a station. Opening also marks the runs of dead
+-- processes aborted. -> fn's results, or nil when the file cannot be read (none
+-- before the first run; any other problem is told on stderr, once per message).
+function DbHistory:with(fn)
+  if not sys.kind(self.path) then return nil end -- no run recorded yet (its folder may not exist either)
+  local store, err, code = require("hplua.history").open(self.path, { read = true })
+  if store then
+    local ok, a, b = pcall(fn, store)
+    store:close()
+    if ok then return a, b end
+    err, code = tostring(a), "error"
+  end
+  if code ~= "ENOENT" and err ~= self.told then
+    self.told = err
+    io.stderr:write("hplua serve: history: " .. tostring(err) .. "\n")
+  end
+  return nil
+end
+
+-- The first row of a query, or nil (st:first gives false for none).
+local function first_row(store, sql, ...)
+  return store:stmt(sql):first(...) or nil
+end
+
+function DbHistory:seen(serial)
+  if self.extra:seen(serial) then return true end
+  return self:with(function(store)
+    return first_row(store, "SELECT 1 AS seen FROM runs WHERE serial = ? LIMIT 1", serial) ~= nil
+  end) or false
+end
+
+-- A run has ended: the file has it (written by the run), else the station keeps it.
+function DbHistory:add(run)
+  self.stats_until = -math.huge
+  local known = self:with(function(store)
+    return first_row(store, "SELECT 1 AS known FROM runs WHERE run_id = ?", run.run_id) ~= nil
+  end)
+  if not known then self.extra:add(run) end
+end
+
+local function sql_value(v)
+  if v == nil or v == json.null then return nil end
+  return v
+end
+
+-- One row of Store:list in the shape of GET /api/runs (that of History:list).
+local function run_entry(store, r)
+  local msg
+  if sql_value(r.caused_failure) then
+    local t = first_row(store, "SELECT error FROM tests WHERE run_id = ? AND test_id = ? ORDER BY seq DESC LIMIT 1",
+      r.run_id, r.caused_failure)
+    msg = t and sql_value(t.error)
+  end
+  if not msg and r.status ~= "passed" then
+    local e = first_row(store, "SELECT message FROM errors WHERE run_id = ? ORDER BY seq LIMIT 1", r.run_id)
+    msg = e and sql_value(e.message)
+  end
+  return { run_id = r.run_id, serial = sql_value(r.serial), slot = sql_value(r.slot), status = r.status,
+    exit_code = sql_value(r.exit_code), started_at = sql_value(r.started_at), ended_at = sql_value(r.ended_at),
+    duration = sql_value(r.duration), retest = r.retest == 1 or r.retest == true,
+    summary = { total = r.total or 0, passed = r.passed or 0, failed = r.failed or 0, skipped = r.skipped or 0,
+      stopped = r.stopped or 0 },
+    caused_failure = sql_value(r.caused_failure), message = msg }
+end
+
+-- Ended runs, newest first (a run still going is the live slot, not a recent run).
+function DbHistory:list(serial, limit)
+  local out = self:with(function(store)
+    local rows = json.array({})
+    for i, r in ipairs(store:list { serial = serial, limit = limit, ended = true }) do rows[i] = run_entry(store, r) end
+    return rows
+  end) or json.array({})
+  if #self.extra.runs > 0 then
+    for _, r in ipairs(self.extra:list(serial, limit)) do out[#out + 1] = r end
+    table.sort(out, function(a, b) return (a.started_at or "") > (b.started_at or "") end)
+    for i = #out, limit + 1, -1 do out[i] = nil end
+  end
+  return out
+end
+
+function DbHistory:get(run_id)
+  return self:with(function(store) return store:report_text(run_id) end) or self.extra:get(run_id)
+end
+
+-- Runs, and first-pass yield: the share of serials whose first run passed.
+function DbHistory:stats()
+  if sys.clock() < self.stats_until then return self.stats_cache end
+  local st = self:with(function(store) return store:stats({}) end)
+  local out
+  if st then
+    local fp = st.first_pass
+    out = { runs = st.runs - (st.by_status.running or 0), passed = st.by_status.passed or 0, serials = st.serials,
+      first_pass = fp.passed, first_pass_yield = fp.yield or json.null }
+  else
+    out = self.extra:stats()
+  end
+  self.stats_cache, self.stats_until = out, sys.clock() + STATS_TTL
+  return out
 end
 
 -- ---------------------------------------------------------------- factory upload (API 9)
@@ -386,7 +502,8 @@ local function new_slot(n)
 end
 
 function Station.new(s)
-  local st = setmetatable({ s = s, slots = {}, history = History.new(), exe = assert(sys.exepath()),
+  local path = s.history ~= false and require("hplua.history").location({ history = s.history or nil })
+  local st = setmetatable({ s = s, slots = {}, history = path and DbHistory.new(path) or History.new(), exe = assert(sys.exepath()),
     last_keepalive = sys.clock(), started = sys.now() }, Station)
   for i = 1, s.slots do st.slots[i] = new_slot(i) end
   -- hp.lock and hp.barrier across the slots (lua/coord.lua): replies on each run's .rep FIFO
@@ -573,10 +690,23 @@ function Station:pump_requests(slot)
   end
 end
 
-function Station:pump(slot)
+-- Reads the child's events and sends them on. While events flow, the station reads
+-- them at most every HOLD seconds (the FIFO is off the wait set meanwhile): a run
+-- writes a few events per test, and one read, one broadcast and one write per
+-- panel for each would cost the station, the panels and the browsers far more CPU
+-- than the run itself. now: read whatever there is at once (the run has ended).
+function Station:pump(slot, now)
   local run = slot.run
   if not run or not run.events then return end
   self:pump_requests(slot)
+  if run.hold_until then
+    if not now and sys.clock() < run.hold_until then return end
+    run.hold_until = nil
+    if not run.eof and not run.watching then
+      self.server:watch(run.events:fileno())
+      run.watching = true
+    end
+  end
   local out = {}
   while true do
     local data, _, code = run.events:read()
@@ -609,6 +739,12 @@ function Station:pump(slot)
   if run.eof and run.watching then
     self.server:watch(run.events:fileno(), true)
     run.watching = false
+  elseif #out > 0 and not now and not run.eof then
+    run.hold_until = sys.clock() + HOLD
+    if run.watching then
+      self.server:watch(run.events:fileno(), true)
+      run.watching = false
+    end
   end
 end
 
@@ -627,7 +763,7 @@ end
 function Station:finish(slot)
   local run = slot.run
   run.exited = true
-  self:pump(slot)
+  self:pump(slot, true)
   local res = run.handle:collect() or {}
   local out = {}
   if not run.finished_event then
@@ -952,6 +1088,7 @@ function Station:next_timeout()
       -- the stream has ended: the child exits any moment now
       local poll = (slot.run.eof or slot.run.finished_event) and 0.02 or CHILD_POLL
       t = t and math.min(t, poll) or poll
+      if slot.run.hold_until then t = math.min(t, slot.run.hold_until - sys.clock()) end
       if slot.run.stop_at then t = math.min(t, slot.run.stop_at - sys.clock()) end
     end
   end
@@ -1077,4 +1214,5 @@ end
 M.Station = Station
 M.is_loopback = is_loopback -- the hub (lua/hub.lua) keeps the same rule
 M.History = History
+M.DbHistory = DbHistory
 return M

@@ -75,7 +75,13 @@ async function start(tile, s) {
   err.textContent = '';
   const body = { serial };
   if (station.slots.length > 1) body.slot = s.slot;
-  const r = await api('POST', '/api/start', body);
+  let r = await api('POST', '/api/start', body);
+  // The verdict comes with the run's last event and its process ends a moment later:
+  // a board scanned right after the verdict waits for that instead of failing.
+  for (let i = 0; r.status === 409 && s.state === 'finished' && i < 25; i++) {
+    await new Promise((res) => setTimeout(res, 200));
+    r = await api('POST', '/api/start', body);
+  }
   if (r.status === 202) {
     input.value = '';
     tile.dataset.pending = 'starting';
@@ -189,9 +195,18 @@ function testRow(t) {
   const li = el('li', 'test');
   li.dataset.id = t.id;
   const line = el('div', 'test-line');
-  line.append(el('span', 'badge'), el('span', 'name'), el('span', 'duration'), el('span', 'message'));
-  li.append(line, el('ul', 'measurements'), el('ul', 'output'));
+  // the row's parts, kept so that redrawing a row looks nothing up
+  li.parts = { badge: el('span', 'badge'), name: el('span', 'name'), duration: el('span', 'duration'),
+    message: el('span', 'message'), measurements: el('ul', 'measurements'), output: el('ul', 'output') };
+  const p = li.parts;
+  line.append(p.badge, p.name, p.duration, p.message);
+  li.append(line, p.measurements, p.output);
   return li;
+}
+
+// Sets a text only when it changed: an unchanged text costs no style or layout work.
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
 }
 
 function fillRow(li, t) {
@@ -200,21 +215,22 @@ function fillRow(li, t) {
     li.model = t;
     li.mrev = li.orev = -1;
   }
-  li.dataset.status = t.status;
-  if (t.time) li.dataset.time = t.time;
-  $('.badge', li).textContent = STATUS_TEXT[t.status] ?? t.status;
-  $('.name', li).textContent = t.attempt > 1 ? `${t.name} (attempt ${t.attempt})` : t.name;
-  $('.duration', li).textContent = fmtDuration(t.duration);
-  $('.message', li).textContent = t.message ?? '';
+  const p = li.parts;
+  if (li.dataset.status !== t.status) li.dataset.status = t.status;
+  if (t.time && li.dataset.time !== t.time) li.dataset.time = t.time;
+  setText(p.badge, STATUS_TEXT[t.status] ?? t.status);
+  setText(p.name, t.attempt > 1 ? `${t.name} (attempt ${t.attempt})` : t.name);
+  setText(p.duration, fmtDuration(t.duration));
+  setText(p.message, t.message ?? '');
   // measurements and output lines are redrawn only when they changed
   if (li.mrev !== t.mrev) {
     li.mrev = t.mrev;
-    drawMeasurements($('.measurements', li), t);
+    drawMeasurements(p.measurements, t);
   }
   if (li.orev !== t.orev) {
     li.orev = t.orev;
     const lines = t.output.slice(-12);
-    $('.output', li).replaceChildren(...lines.map((o) => el('li', o.kind, o.text)));
+    p.output.replaceChildren(...lines.map((o) => el('li', o.kind, o.text)));
   }
 }
 
@@ -235,17 +251,19 @@ function drawSlot(tile, s) {
   tile.dataset.state = s.state;
   if (s.runId) delete tile.dataset.pending;
   const list = $('.tests', tile);
+  // tile.rows: test id -> its row, so that an event redraws one row without
+  // searching the list (a search per event is O(tests), O(tests²) per run)
   if (all || s.dirty.has('list')) {
     // rows in run order, reusing the ones that exist
-    const have = new Map([...list.children].map((li) => [li.dataset.id, li]));
+    const have = tile.rows ?? new Map();
     const rows = s.order.map((id) => have.get(id) ?? testRow(s.tests.get(id)));
     list.replaceChildren(...rows);
+    tile.rows = new Map(rows.map((li) => [li.dataset.id, li]));
     rows.forEach((li) => fillRow(li, s.tests.get(li.dataset.id)));
   } else {
     for (const id of s.dirty) {
       const t = s.tests.get(id);
-      if (!t) continue;
-      const li = list.querySelector(`li.test[data-id="${CSS.escape(id)}"]`);
+      const li = t && tile.rows?.get(id);
       if (li) fillRow(li, t);
     }
   }
@@ -255,12 +273,28 @@ function drawSlot(tile, s) {
     $('.errors', tile).replaceChildren(...s.errors.map((e) => el('li', 'error', e)));
   }
   if (s.current && s.current !== tile.shownCurrent) {
-    // keep the running test in view (once per test: scrolling costs a layout)
     tile.shownCurrent = s.current;
-    const li = list.querySelector(`li.test[data-id="${CSS.escape(s.current)}"]`);
-    if (li) li.scrollIntoView({ block: 'nearest' });
+    const li = tile.rows?.get(s.current);
+    if (li) followRow(tile, list, li);
   }
   s.dirty.clear();
+}
+
+// Keeps the running test in view. Not scrollIntoView here: in the middle of a
+// frame's changes it forces a layout of the whole list (the costliest step of a
+// long run's frames). The observer reports the row after the browser's own
+// layout, and only a row out of view is scrolled to.
+function followRow(tile, list, li) {
+  if (!tile.follow) {
+    tile.follow = new IntersectionObserver((entries) => {
+      for (const e of entries) {
+        if (e.target === tile.followed && e.intersectionRatio < 1) e.target.scrollIntoView({ block: 'nearest' });
+      }
+    }, { root: list, threshold: 1 });
+  }
+  if (tile.followed) tile.follow.unobserve(tile.followed);
+  tile.followed = li;
+  tile.follow.observe(li);
 }
 
 function drawHead(tile, s) {

@@ -175,6 +175,30 @@ async function main() {
     const kids = children(station.proc.pid).filter((k) => k !== pid);
     check(kids.every((k) => !alive(k) || readCmd(k).includes('serve')), 'no process left but the engine watchdog');
     await page.screenshot({ path: path.join(SHOTS, 'verdict-stopped.png') });
+
+    // A long list scrolls by itself: the running test stays in view.
+    await page.locator('.serial').fill('STEPS60-1');
+    await page.locator('.serial').press('Enter');
+    // (each step runs 0.1 s: too short to wait for one to show running)
+    await page.waitForFunction(() => document.querySelector('li.test[data-id="1_board::step 030"]')?.dataset.status === 'passed',
+      null, { timeout: T });
+    const follow = [];
+    for (let i = 0; i < 5; i++) {
+      follow.push(await page.evaluate(() => {
+        const li = document.querySelector('li.test[data-status="running"]');
+        const list = document.querySelector('.tests');
+        if (!li) return 'none running';
+        const a = li.getBoundingClientRect();
+        const l = list.getBoundingClientRect();
+        return a.top >= l.top - 1 && a.bottom <= l.bottom + 1 ? 'in view' : `${li.dataset.id} out of view`;
+      }));
+      await new Promise((r) => setTimeout(r, 350));
+    }
+    // a test has just started when the list has not scrolled to it yet: most looks find it in view
+    check(follow.filter((f) => f === 'in view').length >= 3 && (await page.locator('.tests').evaluate((e) => e.scrollTop)) > 0,
+      `the running test is kept in view (${follow.join(', ')})`);
+    await page.locator('.stop-button:enabled').click();
+    await page.locator('.verdict-word', { hasText: 'STOPPED' }).waitFor({ timeout: T });
     check(alerts.length === 0, 'no alert() ever ran (test text is never HTML)');
   } finally {
     await browser.close();

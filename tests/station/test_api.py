@@ -281,6 +281,7 @@ def main():
         check(st.get("/api/runs?limit=x")[0] == 400, "runs with a bad limit -> 400")
         status, report, _, _ = st.get("/api/runs/" + run_id)
         check(status == 200 and report.get("status") == "passed", "GET /api/runs/RUN_ID gives the report")
+        first_run = run_id
         check(st.get("/api/runs/00000000-0000-4000-8000-000000000000")[0] == 404, "unknown run -> 404")
         check(st.get("/api/dialogs/" + did + "/image")[0] == 404, "image of no pending dialog -> 404")
 
@@ -290,6 +291,7 @@ def main():
         run_id = doc["run_id"]
         s = st.wait_state(lambda s: s["slots"][0]["current_test"], what="a test to run")
         pid = s["slots"][0].get("pid")
+        check(st.get("/api/runs")[1][0]["run_id"] != run_id, "a run still going is not among the recent runs")
         kids = set(st.children()) - base
         check(pid and kids == {pid}, "one run child while running, its pid in the state")
         check(st.post("/api/stop", {"slot": 1})[0] == 202, "stop -> 202")
@@ -320,6 +322,44 @@ def main():
     finally:
         code = st.stop()
     check(code == 0, "SIGINT stops the station cleanly (exit 0)")
+
+    # ---- the recent runs and the yield come from the run history: a restarted station has them
+    if MODE == "real":
+        st = Station(SUITE)
+        try:
+            status, runs, _, _ = st.get("/api/runs?serial=" + sn)
+            check(status == 200 and [r["run_id"] for r in runs][-1:] == [first_run] and runs[0]["retest"] is True
+                  and runs[-1]["retest"] is False and runs[-1]["summary"]["passed"] == runs[-1]["summary"]["total"] > 0,
+                  "a restarted station lists the earlier runs of a serial (history file), retest marked")
+            status, report, _, _ = st.get("/api/runs/" + first_run)
+            check(status == 200 and report.get("run_id") == first_run and report.get("status") == "passed",
+                  "a restarted station gives an earlier run's report")
+            stats = st.state()["stats"]
+            check(stats["runs"] >= 4 and stats["serials"] >= 3 and 0 < stats["first_pass_yield"] < 1,
+                  "a restarted station's yield counts the earlier runs: %s" % json.dumps(stats))
+            status, doc, _, _ = st.post("/api/start", {"serial": sn})
+            check(st.state()["slots"][0]["retest"] is True, "a serial from before the restart is a retest")
+            st.post("/api/stop", {})
+            st.wait_finished(doc["run_id"])
+            status, doc, _, _ = st.post("/api/start", {"serial": "N1-new"})
+            check(st.state()["slots"][0]["retest"] is False, "a serial the history does not have is no retest")
+            st.wait_finished(doc["run_id"])
+            runs = st.get("/api/runs?serial=N1-new")[1]
+            check(len(runs) == 1 and runs[0]["retest"] is False and "message" not in runs[0],
+                  "its recent-runs entry: no retest, no message")
+        finally:
+            st.stop()
+    st = Station("--no-history", SUITE)
+    try:
+        check(st.get("/api/runs")[1] == [] and st.state()["stats"]["runs"] == 0,
+              "--no-history: the station keeps its runs in memory only (none after a restart)")
+        status, doc, _, _ = st.post("/api/start", {"serial": "N1-nohist"})
+        st.wait_finished(doc["run_id"])
+        runs = st.get("/api/runs")[1]
+        check(len(runs) == 1 and runs[0]["run_id"] == doc["run_id"] and st.get("/api/runs/" + doc["run_id"])[0] == 200,
+              "--no-history: the run is listed and its report served from memory")
+    finally:
+        st.stop()
 
     # ---- a panel that stops reading is dropped, never slows the run, and resumes without loss
     st = Station(SUITE, env={"HPLUA_SERVE_SSE_LIMIT": "65536"})

@@ -38,6 +38,11 @@ if serial:match("^CRASH") then
   end)
 end
 
+-- STEPS<n>-x: n tests of 0.1 s each (the panel keeps the running one in view)
+for i = 1, tonumber(serial:match("^STEPS(%d+)%-") or "0") do
+  hp.test(string.format("step %03d", i), function() hp.sleep(0.1) end)
+end
+
 local n = tonumber(serial:match("^N(%d+)%-") or "0")
 for i = 1, n do
   hp.test(string.format("quick %04d", i), function()
