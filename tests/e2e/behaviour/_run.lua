@@ -82,11 +82,14 @@ function M.unique_marker()
 end
 
 -- Sends SIG to pid, or to the process group pid leads when group is true.
-function M.kill(pid, sig, group)
+-- gone_ok: the process may end (and be reaped) just before the signal: not an error
+function M.kill(pid, sig, group, gone_ok)
   local r = hp.process.start("kill-" .. pid .. "-" .. sig .. "-" .. counter,
     { "kill", "-" .. sig, "--", (group and "-" or "") .. tostring(pid) }):wait()
   counter = counter + 1
+  if gone_ok and r.exit_code ~= 0 and r.stderr:find("No such process", 1, true) then return false end
   assert(r.exit_code == 0, "kill failed: " .. r.stderr)
+  return true
 end
 
 function M.test_by_id(report, id)

@@ -81,7 +81,7 @@ hp.test("SIGKILL at random moments: every test the events call finished is recor
       return s:find('"test_finished"', 1, true) ~= nil or not p:alive()
     end, 30, "the first finished test")
     hp.sleep(math.random() * 0.3)
-    if p:alive() then run.kill(p.pid, "KILL") end
+    if p:alive() then run.kill(p.pid, "KILL", false, true) end -- it may end meanwhile
     local r = p:wait(20)
     local finished, run_id = {}, nil
     for line in io.lines(events) do
