@@ -821,12 +821,13 @@ function Store:stats(f)
     st.by_status[row.status or "?"] = row.n
     st.runs = st.runs + row.n
   end
-  -- serials first tested in the period: passed the first time / passed in the end
+  -- serials first tested in the period: passed the first time / passed in the end (a
+  -- first run still going counts once it has a verdict)
   local first = self:stmt([[SELECT count(DISTINCT serial) AS serials,
       count(DISTINCT CASE WHEN status = 'passed' THEN serial END) AS first_passed
-    FROM runs WHERE retest = 0 AND serial IS NOT NULL AND coalesce(started_ts, 0) >= ?]]):first(ts)
+    FROM runs WHERE retest = 0 AND serial IS NOT NULL AND status <> 'running' AND coalesce(started_ts, 0) >= ?]]):first(ts)
   local final = self:stmt([[SELECT count(DISTINCT f.serial) AS n FROM runs AS f
-    WHERE f.retest = 0 AND f.serial IS NOT NULL AND coalesce(f.started_ts, 0) >= ?
+    WHERE f.retest = 0 AND f.serial IS NOT NULL AND f.status <> 'running' AND coalesce(f.started_ts, 0) >= ?
       AND EXISTS (SELECT 1 FROM runs AS r WHERE r.serial = f.serial AND r.status = 'passed')]]):first(ts)
   st.serials = first and first.serials or 0
   local function ratio(n, d) return d > 0 and n / d or nil end
