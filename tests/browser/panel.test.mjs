@@ -176,8 +176,9 @@ async function main() {
     check(kids.every((k) => !alive(k) || readCmd(k).includes('serve')), 'no process left but the engine watchdog');
     await page.screenshot({ path: path.join(SHOTS, 'verdict-stopped.png') });
 
-    // A long list scrolls by itself: the running test stays in view.
-    await page.locator('.serial').fill('STEPS60-1');
+    // A long list scrolls by itself: the running test stays in view (300 steps of 0.1 s: still
+    // running when Stop is pressed, however far the page lags behind)
+    await page.locator('.serial').fill('STEPS300-1');
     await page.locator('.serial').press('Enter');
     // (each step runs 0.1 s: too short to wait for one to show running)
     await page.waitForFunction(() => document.querySelector('li.test[data-id="1_board::step 030"]')?.dataset.status === 'passed',
