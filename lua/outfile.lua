@@ -8,17 +8,7 @@ local M = {}
 
 -- Writes text to a synced temporary for target.path; true or nil, message.
 function M.prepare(target, text)
-  M.abort(target)
-  local h, err = json.open_atomic(target.path)
-  local ok = h ~= nil
-  if ok then ok, err = h:write(text) end
-  if ok then ok, err = h:sync() end
-  if not ok then
-    if h then h:abort() end
-    return nil, err
-  end
-  target.handle = h
-  return true
+  return M.prepare_stream(target, function(write) return write(text) end)
 end
 
 -- The same, for text produced in pieces: produce(write) calls write(piece) for each

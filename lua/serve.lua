@@ -748,16 +748,6 @@ function Station:pump(slot, now)
   end
 end
 
-local function tail_line(path)
-  local data = read_file(path)
-  if not data then return nil end
-  local last
-  for line in data:gmatch("[^\n]+") do
-    if line:find("%S") then last = line end
-  end
-  return last
-end
-
 -- The child has ended: close the stream (with the station's own events when the
 -- child could not), record the run, free the channel.
 function Station:finish(slot)
@@ -772,7 +762,7 @@ function Station:finish(slot)
     local status = run.stopped and "stopped" or "failed"
     local how = res.signal and ("was killed by signal " .. res.signal) or ("exited with status " .. tostring(res.exit_code))
     local msg = run.stopped and "stopped by the operator" or ("the run's process " .. how)
-    local last = tail_line(run.log_path)
+    local last = slotrun.tail_line(run.log_path)
     if not run.stopped and last then msg = msg .. ": " .. last end
     if not run.started_event then
       self:emit(slot, nil, { v = 1, time = sys.now(), run_id = run.run_id, type = "run_started", source = "station",

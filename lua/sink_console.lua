@@ -18,15 +18,17 @@ end
 local Console = {}
 Console.__index = Console
 
+-- --color WHEN: "always", "never", or "auto" (a terminal, and NO_COLOR unset or empty).
+function M.use_color(when)
+  when = when or "auto"
+  if when ~= "auto" then return when == "always" end
+  local nc = os.getenv("NO_COLOR")
+  return sys.isatty(1) and (nc == nil or nc == "")
+end
+
 -- opts: color ("auto"|"always"|"never"), verbose, quiet.
 function M.new(opts)
-  local color = opts.color or "auto"
-  if color == "auto" then
-    local nc = os.getenv("NO_COLOR")
-    color = sys.isatty(1) and (nc == nil or nc == "")
-  else
-    color = color == "always"
-  end
+  local color = M.use_color(opts.color)
   -- On a terminal the running test and its latest message share one line, redrawn in
   -- place (pytest's progress); elsewhere messages are log lines (-v).
   local live = not opts.quiet and sys.isatty(1)

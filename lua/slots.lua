@@ -456,13 +456,7 @@ function M.main(opts)
     io.stderr:write("hplua: error: " .. err .. "\n")
     return EXIT_INTERNAL
   end
-  local color = opts.color or "auto"
-  if color == "auto" then
-    local nc = os.getenv("NO_COLOR")
-    color = sys.isatty(1) and (nc == nil or nc == "")
-  else
-    color = color == "always"
-  end
+  local color = require("hplua.sink_console").use_color(opts.color)
   local sup = setmetatable({ opts = opts, dir = dir, set = set, slots = {}, by_fd = {}, exe = assert(sys.exepath()),
     passed = passed_options(opts.argv or {}), color = color, live = not opts.quiet and sys.isatty(1),
     quiet = opts.quiet, verbose = opts.verbose, started_at = sys.now(),
