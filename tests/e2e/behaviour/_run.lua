@@ -21,6 +21,23 @@ function M.start(args, opts)
   return p, report
 end
 
+-- A new empty folder under the temporary directory.
+function M.tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir -p '" .. d .. "'"))
+  return d
+end
+
+-- A file's whole contents, or nil when it cannot be opened.
+function M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
 function M.read_report(path)
   local f = io.open(path)
   if not f then return nil end

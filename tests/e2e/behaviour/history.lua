@@ -7,13 +7,7 @@ local json = require "hplua.json"
 local sqlite = require "hplua.sqlite"
 local history = require "hplua.history"
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p '" .. d .. "'"))
-  return d
-end
-
+local tmpdir = run.tmpdir
 local function write(path, s)
   local f = assert(io.open(path, "w"))
   f:write(s)

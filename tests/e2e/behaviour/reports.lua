@@ -22,27 +22,14 @@ local function xmllint(path)
   if r.exit_code ~= 0 then error("not valid against junit-10.xsd: " .. r.stdout, 2) end
 end
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p " .. d))
-  return d
-end
-
+local tmpdir = run.tmpdir
 local function listing(dir)
   local names = sys.listdir(dir)
   table.sort(names)
   return table.concat(names, " ")
 end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
+local read = run.read
 local function python(args)
   n = n + 1
   local argv = { "/usr/bin/python3", checker }

@@ -6,21 +6,8 @@ local json = require "hplua.json"
 
 local SLOTS = run.fixtures .. "/slots"
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p '" .. d .. "'"))
-  return d
-end
-
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
+local tmpdir = run.tmpdir
+local read = run.read
 local n = 0
 local function start(args, opts)
   n = n + 1
