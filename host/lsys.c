@@ -21,11 +21,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int push_errno(lua_State *L, const char *what, int err)
+/* A failure of the world: nil, "what: reason", and a code word. */
+static int push_fail(lua_State *L, const char *what, int err)
 {
     lua_pushnil(L);
     lua_pushfstring(L, "%s: %s", what, strerror(err));
-    return 2;
+    lua_pushstring(L, err == ENOENT ? "ENOENT" : err == EACCES ? "EACCES" : err == EAGAIN ? "EAGAIN"
+                      : err == EPIPE ? "EPIPE" : err == ELOOP ? "ELOOP" : err == ENOSPC ? "ENOSPC"
+                      : err == ENOTDIR ? "ENOTDIR" : "EIO");
+    return 3;
 }
 
 /* listdir(path) -> { names } (unsorted, without . and ..) | nil, err */
@@ -34,7 +38,7 @@ static int sys_listdir(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     DIR *d = opendir(path);
     if (!d)
-        return push_errno(L, path, errno);
+        return push_fail(L, path, errno);
     lua_newtable(L);
     struct dirent *de;
     lua_Integer i = 0;
@@ -60,7 +64,7 @@ static int sys_kind(lua_State *L)
             lua_pushfstring(L, "%s: dangling symbolic link", path);
             return 2;
         }
-        return push_errno(L, path, err);
+        return push_fail(L, path, err);
     }
     lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir" : "other");
     return 1;
@@ -98,7 +102,7 @@ static int sys_exepath(lua_State *L)
     char buf[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
     if (n < 0)
-        return push_errno(L, "/proc/self/exe", errno);
+        return push_fail(L, "/proc/self/exe", errno);
     lua_pushlstring(L, buf, (size_t)n);
     return 1;
 }
@@ -138,14 +142,6 @@ static int sys_set_memory_limit(lua_State *L)
 
 /* ---- plain file descriptors: the events file (--events), the station's control FIFO ---- */
 
-static int push_fail(lua_State *L, const char *what, int err)
-{
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", what, strerror(err));
-    lua_pushstring(L, err == ENOENT ? "ENOENT" : err == EACCES ? "EACCES" : err == EAGAIN ? "EAGAIN"
-                      : err == EPIPE ? "EPIPE" : err == ELOOP ? "ELOOP" : err == ENOSPC ? "ENOSPC" : "EIO");
-    return 3;
-}
 
 /* open(path, "w"|"r") -> fd | nil, message, code. "w" creates or truncates and never
  * follows a final symbolic link; "r" opens non-blocking (a FIFO opens at once). */
@@ -266,10 +262,7 @@ static int sys_stat(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     struct stat st;
     if (stat(path, &st) != 0) {
-        int err = errno;
-        push_errno(L, path, err);
-        lua_pushstring(L, err == ENOENT ? "ENOENT" : err == EACCES ? "EACCES" : err == ELOOP ? "ELOOP" : err == ENOTDIR ? "ENOTDIR" : "EIO");
-        return 3;
+        return push_fail(L, path, errno);
     }
     lua_createtable(L, 0, 5);
     lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir" : "other");
@@ -344,7 +337,7 @@ static int sys_detach(lua_State *L)
         }
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     if (pid < 0)
-        return push_errno(L, "fork", err);
+        return push_fail(L, "fork", err);
     lua_pushboolean(L, 1);
     return 1;
 }
