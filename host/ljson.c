@@ -102,9 +102,25 @@ typedef struct {
     int busy; /* the shared scratch buffer is in use */
 } jbuf;
 
+/* The sorted order of the keys of objects seen before. Tables built by the same
+ * code (an event of one type, a test record) have the same keys, met in the same
+ * order by lua_next; short keys are interned strings, so a shape is the sequence of
+ * key pointers. A hit is checked (the keys in that order must be sorted), so a key's
+ * address reused by another string after a collection costs a sort, not a wrong
+ * order. One cache per Lua state, in the registry. */
+#define SHAPES 64
+#define SMALL_OBJECT 48
+
+typedef struct {
+    int n;
+    const char *keys[SMALL_OBJECT];
+    unsigned char order[SMALL_OBJECT];
+} shape;
+
 typedef struct {
     lua_State *L;
     jbuf *b;
+    shape *shapes; /* SHAPES entries, or NULL */
     int pretty;
     size_t budget, cost;
     char err[160]; /* set on failure */
@@ -141,6 +157,23 @@ static jbuf *scratch_buffer(lua_State *L)
     luaL_setmetatable(L, "hplua.json.buffer");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &SCRATCH_KEY);
     return b;
+}
+
+static char SHAPES_KEY;
+
+/* The state's shape cache (created on first use; NULL when memory is short). */
+static shape *shape_cache(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SHAPES_KEY) == LUA_TUSERDATA) {
+        shape *c = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        return c;
+    }
+    lua_pop(L, 1);
+    shape *c = lua_newuserdatauv(L, SHAPES * sizeof(shape), 0);
+    memset(c, 0, SHAPES * sizeof(shape));
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &SHAPES_KEY);
+    return c;
 }
 
 static void budget_message(encoder *e)
@@ -385,6 +418,7 @@ typedef struct {
     const char *s;
     size_t len;
     lua_Integer idx;
+    int pos; /* where lua_next met it (for the shape cache) */
 } keyref;
 
 static int cmp_keyref(const void *a, const void *b)
@@ -430,7 +464,43 @@ static void sort_refs(keyref *refs, lua_Integer n)
     }
 }
 
-#define SMALL_OBJECT 48
+/* Sorts refs (n <= SMALL_OBJECT) by their keys, in the order remembered for this
+ * shape when it is still right. */
+static void sort_cached(encoder *e, keyref *refs, lua_Integer n)
+{
+    if (!e->shapes || n < 3) {
+        sort_refs(refs, n);
+        return;
+    }
+    uintptr_t h = (uintptr_t)n;
+    for (lua_Integer i = 0; i < n; i++)
+        h = h * 31 + ((uintptr_t)refs[i].s >> 4);
+    shape *sh = &e->shapes[(h ^ (h >> 13)) % SHAPES];
+    int same = sh->n == n;
+    for (lua_Integer i = 0; same && i < n; i++)
+        same = sh->keys[i] == refs[i].s;
+    if (same) {
+        keyref sorted[SMALL_OBJECT];
+        for (lua_Integer i = 0; i < n; i++)
+            sorted[i] = refs[sh->order[i]];
+        int ok = 1;
+        for (lua_Integer i = 1; ok && i < n; i++)
+            ok = cmp_keyref(&sorted[i - 1], &sorted[i]) < 0;
+        if (ok) {
+            memcpy(refs, sorted, (size_t)n * sizeof *refs);
+            return;
+        }
+    }
+    /* remember the slot of each key as met, sort, and store where each went */
+    sh->n = (int)n;
+    for (lua_Integer i = 0; i < n; i++) {
+        sh->keys[i] = refs[i].s;
+        refs[i].pos = (int)i;
+    }
+    sort_refs(refs, n);
+    for (lua_Integer i = 0; i < n; i++)
+        sh->order[i] = (unsigned char)refs[i].pos;
+}
 
 /* The common case without allocating: an object of at most SMALL_OBJECT string
  * keys. Its pairs are kept on the stack while sorting. Returns -1 when the table
@@ -454,7 +524,7 @@ static int put_small_object(encoder *e, int idx, int depth)
         n++;
         lua_pushvalue(L, -2);
     }
-    sort_refs(refs, n);
+    sort_cached(e, refs, n);
     int ok = PUTLIT(e, "{");
     for (lua_Integer i = 0; ok && i < n; i++) {
         ok = (i == 0 || PUTLIT(e, ",")) && newline(e, depth + 1) && charge(e, VALUE_COST) &&
@@ -565,7 +635,7 @@ static size_t default_budget(void)
 static int json_encode(lua_State *L)
 {
     lua_settop(L, 3);
-    encoder e = {.L = L, .pretty = lua_toboolean(L, 2), .budget = default_budget()};
+    encoder e = {.L = L, .pretty = lua_toboolean(L, 2), .budget = default_budget(), .shapes = shape_cache(L)};
     if (!lua_isnil(L, 3)) {
         lua_Number mb = luaL_checknumber(L, 3);
         luaL_argcheck(L, mb >= 0, 3, "must not be negative");
@@ -598,6 +668,367 @@ static int json_encode(lua_State *L)
         return 2;
     }
     return 1;
+}
+
+/* ---- Lines: a buffer of NDJSON lines that outputs share (the events file, the
+ * history recorder's pipe). Each value is encoded once, straight into the buffer,
+ * with no Lua string per line; the owner writes the buffer to its descriptors and
+ * clears it. */
+#define LINES_MT "hplua.json.lines"
+
+static const char *errno_code(int err);
+
+static jbuf *check_lines(lua_State *L)
+{
+    return luaL_checkudata(L, 1, LINES_MT);
+}
+
+/* lines() -> a line buffer */
+static int json_lines(lua_State *L)
+{
+    jbuf *b = lua_newuserdatauv(L, sizeof(jbuf), 0);
+    memset(b, 0, sizeof *b);
+    luaL_setmetatable(L, LINES_MT);
+    return 1;
+}
+
+/* lines:add(value) -> true | nil, err: appends the value's JSON and "\n"; a value
+ * that cannot be encoded leaves the buffer as it was. */
+static int lines_add(lua_State *L)
+{
+    jbuf *b = check_lines(L);
+    luaL_checkany(L, 2);
+    lua_settop(L, 2);
+    size_t before = b->len;
+    encoder e = {.L = L, .b = b, .budget = default_budget(), .shapes = shape_cache(L)};
+    if (put_value(&e, 2, 0) && PUTLIT(&e, "\n")) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    b->len = before;
+    lua_pushnil(L);
+    lua_pushstring(L, e.err);
+    return 2;
+}
+
+/* ---- Frames: Lua values in a compact binary form, for a pipe between two hplua
+ * processes of one build (the run and its history recorder). No escaping, no
+ * sorting, no number formatting: a frame is its length (4 bytes) and the value.
+ * Values: 'z' nil or json.null, 't'/'f', 'i' integer, 'd' float (8 bytes each, the
+ * machine's order), 's' length + bytes, 'A' a json.array (count, values), 'O' any
+ * other table (count, key/value pairs; keys are strings or numbers). */
+
+static int pack_value(encoder *e, int idx, int depth)
+{
+    lua_State *L = e->L;
+    idx = lua_absindex(L, idx);
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        return PUTLIT(e, "z");
+    case LUA_TBOOLEAN:
+        return lua_toboolean(L, idx) ? PUTLIT(e, "t") : PUTLIT(e, "f");
+    case LUA_TNUMBER: {
+        char buf[9];
+        if (lua_isinteger(L, idx)) {
+            lua_Integer v = lua_tointeger(L, idx);
+            buf[0] = 'i';
+            memcpy(buf + 1, &v, 8);
+        } else {
+            lua_Number v = lua_tonumber(L, idx);
+            buf[0] = 'd';
+            memcpy(buf + 1, &v, 8);
+        }
+        return put(e, buf, 9);
+    }
+    case LUA_TSTRING: {
+        size_t len;
+        const char *str = lua_tolstring(L, idx, &len);
+        if (len > UINT32_MAX) {
+            snprintf(e->err, sizeof e->err, "string too long");
+            return 0;
+        }
+        char head[5] = {'s'};
+        uint32_t n = (uint32_t)len;
+        memcpy(head + 1, &n, 4);
+        return put(e, head, 5) && put(e, str, len);
+    }
+    case LUA_TTABLE: {
+        if (depth > MAX_DEPTH) {
+            snprintf(e->err, sizeof e->err, "table nested too deeply (or a cycle)");
+            return 0;
+        }
+        luaL_checkstack(L, 4, "pack");
+        char head[5];
+        int marked = 0;
+        if (lua_getmetatable(L, idx)) {
+            luaL_getmetatable(L, ARRAY_MT);
+            marked = lua_rawequal(L, -1, -2);
+            lua_pop(L, 2);
+        }
+        if (marked) {
+            lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+            uint32_t c = (uint32_t)n;
+            head[0] = 'A';
+            memcpy(head + 1, &c, 4);
+            if (!put(e, head, 5))
+                return 0;
+            for (lua_Integer i = 1; i <= n; i++) {
+                lua_rawgeti(L, idx, i);
+                int ok = pack_value(e, -1, depth + 1);
+                lua_pop(L, 1);
+                if (!ok)
+                    return 0;
+            }
+            return 1;
+        }
+        /* the count goes first: write a place for it, fill it in at the end */
+        size_t at = e->b->len;
+        head[0] = 'O';
+        memset(head + 1, 0, 4);
+        if (!put(e, head, 5))
+            return 0;
+        uint32_t c = 0;
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            int kt = lua_type(L, -2);
+            if (kt != LUA_TSTRING && kt != LUA_TNUMBER) {
+                snprintf(e->err, sizeof e->err, "cannot pack a table key of type %s", luaL_typename(L, -2));
+                lua_pop(L, 2);
+                return 0;
+            }
+            if (!pack_value(e, -2, depth + 1) || !pack_value(e, -1, depth + 1)) {
+                lua_pop(L, 2);
+                return 0;
+            }
+            lua_pop(L, 1);
+            c++;
+        }
+        memcpy(e->b->p + at + 1, &c, 4);
+        return 1;
+    }
+    case LUA_TLIGHTUSERDATA:
+        if (!lua_touserdata(L, idx))
+            return PUTLIT(e, "z"); /* json.null */
+        /* fall through */
+    default:
+        snprintf(e->err, sizeof e->err, "cannot pack a %s value", luaL_typename(L, idx));
+        return 0;
+    }
+}
+
+/* lines:pack(value) -> true | nil, err: appends one frame; a value that cannot be
+ * packed leaves the buffer as it was. */
+static int lines_pack(lua_State *L)
+{
+    jbuf *b = check_lines(L);
+    luaL_checkany(L, 2);
+    lua_settop(L, 2);
+    size_t before = b->len;
+    encoder e = {.L = L, .b = b, .budget = SIZE_MAX};
+    static const char room[4] = {0};
+    if (put(&e, room, 4) && pack_value(&e, 2, 0)) {
+        size_t n = b->len - before - 4;
+        if (n <= UINT32_MAX) {
+            uint32_t len = (uint32_t)n;
+            memcpy(b->p + before, &len, 4);
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+        snprintf(e.err, sizeof e.err, "frame too large");
+    }
+    b->len = before;
+    lua_pushnil(L);
+    lua_pushstring(L, e.err);
+    return 2;
+}
+
+typedef struct {
+    const char *p, *end;
+} reader;
+
+static int take(reader *r, void *out, size_t n)
+{
+    if ((size_t)(r->end - r->p) < n)
+        return 0;
+    memcpy(out, r->p, n);
+    r->p += n;
+    return 1;
+}
+
+/* Pushes the value at r (or nothing, returning 0, when the data is malformed). */
+static int unpack_value(lua_State *L, reader *r, int depth)
+{
+    char tag;
+    if (depth > MAX_DEPTH || !take(r, &tag, 1))
+        return 0;
+    luaL_checkstack(L, 3, "unpack");
+    switch (tag) {
+    case 'z':
+        lua_pushlightuserdata(L, NULL);
+        return 1;
+    case 't':
+    case 'f':
+        lua_pushboolean(L, tag == 't');
+        return 1;
+    case 'i': {
+        lua_Integer v;
+        if (!take(r, &v, 8))
+            return 0;
+        lua_pushinteger(L, v);
+        return 1;
+    }
+    case 'd': {
+        lua_Number v;
+        if (!take(r, &v, 8))
+            return 0;
+        lua_pushnumber(L, v);
+        return 1;
+    }
+    case 's': {
+        uint32_t n;
+        if (!take(r, &n, 4) || (size_t)(r->end - r->p) < n)
+            return 0;
+        lua_pushlstring(L, r->p, n);
+        r->p += n;
+        return 1;
+    }
+    case 'A':
+    case 'O': {
+        uint32_t n;
+        if (!take(r, &n, 4) || n > (size_t)(r->end - r->p))
+            return 0;
+        if (tag == 'A') {
+            lua_createtable(L, (int)n, 0);
+            for (uint32_t i = 1; i <= n; i++) {
+                if (!unpack_value(L, r, depth + 1)) {
+                    lua_pop(L, 1);
+                    return 0;
+                }
+                lua_rawseti(L, -2, i);
+            }
+            luaL_setmetatable(L, ARRAY_MT);
+            return 1;
+        }
+        lua_createtable(L, 0, (int)n);
+        for (uint32_t i = 0; i < n; i++) {
+            if (!unpack_value(L, r, depth + 1)) {
+                lua_pop(L, 1);
+                return 0;
+            }
+            if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER) {
+                lua_pop(L, 2);
+                return 0;
+            }
+            if (!unpack_value(L, r, depth + 1)) {
+                lua_pop(L, 2);
+                return 0;
+            }
+            /* json.null stays null inside tables, as the decoder leaves it */
+            lua_rawset(L, -3);
+        }
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* unpack(data, [pos]) -> value, next_pos | nil, pos (the frame at pos is not all
+ * there yet) | raises on a malformed frame */
+static int json_unpack(lua_State *L)
+{
+    size_t len;
+    const char *data = luaL_checklstring(L, 1, &len);
+    lua_Integer pos = luaL_optinteger(L, 2, 1);
+    luaL_argcheck(L, pos >= 1 && (size_t)pos <= len + 1, 2, "out of range");
+    size_t off = (size_t)pos - 1;
+    uint32_t n;
+    if (len - off < 4) {
+        lua_pushnil(L);
+        lua_pushinteger(L, pos);
+        return 2;
+    }
+    memcpy(&n, data + off, 4);
+    if (len - off - 4 < n) {
+        lua_pushnil(L);
+        lua_pushinteger(L, pos);
+        return 2;
+    }
+    reader r = {data + off + 4, data + off + 4 + n};
+    if (!unpack_value(L, &r, 0) || r.p != r.end)
+        return luaL_error(L, "malformed frame at byte %d", (int)pos);
+    lua_pushinteger(L, (lua_Integer)(off + 4 + n + 1));
+    return 2;
+}
+
+/* lines:size() -> bytes pending */
+static int lines_size(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)check_lines(L)->len);
+    return 1;
+}
+
+/* lines:write(fd) -> true | nil, message, code: writes every pending byte to fd
+ * (waiting while a non-blocking pipe is full); the buffer is kept (clear it). */
+static int lines_write(lua_State *L)
+{
+    jbuf *b = check_lines(L);
+    int fd = (int)luaL_checkinteger(L, 2);
+    size_t off = 0;
+    while (off < b->len) {
+        ssize_t n = write(fd, b->p + off, b->len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            struct pollfd p = {fd, POLLOUT, 0};
+            poll(&p, 1, 1000);
+            continue;
+        }
+        if (n < 0) {
+            int err = errno;
+            lua_pushnil(L);
+            lua_pushfstring(L, "write: %s", strerror(err));
+            lua_pushstring(L, errno_code(err));
+            return 3;
+        }
+        off += (size_t)n;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* lines:take() -> the pending text; the buffer is cleared */
+static int lines_take(lua_State *L)
+{
+    jbuf *b = check_lines(L);
+    lua_pushlstring(L, b->p ? b->p : "", b->len);
+    b->len = 0;
+    return 1;
+}
+
+/* lines:clear(): forgets the pending text (a large buffer's memory goes too) */
+static int lines_clear(lua_State *L)
+{
+    jbuf *b = check_lines(L);
+    b->len = 0;
+    if (b->cap > SCRATCH_KEEP) {
+        free(b->p);
+        b->p = NULL;
+        b->cap = 0;
+    }
+    return 0;
+}
+
+static void lines_register(lua_State *L)
+{
+    static const luaL_Reg methods[] = {{"add", lines_add},     {"pack", lines_pack},   {"size", lines_size},   {"write", lines_write},
+                                       {"take", lines_take},   {"clear", lines_clear}, {NULL, NULL}};
+    luaL_newmetatable(L, LINES_MT);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, jbuf_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
 }
 
 static void from_json(lua_State *L, const cJSON *j, int depth)
@@ -1086,10 +1517,13 @@ int luaopen_hplua_json(lua_State *L)
                                    {"check_target", json_check_target},
                                    {"array", json_array},
                                    {"utf8_repair", json_utf8_repair},
+                                   {"lines", json_lines},
+                                   {"unpack", json_unpack},
                                    {NULL, NULL}};
     luaL_newmetatable(L, ARRAY_MT);
     lua_pop(L, 1);
     atomic_register(L);
+    lines_register(L);
     luaL_newlib(L, fns);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");

@@ -283,6 +283,15 @@ static int db_readonly(lua_State *L)
     return 1;
 }
 
+/* keep_log_on_close(): closing this connection, even the last one, leaves the
+ * write-ahead log as it is (no checkpoint, no fsync): the next writer's commits
+ * checkpoint it (wal_autocheckpoint). */
+static int db_keep_log_on_close(lua_State *L)
+{
+    sqlite3_db_config(check_db(L, 1)->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+    return 0;
+}
+
 static int db_in_transaction(lua_State *L)
 {
     lua_pushboolean(L, !sqlite3_get_autocommit(check_db(L, 1)->db));
@@ -639,6 +648,7 @@ int luaopen_hplua_sqlite(lua_State *L)
                                           {"busy_timeout", db_busy_timeout},
                                           {"readonly", db_readonly},
                                           {"in_transaction", db_in_transaction},
+                                          {"keep_log_on_close", db_keep_log_on_close},
                                           {"close", db_close},
                                           {NULL, NULL}};
     static const luaL_Reg db_meta[] = {

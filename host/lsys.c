@@ -5,6 +5,7 @@
 #include "heap.h"
 #include "host.h"
 #include "loop.h"
+#include "orphans.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -342,6 +343,73 @@ static int sys_detach(lua_State *L)
     return 1;
 }
 
+/* helper(argv) -> pid, to_fd, from_fd | nil, message, code: starts argv as a child
+ * of ours in a session of its own (no signal to hplua's terminal or process group
+ * reaches it), its stdin and stdout pipes whose other ends are returned
+ * (close-on-exec), our stderr, no other descriptor, no run token (HPLUA_RUNS), and
+ * spared by the end-of-run sweep: a helper that ends by itself when its stdin
+ * ends, even after hplua is killed. helper_done(pid) stops sparing it. */
+static int sys_helper(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 1);
+    luaL_argcheck(L, n >= 1 && n < 256, 1, "1..255 arguments");
+    const char **argv = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *argv, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, i);
+        argv[i - 1] = lua_tostring(L, -1);
+        if (!argv[i - 1])
+            return luaL_argerror(L, 1, "arguments must be strings");
+        lua_pop(L, 1);
+    }
+    argv[n] = NULL;
+    int to[2] = {-1, -1}, from[2] = {-1, -1};
+    if (pipe2(to, O_CLOEXEC) != 0 || pipe2(from, O_CLOEXEC) != 0) {
+        int err = errno;
+        for (int i = 0; i < 2; i++) {
+            if (to[i] >= 0)
+                close(to[i]);
+            if (from[i] >= 0)
+                close(from[i]);
+        }
+        return push_fail(L, "pipe", err);
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        setsid();
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        for (int sig = 1; sig < NSIG; sig++)
+            signal(sig, SIG_DFL);
+        dup2(to[0], 0);
+        dup2(from[1], 1);
+        close_range(3, ~0U, 0);
+        unsetenv("HPLUA_RUNS");
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int err = errno;
+    close(to[0]);
+    close(from[1]);
+    if (pid < 0) {
+        close(to[1]);
+        close(from[0]);
+        return push_fail(L, "fork", err);
+    }
+    orphans_spare(pid, true);
+    lua_pushinteger(L, pid);
+    lua_pushinteger(L, to[1]);
+    lua_pushinteger(L, from[0]);
+    return 3;
+}
+
+static int sys_helper_done(lua_State *L)
+{
+    orphans_spare((pid_t)luaL_checkinteger(L, 1), false);
+    return 0;
+}
+
 /* ---- fdset(): descriptors watched together (a supervisor's channels), one pollable fd ---- */
 
 #define FDSET_MT "hplua.sys.fdset"
@@ -450,6 +518,8 @@ int luaopen_hplua_sys(lua_State *L)
                                    {"realpath", sys_realpath},
                                    {"stat", sys_stat},
                                    {"detach", sys_detach},
+                                   {"helper", sys_helper},
+                                   {"helper_done", sys_helper_done},
                                    {"fdset", sys_fdset},
                                    {NULL, NULL}};
     fdset_register(L);

@@ -27,6 +27,30 @@ static char run_token[64];
 const char *orphans_token(void) { return run_token; }
 pid_t orphans_watchdog_pid(void) { return watchdog_pid; }
 
+/* Helpers of hplua's own (the history recorder) that the sweeps leave alone. */
+#define SPARED_MAX 8
+static pid_t spared[SPARED_MAX];
+
+void orphans_spare(pid_t pid, bool on)
+{
+    for (int i = 0; i < SPARED_MAX; i++) {
+        if (on ? spared[i] == 0 : spared[i] == pid) {
+            spared[i] = on ? pid : 0;
+            return;
+        }
+    }
+}
+
+static bool is_spared(pid_t pid)
+{
+    if (pid == watchdog_pid)
+        return true;
+    for (int i = 0; i < SPARED_MAX; i++)
+        if (spared[i] == pid)
+            return true;
+    return false;
+}
+
 int orphans_init(void)
 {
     if (run_token[0])
@@ -299,7 +323,7 @@ size_t orphans_signal(int sig)
     size_t n, sent = 0;
     proc_entry *list = list_descendants(&n);
     for (size_t i = 0; i < n; i++)
-        if (!list[i].zombie && list[i].pid != watchdog_pid && kill(list[i].pid, sig) == 0)
+        if (!list[i].zombie && !is_spared(list[i].pid) && kill(list[i].pid, sig) == 0)
             sent++;
     free(list);
     return sent;
@@ -314,7 +338,7 @@ size_t orphans_kill_all(double limit, bool (*owned)(pid_t pid, void *ud), void *
         proc_entry *list = list_descendants(&n);
         for (size_t i = 0; i < n; i++) {
             proc_entry *p = &list[i];
-            if (p->pid == watchdog_pid)
+            if (is_spared(p->pid))
                 continue;
             if (p->zombie) {
                 if (p->ppid == self && !(owned && owned(p->pid, ud)))

@@ -15,6 +15,9 @@ int orphans_init(void);
  * hplua's process group does not reach it; it ends when hplua ends. */
 void orphans_watchdog_start(void);
 pid_t orphans_watchdog_pid(void);
+/* on: the sweeps below leave pid alone (a helper of hplua's own, such as the
+ * history recorder, which ends by itself); off: no longer. At most 8 at once. */
+void orphans_spare(pid_t pid, bool on);
 /* Tells the watchdog that hplua has ended every descendant itself. */
 void orphans_clean_exit(void);
 

@@ -302,16 +302,21 @@ end
 -- The outputs of a run, as subscribers of its event bus, in the order they hear
 -- each event: the report builder first (the JSON writer and the history read it).
 local function subscribe_outputs(run, bus, opts)
-  if opts.json or opts.history_store then
+  -- the history is recorded by a process of its own (hplua.recorder); when it cannot
+  -- start, by a sink in this one
+  local recorder, history_sink
+  if opts.history_store then
+    local sink_opts = { on_error = function(msg) io.stderr:write("hplua: " .. msg .. "\n") end, upload = opts.upload ~= nil }
+    recorder = require("hplua.recorder").start(opts.history_store, sink_opts)
+    if not recorder then history_sink = opts.history_store:sink(sink_opts) end
+  end
+  if opts.json or history_sink then
     local report = require("hplua.sink_report").new()
     run.report = report
     bus:subscribe(report)
   end
-  -- the history before the events file: a test the stream calls finished is committed
-  if opts.history_store then
-    bus:subscribe(opts.history_store:sink { on_error = function(msg) io.stderr:write("hplua: " .. msg .. "\n") end,
-      upload = opts.upload ~= nil })
-  end
+  -- the history before the events file: a test the stream calls finished is on its way to the history
+  if recorder or history_sink then bus:subscribe(recorder or history_sink) end
   bus:subscribe(opts.tap and require("hplua.sink_tap").new() or require("hplua.sink_console").new(opts))
   if opts.events then
     local sink, err = require("hplua.sink_events").open(opts.events)

@@ -309,7 +309,14 @@ function Store:mark_aborted()
     if not owner_alive(row) then dead[#dead + 1] = row.run_id end
   end
   if #dead == 0 then return 0 end
-  local ok, err, code = self:transaction(function()
+  local ok, err, code = self:abort_runs(dead)
+  if not ok then return nil, err, code end
+  return #dead
+end
+
+-- Marks these running runs aborted, their counts from the tests recorded; true or nil, message, code.
+function Store:abort_runs(dead)
+  return self:transaction(function()
     local upd = self:stmt([[UPDATE runs SET status = 'aborted',
         ended_at = coalesce((SELECT max(ended_at) FROM tests WHERE tests.run_id = runs.run_id), started_at),
         total = (SELECT count(*) FROM tests WHERE tests.run_id = runs.run_id),
@@ -324,8 +331,6 @@ function Store:mark_aborted()
     end
     return self:stmt("UPDATE runs SET ended_ts = " .. unix("ended_at") .. ", duration = " .. unix("ended_at") .. " - started_ts WHERE status = 'aborted' AND ended_ts IS NULL"):exec()
   end)
-  if not ok then return nil, err, code end
-  return #dead
 end
 
 function Store:close()
@@ -437,6 +442,7 @@ local SQL = {
   artifact = "INSERT OR REPLACE INTO artifacts (run_id, seq, test_id, name, path) VALUES (?, ?, ?, ?, ?)",
   error = "INSERT OR REPLACE INTO errors (run_id, seq, kind, message, file, line) VALUES (?, ?, ?, ?, ?, ?)",
   dut = "UPDATE runs SET dut = ?2, stand = coalesce(?3, stand) WHERE run_id = ?1",
+  owner = "UPDATE runs SET host = ?2, pid = ?3, pid_start = ?4, boot_id = ?5 WHERE run_id = ?1",
   -- the outbox mark from the start: a run that never finishes (SIGKILL) is uploaded as aborted
   upload_mark = "UPDATE runs SET upload_pending = 1 WHERE run_id = ?",
   run_end = [[UPDATE runs SET ended_at = ?2, ended_ts = ]] .. unix("?2") .. [[, status = ?3, exit_code = ?4,
@@ -523,7 +529,8 @@ function Sink:run_started(ev)
     text(ev.hplua), jtext(ev.paths), jtext(ev.args), type(ev.selected) == "table" and #ev.selected or nil,
     m.host, m.pid, m.pid_start, m.boot_id)
   if self.upload then self:add("upload_mark", self.run_id) end
-  self:commit()
+  if self.take_over then self:add("owner", self.run_id, m.host, m.pid, m.pid_start, m.boot_id) end
+  self:commit() -- at once, batched or not: the run is in the history from its start
 end
 
 local function error_parts(e)
@@ -602,7 +609,7 @@ function Sink:test_finished(ev)
       self:add("artifact", run_id, self:next("artifact"), test_id, text(name), type(path) == "string" and text(path) or jtext(path))
     end
   end
-  self:commit()
+  if not self.batch then self:commit() end
 end
 
 function Sink:run_finished(ev, run)
@@ -618,9 +625,10 @@ function Sink:run_finished(ev, run)
     int(s.total), int(s.passed), int(s.failed), int(s.skipped), int(s.stopped), num(ev.duration),
     text(ev.caused_failure), self.upload and 1 or 0)
   -- the end of the run is made durable against power loss too: one fsync of the WAL
-  self.store.db:exec("PRAGMA synchronous = FULL")
+  -- (the recorder does it after it has told the run: sync_end false)
+  if self.sync_end ~= false then self.store.db:exec("PRAGMA synchronous = FULL") end
   local ok, err = self:commit(true)
-  self.store.db:exec("PRAGMA synchronous = NORMAL")
+  if self.sync_end ~= false then self.store.db:exec("PRAGMA synchronous = NORMAL") end
   if not ok then
     -- nothing recorded may be lost silently: the run fails (like an unwritable --json)
     self.failed = string.format("%s; %d record(s) of run %s are not in the history", err, #self.pending, tostring(self.run_id))

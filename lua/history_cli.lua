@@ -339,6 +339,8 @@ local function cmd_upload(o)
 end
 
 function M.main(args)
+  -- the run's recorder (hplua.recorder), started by the run itself
+  if args[1] == "_record" then return require("hplua.recorder").main({ table.unpack(args, 2) }) end
   local o, err = parse(args)
   if not o then return usage_error(err) end
   if o.help then

@@ -11,10 +11,10 @@ Events.__index = Events
 -- target: a path, or "fd:N" for an inherited descriptor. Returns the sink or nil, message.
 function M.open(target)
   local n = target:match("^fd:(%d+)$")
-  if n then return setmetatable({ fd = tonumber(n), owned = false, target = target, held = {} }, Events) end
+  if n then return setmetatable({ fd = tonumber(n), owned = false, target = target, lines = json.lines(), held = 0 }, Events) end
   local fd, err = sys.open(target, "w")
   if not fd then return nil, "--events: cannot open " .. err end
-  return setmetatable({ fd = fd, owned = true, target = target, held = {} }, Events)
+  return setmetatable({ fd = fd, owned = true, target = target, lines = json.lines(), held = 0 }, Events)
 end
 
 -- test_started and test_finished are held back while the runner itself works
@@ -28,23 +28,23 @@ local HOLD, HOLD_LINES = 0.005, 256
 
 function Events:write(ev, run)
   if not self.fd then return end
-  local line, err = json.encode(ev)
-  if not line then line = json.encode({ v = 1, seq = ev.seq, run_id = ev.run_id, type = ev.type, time = ev.time,
-    error = "event not encodable: " .. tostring(err) }) end
-  local held = self.held
-  local n = #held + 1
-  held[n] = line
+  local lines = self.lines
+  if not lines:add(ev) then
+    lines:add({ v = 1, seq = ev.seq, run_id = ev.run_id, type = ev.type, time = ev.time,
+      error = "event not encodable: " .. select(2, lines:add(ev)) })
+  end
+  local n = self.held + 1
+  self.held = n
   if n == 1 then self.held_since = sys.clock() end
   if not HELD[ev.type] or n >= HOLD_LINES or sys.clock() - self.held_since >= HOLD then self:flush(run) end
 end
 
 function Events:flush(run)
-  local held = self.held
-  local n = #held
-  if n == 0 or not self.fd then return end
-  held[n + 1] = ""
-  local ok, werr = sys.write(self.fd, table.concat(held, "\n"))
-  for i = n + 1, 1, -1 do held[i] = nil end
+  if self.held == 0 or not self.fd then return end
+  local lines = self.lines
+  local ok, werr = lines:write(self.fd)
+  lines:clear()
+  self.held = 0
   if not ok then
     self:close()
     if run then run:output_error("--events " .. self.target .. ": " .. werr) end

@@ -85,6 +85,14 @@ hp.test("SIGKILL at random moments: every test the events call finished is recor
         if ev.type == "test_finished" then finished[#finished + 1] = ev.test end
       end
     end
+    -- the recorder (a process of its own) reads what the run wrote to the end, commits
+    -- it and marks the run aborted: wait for that (it takes milliseconds)
+    if run_id then
+      run.wait_for(function()
+        local row = query(db, "SELECT status FROM runs WHERE run_id = ?", run_id)[1]
+        return row and row.status ~= "running"
+      end, 20, "the recorder to finish run " .. run_id)
+    end
     hp.expect(integrity(db)).to_equal("ok")
     local recorded = {}
     for _, row in ipairs(query(db, "SELECT test_id FROM tests WHERE run_id = ?", run_id)) do recorded[row.test_id] = true end
@@ -131,8 +139,10 @@ hp.test("a full disk: the run goes on, says so, and writes its records when spac
   local ok, err = pcall(function()
     local db = dir .. "/h.db"
     local filler = dir .. "/filler"
-    -- test 5 fills the disk, test 30 frees it again; tests write large messages
+    -- test 5 fills the disk, test 30 frees it again; tests write large messages, and
+    -- those between take a while, so the recorder commits while the disk is full
     local file = suite(tmpdir(), 40, string.format([[
+      if i > 5 and i < 30 then hp.sleep(0.02) end
       if i == 5 then
         local f = assert(io.open(%q, "w"))
         local chunk = string.rep("x", 4096)

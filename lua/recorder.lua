@@ -1,0 +1,211 @@
+-- hplua.recorder: the run history written by a process of its own. SQLite's commit
+-- per test (locks, log writes) costs more than a trivial test does, so the run does
+-- not commit: its history output (Forward, a subscriber) packs each event into a
+-- binary frame (hplua.json lines:pack) and writes it down a pipe, at once for every
+-- finished test. The recorder (`hplua history _record FILE`, a child in a session of
+-- its own that the end-of-run sweep spares and the run's watchdog does not know:
+-- sys.helper) reads the frames, builds the JSON report and feeds the
+-- history sink, and commits what each read brought. A SIGKILL of the run loses
+-- nothing the run wrote: the recorder reads to the end of the pipe, commits, and
+-- marks the run aborted. The recorder is the run's owner in the runs table (its
+-- PID), so a run is "running" as long as it is being recorded.
+--
+-- The run waits for the recorder's last word when the run finishes: "ok", or why
+-- records could not be written (the run then fails, as an unwritable --json does).
+local json = require "hplua.json"
+local sys = require "hplua.sys"
+
+local M = {}
+
+---------------------------------------------------------------------------------------
+-- The run's side
+
+local Forward = {}
+Forward.__index = Forward
+
+-- Written down the pipe at once; the rest (messages, processes) wait for the next of
+-- these, or for 64 KiB. The history and the report read only these kinds (a test's
+-- messages and measurements come with its test_finished).
+local SEND_NOW = { run_started = true, test_finished = true, collection_error = true, run_error = true, info = true }
+local SEND_SIZE = 65536
+local WAIT_LIMIT = 600 -- seconds the run waits for the recorder's last word
+
+-- Starts the recorder of store (the run's open history); -> the subscriber | nil,
+-- message. opts.upload: mark the run for upload (API 9); opts.on_error(message).
+-- The run's start is committed here, through store, before any test runs (the
+-- recorder may still be starting); the recorder then takes the run over.
+function M.start(store, opts)
+  opts = opts or {}
+  local argv = { sys.exepath(), "history", "_record", store.path }
+  if opts.upload then argv[#argv + 1] = "--upload" end
+  local pid, to, from = sys.helper(argv)
+  if not pid then return nil, "cannot start the history recorder: " .. tostring(to) end
+  -- this connection stays open (the log and its index stay while the recorder opens
+  -- its own) and closes without a checkpoint: the recorder's commits do that
+  store.db:keep_log_on_close()
+  local first = store:sink { upload = opts.upload, on_error = opts.on_error }
+  return setmetatable({ pid = pid, to = to, from = from, buf = json.lines(), path = store.path, first = first }, Forward)
+end
+
+function Forward:send()
+  if not self.to or self.buf:size() == 0 then return end
+  local ok, err = self.buf:write(self.to)
+  self.buf:clear()
+  if not ok and not self.lost then self.lost = "the history recorder is gone (" .. tostring(err) .. ")" end
+end
+
+function Forward:event(ev)
+  if not self.to then return end
+  local buf = self.buf
+  if not buf:pack(ev) then
+    -- what cannot be packed (a function in run data) goes as far as the history needs it
+    buf:pack({ v = 1, seq = ev.seq, run_id = ev.run_id, type = ev.type, time = ev.time, test = ev.test,
+      status = ev.status, attempt = ev.attempt, duration = ev.duration })
+  end
+  if SEND_NOW[ev.type] or buf:size() >= SEND_SIZE then self:send() end
+end
+
+for _, kind in ipairs { "collection_error", "process_ended", "info", "test_finished", "run_error" } do
+  Forward[kind] = Forward.event
+end
+
+function Forward:run_started(ev)
+  self.first:run_started(ev)
+  self:event(ev)
+end
+
+function Forward:message(ev)
+  if ev.test == nil or ev.test == json.null then self:event(ev) end
+end
+
+-- Ends the pipe and waits for the recorder's last word; -> true | nil, why.
+function Forward:finish()
+  if self.result then return table.unpack(self.result) end
+  self:send()
+  if self.to then sys.close(self.to) end
+  self.to = nil
+  local said, deadline = {}, sys.clock() + WAIT_LIMIT
+  while self.from do
+    local ready = sys.wait_readable(self.from, math.max(0, deadline - sys.clock()))
+    if not ready then
+      said = { "the history recorder did not finish within " .. WAIT_LIMIT .. " s" }
+      break
+    end
+    local data, _, code = sys.read(self.from, 4096)
+    if not data or data == "" then
+      if code == "EAGAIN" then goto again end
+      break
+    end
+    said[#said + 1] = data
+    ::again::
+  end
+  if self.from then sys.close(self.from) end
+  self.from = nil
+  sys.helper_done(self.pid)
+  local text = table.concat(said):gsub("%s+$", "")
+  if text == "ok" and not self.lost then
+    self.result = { true }
+  elseif text ~= "" and text ~= "ok" then
+    self.result = { nil, text } -- the recorder's words name the history file
+  else
+    self.result = { nil, string.format("history %s: %s", self.path, self.lost or "the history recorder ended without a word") }
+  end
+  return table.unpack(self.result)
+end
+
+function Forward:run_finished(ev, run)
+  self:event(ev)
+  local ok, err = self:finish()
+  if not ok then
+    if run and run.output_error then run:output_error(err) else io.stderr:write("hplua: error: " .. err .. "\n") end
+  end
+end
+
+function Forward:close()
+  if self.to or self.from then self:finish() end
+end
+
+---------------------------------------------------------------------------------------
+-- The recorder's side: `hplua history _record FILE [--upload]`, stdin the frames,
+-- stdout its last word.
+
+local READ_SIZE = 1 << 20
+local COMMIT_EVERY = 0.010 -- seconds
+
+function M.main(args)
+  local path, upload = args[1], args[2] == "--upload"
+  local function say(text)
+    sys.write(1, text .. "\n")
+    return text == "ok" and 0 or 1
+  end
+  if not path then return say("_record needs the history file") end
+  local history = require "hplua.history"
+  local store, err = history.open(path)
+  if not store then return say(err) end
+  local sink = store:sink { upload = upload, on_error = function(msg) io.stderr:write("hplua: " .. msg .. "\n") end }
+  -- the run committed its start; this process becomes the run's owner (its PID)
+  sink.batch, sink.take_over = true, true
+  -- what earlier runs left in the write-ahead log goes into the database now, beside
+  -- the run, not at its end
+  store.db:exec("PRAGMA wal_checkpoint(PASSIVE)")
+  local report = require("hplua.sink_report").new()
+  local failure
+  local run = {
+    report_text = function() return report:report_text() end,
+    output_error = function(_, message) failure = failure or message end,
+  }
+  local function dispatch(ev)
+    local kind = ev.type
+    local f = report[kind]
+    if f then f(report, ev, run) end
+    f = sink[kind]
+    if f then f(sink, ev, run) end
+  end
+  local buf, pos = "", 1
+  local last_commit = sys.clock()
+  while true do
+    -- a commit costs more than a trivial test: what comes within COMMIT_EVERY of the
+    -- last commit waits for the next, unless the pipe falls quiet first
+    if not sink.finished and #sink.pending > 0 then
+      local wait = COMMIT_EVERY - (sys.clock() - last_commit)
+      if wait <= 0 or not sys.wait_readable(0, wait) then
+        sink:commit()
+        last_commit = sys.clock()
+      end
+    end
+    local data = sys.read(0, READ_SIZE)
+    if not data or data == "" then break end
+    buf = (pos > 1 and buf:sub(pos) or buf) .. data
+    pos = 1
+    while true do
+      local ok, ev, nextpos = pcall(json.unpack, buf, pos)
+      if not ok then
+        failure = failure or ("the run's records are damaged: " .. tostring(ev))
+        buf, pos = "", 1
+        break
+      end
+      if ev == nil then break end
+      pos = nextpos
+      local dok, derr = pcall(dispatch, ev)
+      if not dok then failure = failure or ("recording " .. tostring(ev.type) .. " failed: " .. tostring(derr)) end
+      if sink.finished then break end
+    end
+    -- the end of the run, not of the pipe: a run's last resort (a forked copy of it,
+    -- host/monitor.h) ends the run while the stuck original still holds the pipe
+    if sink.finished then break end
+  end
+  if not sink.finished then
+    -- the run ended without its last event (SIGKILL): keep what came, and mark it
+    if #sink.pending > 0 then sink:commit(true) end
+    if sink.run_id and #sink.pending == 0 then store:abort_runs({ sink.run_id }) end
+  end
+  pcall(report.close, report)
+  -- the run waits for the last word, so no checkpoint at close: the log is moved into
+  -- the database by a later run's recorder, while its run goes on (M.main's start)
+  store.db:keep_log_on_close()
+  store:close()
+  if not sink.finished then return 0 end
+  return say(failure or sink.failed or "ok")
+end
+
+return M
