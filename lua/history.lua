@@ -625,10 +625,9 @@ function Sink:run_finished(ev, run)
     int(s.total), int(s.passed), int(s.failed), int(s.skipped), int(s.stopped), num(ev.duration),
     text(ev.caused_failure), self.upload and 1 or 0)
   -- the end of the run is made durable against power loss too: one fsync of the WAL
-  -- (the recorder does it after it has told the run: sync_end false)
-  if self.sync_end ~= false then self.store.db:exec("PRAGMA synchronous = FULL") end
+  self.store.db:exec("PRAGMA synchronous = FULL")
   local ok, err = self:commit(true)
-  if self.sync_end ~= false then self.store.db:exec("PRAGMA synchronous = NORMAL") end
+  self.store.db:exec("PRAGMA synchronous = NORMAL")
   if not ok then
     -- nothing recorded may be lost silently: the run fails (like an unwritable --json)
     self.failed = string.format("%s; %d record(s) of run %s are not in the history", err, #self.pending, tostring(self.run_id))
