@@ -94,6 +94,11 @@ hp.test("SIGKILL at random moments: every test the events call finished is recor
       end, 20, "the recorder to finish run " .. run_id)
     end
     hp.expect(integrity(db)).to_equal("ok")
+    if run_id then -- the recorder (the run's owner in the table) is gone too: nothing left behind
+      local owner = query(db, "SELECT pid FROM runs WHERE run_id = ?", run_id)[1].pid
+      run.wait_for(function() return owner == p.pid or not io.open("/proc/" .. owner .. "/stat") end, 10,
+        "the recorder " .. tostring(owner) .. " to exit")
+    end
     local recorded = {}
     for _, row in ipairs(query(db, "SELECT test_id FROM tests WHERE run_id = ?", run_id)) do recorded[row.test_id] = true end
     for _, id in ipairs(finished) do
@@ -115,6 +120,32 @@ hp.test("SIGKILL at random moments: every test the events call finished is recor
     end
     hp.set_message(string.format("round %d: %d tests finished, %s", round, #finished, status), "round")
   end
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
+hp.test("the recorder killed mid-run: the run goes on, fails naming the history, the database consistent", function()
+  local dir = tmpdir()
+  local file = suite(dir, 300, "hp.sleep(0.01)")
+  local db = dir .. "/h.db"
+  local p = hplua({ "-q", "--history", db, file }, { timeout = 120 })
+  local recorder
+  run.wait_for(function()
+    local ok, rows = pcall(query, db, "SELECT pid FROM runs WHERE status = 'running'")
+    recorder = ok and rows[1] and rows[1].pid ~= p.pid and rows[1].pid or nil
+    return recorder ~= nil or not p:alive()
+  end, 30, "the recorder to take the run over")
+  hp.expect(recorder).never.to_be_nil()
+  run.kill(recorder, "KILL")
+  local r = p:wait(60)
+  hp.expect(r.stdout).to_match("300 passed")
+  hp.expect(r.exit_code).to_equal(1)
+  hp.expect(r.stderr).to_match("hplua: error: history " .. db:gsub("%p", "%%%0") .. ": the history recorder is gone")
+  hp.expect(integrity(db)).to_equal("ok")
+  local store = assert(history.open(db)) -- its owner is gone: the run is aborted, its committed tests kept
+  store:close()
+  local row = query(db, "SELECT status, total FROM runs")[1]
+  hp.expect(row.status).to_equal("aborted")
+  hp.expect(row.total < 300).to_be(true)
   os.execute("rm -rf '" .. dir .. "'")
 end)
 
@@ -140,9 +171,9 @@ hp.test("a full disk: the run goes on, says so, and writes its records when spac
     local db = dir .. "/h.db"
     local filler = dir .. "/filler"
     -- test 5 fills the disk, test 30 frees it again; tests write large messages, and
-    -- those between take a while, so the recorder commits while the disk is full
+    -- those after take a while, so the recorder commits while the disk is full and after
     local file = suite(tmpdir(), 40, string.format([[
-      if i > 5 and i < 30 then hp.sleep(0.02) end
+      if i > 5 then hp.sleep(0.02) end
       if i == 5 then
         local f = assert(io.open(%q, "w"))
         local chunk = string.rep("x", 4096)
