@@ -392,6 +392,8 @@ static int sys_helper(lua_State *L)
     int err = errno;
     close(to[0]);
     close(from[1]);
+    /* room for what a run writes while the helper gathers (best effort) */
+    fcntl(to[1], F_SETPIPE_SZ, 1 << 20);
     if (pid < 0) {
         close(to[1]);
         close(from[0]);

@@ -28,7 +28,7 @@ Forward.__index = Forward
 -- messages and measurements come with its test_finished).
 local SEND_NOW = { run_started = true, test_finished = true, collection_error = true, run_error = true, info = true }
 local SEND_SIZE = 65536
-local WAIT_LIMIT = 600 -- seconds the run waits for the recorder's last word
+local WAIT_LIMIT = 120 -- seconds the run waits for the recorder's last word
 
 -- Starts the recorder of store (the run's open history); -> the subscriber | nil,
 -- message. opts.upload: mark the run for upload (API 9); opts.on_error(message).
@@ -131,6 +131,7 @@ end
 
 local READ_SIZE = 1 << 20
 local COMMIT_EVERY = 0.010 -- seconds
+local GATHER, GATHER_WAIT = 16384, 0.002
 
 function M.main(args)
   local path, upload = args[1], args[2] == "--upload"
@@ -175,6 +176,8 @@ function M.main(args)
     end
     local data = sys.read(0, READ_SIZE)
     if not data or data == "" then break end
+    -- a run of short tests writes a frame each: let them gather rather than wake for each
+    if #data < GATHER then sys.sleep(GATHER_WAIT) end
     buf = (pos > 1 and buf:sub(pos) or buf) .. data
     pos = 1
     while true do
