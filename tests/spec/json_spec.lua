@@ -35,6 +35,84 @@ describe("hplua.json", function()
   end)
 end)
 
+describe("hplua.json lines and frames", function()
+  it("encodes each value once into a line buffer, and leaves it as it was when a value cannot be", function()
+    local lines = json.lines()
+    assert.is_true(lines:add({ b = 1, a = "x" }))
+    assert.is_nil((lines:add({ f = print })))
+    assert.is_true(lines:add(json.array { 1, json.null }))
+    assert.are.equal(25, lines:size())
+    assert.are.equal('{"a":"x","b":1}\n[1,null]\n', lines:take())
+    assert.are.equal(0, lines:size())
+  end)
+
+  it("sorts the keys of tables of one shape the same way every time, even when a key is new", function()
+    local out = {}
+    for i = 1, 5 do
+      local t = { zeta = i, alpha = i, mid = i }
+      if i == 4 then t.beta = i end -- another shape among the same keys
+      out[i] = json.encode(t)
+    end
+    assert.are.equal('{"alpha":1,"mid":1,"zeta":1}', out[1])
+    assert.are.equal('{"alpha":4,"beta":4,"mid":4,"zeta":4}', out[4])
+    assert.are.equal('{"alpha":5,"mid":5,"zeta":5}', out[5])
+  end)
+
+  it("writes the buffer to a descriptor, and says why it cannot", function()
+    local sys = require "hplua.sys"
+    local path = os.tmpname()
+    local fd = assert(sys.open(path, "w"))
+    local lines = json.lines()
+    lines:add({ n = 1 })
+    assert.is_true(lines:write(fd))
+    sys.close(fd)
+    local f = assert(io.open(path))
+    assert.are.equal('{"n":1}\n', f:read("a"))
+    f:close()
+    os.remove(path)
+    local ok, err, code = lines:write(fd) -- closed now
+    assert.is_nil(ok)
+    assert.matches("write: ", err)
+    assert.are.equal("EBADF", code)
+  end)
+
+  it("packs values into frames that unpack to the same values, marks and nulls kept", function()
+    local lines = json.lines()
+    local v = { s = "a\0b", i = -7, d = 0.1, t = true, f = false, n = json.null, arr = json.array { 1, "two" },
+      empty = json.array(), seq = { 10, 20 }, [3] = "three", nested = { deeper = { x = 1.5 } } }
+    assert.is_true(lines:pack(v))
+    assert.is_true(lines:pack("next"))
+    local ok, err = lines:pack({ f = print })
+    assert.is_nil(ok)
+    assert.matches("cannot pack a function", err)
+    local data = lines:take()
+    local got, pos = json.unpack(data)
+    assert.are.same(v, got)
+    assert.are.equal(json.null, got.n)
+    assert.are.equal(getmetatable(json.array()), getmetatable(got.arr))
+    assert.are.equal(getmetatable(json.array()), getmetatable(got.empty))
+    assert.is_nil(getmetatable(got.seq))
+    local second, pos2 = json.unpack(data, pos)
+    assert.are.equal("next", second)
+    assert.are.equal(#data + 1, pos2)
+  end)
+
+  it("says a frame is not all there yet, and raises on a damaged one", function()
+    local lines = json.lines()
+    lines:pack({ a = "long enough" })
+    local data = lines:take()
+    for cut = 0, #data - 1 do
+      local v, pos = json.unpack(data:sub(1, cut))
+      assert.is_nil(v)
+      assert.are.equal(1, pos)
+    end
+    local bad = data:sub(1, 4) .. "?" .. data:sub(6)
+    assert.has_error(function() json.unpack(bad) end)
+    local short = string.pack("<I4", 3) .. "s\255\255"
+    assert.has_error(function() json.unpack(short) end)
+  end)
+end)
+
 describe("hplua.json encoding of nasty values", function()
   local function enc(v) return assert(json.encode(v)) end
 
