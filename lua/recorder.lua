@@ -88,7 +88,7 @@ function Forward:finish()
   while self.from do
     local ready = sys.wait_readable(self.from, math.max(0, deadline - sys.clock()))
     if not ready then
-      said = { "the history recorder did not finish within " .. WAIT_LIMIT .. " s" }
+      said, self.lost = {}, self.lost or ("the history recorder did not finish within " .. WAIT_LIMIT .. " s")
       break
     end
     local data, _, code = sys.read(self.from, 4096)
@@ -102,6 +102,7 @@ function Forward:finish()
   if self.from then sys.close(self.from) end
   self.from = nil
   sys.helper_done(self.pid)
+  self.first:close() -- the run's own connection (its start), no longer needed
   local text = table.concat(said):gsub("%s+$", "")
   if text == "ok" and not self.lost then
     self.result = { true }
