@@ -283,22 +283,30 @@ static int sys_stat(lua_State *L)
  * not a child of ours (fork twice), stdio on /dev/null, no descriptor inherited, no
  * run token (HPLUA_RUNS): the end-of-run sweep and the run's watchdog leave it alone.
  * env: { NAME = "value" | false (unset) }. Nothing waits for it. */
-static int sys_detach(lua_State *L)
+/* The argument list at idx (a table of 1..255 strings) as a NULL-ended array, kept
+ * in a userdata pushed on the stack; the strings stay referenced by the table. */
+static const char **check_argv(lua_State *L, int idx)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    if (!lua_isnoneornil(L, 2))
-        luaL_checktype(L, 2, LUA_TTABLE);
-    lua_Integer n = luaL_len(L, 1);
-    luaL_argcheck(L, n >= 1 && n < 256, 1, "1..255 arguments");
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, idx);
+    luaL_argcheck(L, n >= 1 && n < 256, idx, "1..255 arguments");
     const char **argv = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *argv, 0);
     for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, 1, i);
+        lua_rawgeti(L, idx, i);
         argv[i - 1] = lua_tostring(L, -1);
         if (!argv[i - 1])
-            return luaL_argerror(L, 1, "arguments must be strings");
-        lua_pop(L, 1); /* the strings stay referenced by the table */
+            luaL_argerror(L, idx, "arguments must be strings");
+        lua_pop(L, 1);
     }
     argv[n] = NULL;
+    return argv;
+}
+
+static int sys_detach(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    const char **argv = check_argv(L, 1);
     /* our own subreaper mark would take the grandchild back as ours */
     prctl(PR_SET_CHILD_SUBREAPER, 0);
     pid_t pid = fork();
@@ -351,18 +359,7 @@ static int sys_detach(lua_State *L)
  * ends, even after hplua is killed. helper_done(pid) stops sparing it. */
 static int sys_helper(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_Integer n = luaL_len(L, 1);
-    luaL_argcheck(L, n >= 1 && n < 256, 1, "1..255 arguments");
-    const char **argv = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *argv, 0);
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, 1, i);
-        argv[i - 1] = lua_tostring(L, -1);
-        if (!argv[i - 1])
-            return luaL_argerror(L, 1, "arguments must be strings");
-        lua_pop(L, 1);
-    }
-    argv[n] = NULL;
+    const char **argv = check_argv(L, 1);
     int to[2] = {-1, -1}, from[2] = {-1, -1};
     if (pipe2(to, O_CLOEXEC) != 0 || pipe2(from, O_CLOEXEC) != 0) {
         int err = errno;
