@@ -307,8 +307,8 @@ local function subscribe_outputs(run, bus, opts)
   local recorder, history_sink
   if opts.history_store then
     local sink_opts = { on_error = function(msg) io.stderr:write("hplua: " .. msg .. "\n") end, upload = opts.upload ~= nil }
-    recorder = require("hplua.recorder").start(opts.history_store, sink_opts)
-    if not recorder then history_sink = opts.history_store:sink(sink_opts) end
+    recorder = opts.recorder
+    if recorder then recorder:attach(opts.history_store, sink_opts) else history_sink = opts.history_store:sink(sink_opts) end
   end
   if opts.json or history_sink then
     local report = require("hplua.sink_report").new()
@@ -387,8 +387,13 @@ local function run_tests(opts)
     local path, default = history.location(opts)
     if path == nil then return usage_error(default) end
     if path then
+      -- the recorder (lua/recorder.lua) starts now, beside this process's own start-up
+      opts.recorder = require("hplua.recorder").spawn(path, { upload = opts.upload ~= nil })
       local store, err = history.open_for_run(path, { create_folders = default })
-      if not store then return usage_error(err .. "; or run with --no-history") end
+      if not store then
+        if opts.recorder then opts.recorder:abandon() end
+        return usage_error(err .. "; or run with --no-history")
+      end
       opts.history_store = store
       history_path = path
       -- the upload's backoff, asked now on the open history rather than after the run

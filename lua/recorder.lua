@@ -30,21 +30,35 @@ local SEND_NOW = { run_started = true, test_finished = true, collection_error = 
 local SEND_SIZE = 65536
 local WAIT_LIMIT = 120 -- seconds the run waits for the recorder's last word
 
--- Starts the recorder of store (the run's open history); -> the subscriber | nil,
--- message. opts.upload: mark the run for upload (API 9); opts.on_error(message).
--- The run's start is committed here, through store, before any test runs (the
--- recorder may still be starting); the recorder then takes the run over.
-function M.start(store, opts)
-  opts = opts or {}
-  local argv = { sys.exepath(), "history", "_record", store.path }
-  if opts.upload then argv[#argv + 1] = "--upload" end
+-- Starts the recorder of the history at path, early: its start-up goes on beside the
+-- run's own (it opens the database when the first event comes); -> the subscriber |
+-- nil, message. opts.upload: mark the run for upload (API 9). Then attach the run's
+-- open store (or abandon it when the store cannot be opened).
+function M.spawn(path, opts)
+  local argv = { sys.exepath(), "history", "_record", path }
+  if opts and opts.upload then argv[#argv + 1] = "--upload" end
   local pid, to, from = sys.helper(argv)
   if not pid then return nil, "cannot start the history recorder: " .. tostring(to) end
+  return setmetatable({ pid = pid, to = to, from = from, buf = json.lines(), path = path }, Forward)
+end
+
+-- The run's start is committed through store (the run's open history), before any
+-- test runs; the recorder then takes the run over. opts.on_error(message).
+function Forward:attach(store, opts)
   -- this connection stays open (the log and its index stay while the recorder opens
   -- its own) and closes without a checkpoint: the recorder's commits do that
   store.db:keep_log_on_close()
-  local first = store:sink { upload = opts.upload, on_error = opts.on_error }
-  return setmetatable({ pid = pid, to = to, from = from, buf = json.lines(), path = store.path, first = first }, Forward)
+  self.first = store:sink { upload = opts.upload, on_error = opts.on_error }
+end
+
+-- The recorder is not needed (the history could not be opened): it ends unheard.
+function Forward:abandon()
+  for _, k in ipairs { "to", "from" } do
+    if self[k] then sys.close(self[k]) end
+    self[k] = nil
+  end
+  sys.helper_done(self.pid)
+  self.result = { true }
 end
 
 function Forward:send()
@@ -102,7 +116,7 @@ function Forward:finish()
   if self.from then sys.close(self.from) end
   self.from = nil
   sys.helper_done(self.pid)
-  self.first:close() -- the run's own connection (its start), no longer needed
+  if self.first then self.first:close() end -- the run's own connection (its start), no longer needed
   local text = table.concat(said):gsub("%s+$", "")
   if text == "ok" and not self.lost then
     self.result = { true }
@@ -141,6 +155,10 @@ function M.main(args)
     return text == "ok" and 0 or 1
   end
   if not path then return say("_record needs the history file") end
+  -- started before the run opened the history: the database is opened when the first
+  -- frames come (the run has made it by then); none at all: the run did not start
+  local first = sys.read(0, READ_SIZE)
+  if not first or first == "" then return 0 end
   local history = require "hplua.history"
   local store, err = history.open(path)
   if not store then return say(err) end
@@ -166,6 +184,8 @@ function M.main(args)
   local buf, pos = "", 1
   local last_commit = sys.clock()
   while true do
+    local data = first
+    first = nil
     -- a commit costs more than a trivial test: what comes within COMMIT_EVERY of the
     -- last commit waits for the next, unless the pipe falls quiet first
     if not sink.finished and #sink.pending > 0 then
@@ -175,7 +195,7 @@ function M.main(args)
         last_commit = sys.clock()
       end
     end
-    local data = sys.read(0, READ_SIZE)
+    data = data or sys.read(0, READ_SIZE)
     if not data or data == "" then break end
     -- a run of short tests writes a frame each: let them gather rather than wake for each
     if #data < GATHER then sys.sleep(GATHER_WAIT) end
