@@ -29,9 +29,10 @@ local HOLD, HOLD_LINES = 0.005, 256
 function Events:write(ev, run)
   if not self.fd then return end
   local lines = self.lines
-  if not lines:add(ev) then
+  local ok, err = lines:add(ev)
+  if not ok then
     lines:add({ v = 1, seq = ev.seq, run_id = ev.run_id, type = ev.type, time = ev.time,
-      error = "event not encodable: " .. select(2, lines:add(ev)) })
+      error = "event not encodable: " .. tostring(err) })
   end
   local n = self.held + 1
   self.held = n
