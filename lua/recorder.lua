@@ -35,7 +35,8 @@ local WAIT_LIMIT = 120 -- seconds the run waits for the recorder's last word
 -- nil, message. opts.upload: mark the run for upload (API 9). Then attach the run's
 -- open store (or abandon it when the store cannot be opened).
 function M.spawn(path, opts)
-  local argv = { sys.exepath(), "history", "_record", path }
+  -- this very binary, even if its file was replaced meanwhile: the frames are of its build
+  local argv = { "/proc/self/exe", "history", "_record", path }
   if opts and opts.upload then argv[#argv + 1] = "--upload" end
   local pid, to, from = sys.helper(argv)
   if not pid then return nil, "cannot start the history recorder: " .. tostring(to) end
