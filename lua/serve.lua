@@ -26,7 +26,7 @@ local MAX_SERIAL = 128
 local KEEPALIVE = 15        -- seconds between SSE comments to idle panels
 local CHILD_POLL = 1        -- seconds between liveness checks of a run child
 local HOLD = 0.005          -- seconds a run's events gather between reads while they flow
-local BATCH = 256 * 1024    -- bytes of events read at most per turn (each panel's queue gets a copy)
+local BATCH = 64 * 1024     -- bytes of events read at most per turn (each panel's queue gets a copy)
 local RUNS_KEPT = 1000      -- finished runs kept in memory (--no-history) and most listed
 local DEFAULT_PATTERN = "[%w_%-%.:/#]+"
 
