@@ -5,6 +5,7 @@
 //   3. the station's CPU while it idles
 // node bench/station.mjs HPLUA [--smoke]      (needs tests/browser's node_modules)
 import net from 'node:net';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { startStation, launch, api } from '../tests/browser/lib.mjs';
@@ -58,6 +59,38 @@ function sseClients(url, n) {
   return { close: () => socks.forEach((s) => s.destroy()), bytes: () => bytes };
 }
 
+// One plain event-stream client, in a process of its own (this one is busy driving the
+// browser): for each test_finished, the time from the event to its bytes on the socket
+// (the run's sink, the station, the socket; no browser). Answers when its stdin closes.
+const PLAIN = `
+const net = require('node:net');
+const u = new URL(process.argv[1]);
+const s = net.connect(Number(u.port), u.hostname);
+let lat = [], text = '';
+s.setEncoding('utf8');
+s.on('data', (d) => {
+  const now = Date.now();
+  text += d;
+  const end = text.lastIndexOf('\\n');
+  for (const m of text.slice(0, end).matchAll(/"time":"([^"]*)","type":"test_finished"/g)) lat.push(now - Date.parse(m[1]));
+  text = text.slice(end + 1);
+});
+s.write('GET /api/events HTTP/1.1\\r\\nHost: ' + u.host + '\\r\\n\\r\\n');
+process.stdin.on('data', () => { lat = []; });
+process.stdin.on('end', () => { process.stdout.write(JSON.stringify(lat)); process.exit(0); });
+`;
+
+function sseLatency(url) {
+  const p = spawn(process.execPath, ['-e', PLAIN, url], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  p.stdout.on('data', (d) => { out += d; });
+  const done = new Promise((res) => p.on('exit', res));
+  return {
+    reset: () => p.stdin.write('\n'),
+    result: async () => { p.stdin.end(); await done; return JSON.parse(out || '[]').sort((x, y) => x - y); },
+  };
+}
+
 function pct(sorted, p) { return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]; }
 
 async function main() {
@@ -108,14 +141,17 @@ async function main() {
         }
       }).observe(document.querySelector('#slots'), { subtree: true, attributes: true, attributeFilter: ['data-status'] });
     });
+    const plain = sseLatency(st.url);
+    await new Promise((res) => setTimeout(res, 500));
+    plain.reset();
     const withPage = await runOnce(st);
     await page.locator('.verdict-word', { hasText: 'PASS' }).waitFor({ timeout: 120000 });
     const got = await page.evaluate(() => ({ lat: window.__lat, way: window.__way, page: window.__page }));
     const lat = got.lat.sort((a, b) => a - b);
     const part = (a) => { a.sort((x, y) => x - y); return { median_ms: pct(a, 50), p99_ms: pct(a, 99) }; };
     out.latency = { tests: lat.length, median_ms: pct(lat, 50), p99_ms: pct(lat, 99), max_ms: lat[lat.length - 1],
-      // the event's time to its bytes in the page's script; from there to the DOM
-      to_page: part(got.way), in_page: part(got.page) };
+      // the event's time to its bytes on a plain socket, and in the page's script; from there to the DOM
+      to_socket: part(await plain.result()), to_page: part(got.way), in_page: part(got.page) };
     out.run_with_page = withPage;
     await browser.close();
 
