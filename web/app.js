@@ -340,17 +340,21 @@ function drawSlot(tile, s) {
   s.dirty.clear();
 }
 
-// The list follows the running test at most every FOLLOW_MS. Each scroll makes the
-// browser lay out the rows that come near the view, and a quick run (thousands of
-// tests a second) would otherwise scroll every frame past every row: most of the
-// page's work. A test that runs longer than that is followed as it starts, as
-// always; in a quick run the list jumps ahead several times a second, and always
-// ends on the last test that ran.
+// In a burst of quick tests the list follows the running test at most every FOLLOW_MS,
+// not at every frame. Each scroll makes the browser lay out the rows that come near
+// the view, and a quick run (thousands of tests a second) otherwise scrolled every
+// frame past every row: most of the page's work. After a test that took QUICK_MS or
+// more the next one is followed at once, as always; after a quicker one the list waits
+// until FOLLOW_MS have passed since it last moved, and it always ends on the last test
+// that ran.
 const FOLLOW_MS = 100;
+const QUICK_MS = 50;
 
 function follow(tile, s, list) {
-  const wait = (tile.followedAt ?? -FOLLOW_MS) + FOLLOW_MS - performance.now();
-  if (wait > 0) {
+  const last = s.tests.get(tile.shownCurrent); // the test followed last (its duration: the run's own clock)
+  const quick = typeof last?.duration === 'number' && last.duration * 1000 < QUICK_MS;
+  const wait = (tile.followedAt ?? -Infinity) + FOLLOW_MS - performance.now();
+  if (quick && wait > 0) {
     tile.followTimer ??= setTimeout(() => {
       tile.followTimer = null;
       s.dirty.add('follow');
@@ -358,6 +362,8 @@ function follow(tile, s, list) {
     }, wait);
     return;
   }
+  clearTimeout(tile.followTimer);
+  tile.followTimer = null;
   tile.followedAt = performance.now();
   tile.shownCurrent = tile.wanted;
   const li = tile.rows?.get(tile.wanted);
