@@ -285,9 +285,14 @@ static lfd *check_fd(lua_State *L)
     return f;
 }
 
+/* A read end's pipe holds this much (best effort; Linux's default is 64 KiB): a run
+ * writes its events faster than a busy station may read them, and a full pipe would
+ * make the run wait for the station. */
+#define FIFO_SIZE (1 << 20)
+
 /* open_fifo(path, "r"|"w") -> fd object: both ends nonblocking. The read end opens
- * before the writer exists; the write end is opened read-write, which Linux allows
- * on a FIFO, so it does not wait for (or fail without) a reader. */
+ * before the writer exists and sizes the pipe; the write end is opened read-write,
+ * which Linux allows on a FIFO, so it does not wait for (or fail without) a reader. */
 static int l_open_fifo(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
@@ -299,6 +304,8 @@ static int l_open_fifo(lua_State *L)
     f->fd = open(path, (mode[0] == 'r' ? O_RDONLY : O_RDWR) | O_NONBLOCK | O_CLOEXEC);
     if (f->fd < 0)
         return push_fail(L, path, errno);
+    if (mode[0] == 'r')
+        (void)fcntl(f->fd, F_SETPIPE_SZ, FIFO_SIZE); /* refused past the user's pipe quota: keeps 64 KiB */
     return 1;
 }
 

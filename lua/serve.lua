@@ -26,6 +26,7 @@ local MAX_SERIAL = 128
 local KEEPALIVE = 15        -- seconds between SSE comments to idle panels
 local CHILD_POLL = 1        -- seconds between liveness checks of a run child
 local HOLD = 0.005          -- seconds a run's events gather between reads while they flow
+local BATCH = 64 * 1024     -- bytes of events read at most per turn (each panel's queue gets a copy)
 local RUNS_KEPT = 1000      -- finished runs kept in memory (--no-history) and most listed
 local DEFAULT_PATTERN = "[%w_%-%.:/#]+"
 
@@ -708,6 +709,7 @@ function Station:pump(slot, now)
     end
   end
   local out = {}
+  local got = 0
   while true do
     local data, _, code = run.events:read()
     if not data then
@@ -733,14 +735,16 @@ function Station:pump(slot, now)
       end
     end
     run.buf = run.buf:sub(pos)
-    if #data < 65536 then break end
+    got = got + #data
+    if #data < 65536 or (got >= BATCH and not now) then break end
   end
   if #out > 0 then self.server:broadcast(table.concat(out)) end
   if run.eof and run.watching then
     self.server:watch(run.events:fileno(), true)
     run.watching = false
   elseif #out > 0 and not now and not run.eof then
-    run.hold_until = sys.clock() + HOLD
+    -- a full batch: more is waiting in the pipe, read on after the panels' turn
+    run.hold_until = sys.clock() + (got >= BATCH and 0 or HOLD)
     if run.watching then
       self.server:watch(run.events:fileno(), true)
       run.watching = false

@@ -12,7 +12,7 @@ const el = (tag, cls, text) => {
   return e;
 };
 
-const station = { slots: [], tiles: [], regex: null, pattern: '', source: null, frame: 0 };
+const station = { slots: [], tiles: [], regex: null, pattern: '', frame: 0 };
 
 // ---- network
 
@@ -28,22 +28,72 @@ async function api(method, path, body) {
   return { status: r.status, doc };
 }
 
-function connect() {
-  if (station.source) station.source.close();
-  const es = new EventSource('/api/events');
-  station.source = es;
-  es.onopen = () => setLink('live', 'live');
-  es.onerror = () => setLink('reconnecting…', 'down');
-  es.onmessage = (m) => {
+// ---- the event stream
+//
+// Read with fetch, not EventSource: the wire is the same text/event-stream (one
+// event per message, id SLOT:SEQ), but EventSource makes a DOM event of every
+// message, and while a quick run streams thousands of events a second that work
+// alone kept the page's main thread busy. Here each read of the stream (all that
+// arrived since the last one, often hundreds of events) is parsed and folded into
+// the slots in one go and drawn once, in the next animation frame. It does what
+// EventSource does otherwise: Last-Event-ID when it reconnects, after the
+// station's retry: delay.
+const stream = { ctrl: null, lastId: '', retry: 1000 };
+
+// fresh: start over (no Last-Event-ID), as after a resync
+function connect(fresh = false) {
+  if (stream.ctrl) stream.ctrl.abort();
+  if (fresh) stream.lastId = '';
+  const ctrl = new AbortController();
+  stream.ctrl = ctrl;
+  readStream(ctrl).catch(() => {}).finally(() => {
+    if (stream.ctrl !== ctrl) return; // replaced by a newer connection
+    setLink('reconnecting…', 'down');
+    setTimeout(() => { if (stream.ctrl === ctrl) connect(); }, stream.retry);
+  });
+}
+
+async function readStream(ctrl) {
+  const headers = stream.lastId ? { 'Last-Event-ID': stream.lastId } : {};
+  const r = await fetch('/api/events', { headers, signal: ctrl.signal, cache: 'no-store' });
+  if (!r.ok || !r.body) return;
+  setLink('live', 'live');
+  const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+  let rest = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done || stream.ctrl !== ctrl) return;
+    const text = rest + value;
+    const end = text.lastIndexOf('\n\n'); // the station ends every line with \n, every message with \n\n
+    if (end < 0) { rest = text; continue; }
+    rest = text.slice(end + 2);
+    if (!takeMessages(text.slice(0, end))) return;
+  }
+}
+
+// Folds complete messages into the slots. -> false when the page must resync.
+function takeMessages(block) {
+  for (const msg of block.split('\n\n')) {
+    let data = null;
+    for (const line of msg.split('\n')) {
+      const colon = line.indexOf(':');
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const value = colon < 0 ? '' : line.slice(line[colon + 1] === ' ' ? colon + 2 : colon + 1);
+      if (field === 'data') data = data === null ? value : `${data}\n${value}`;
+      else if (field === 'id') stream.lastId = value;
+      else if (field === 'retry' && /^\d+$/.test(value)) stream.retry = Number(value);
+    }
+    if (data === null) continue;
     let ev;
-    try { ev = JSON.parse(m.data); } catch { return; }
+    try { ev = JSON.parse(data); } catch { continue; }
     const s = station.slots[(ev.slot ?? 1) - 1];
-    if (!s) return;
+    if (!s) continue;
     const what = apply(s, ev);
-    if (what === 'resync') { connect(); return; }
+    if (what === 'resync') { connect(true); return false; }
     if (what === 'run_finished') onFinished(s, ev);
-    schedule();
-  };
+  }
+  schedule();
+  return true;
 }
 
 function setLink(text, cls) {
@@ -191,16 +241,22 @@ function limitsText(m) {
   return parts.join(', ');
 }
 
+// One row, cloned for each test (a clone is far cheaper than building the row
+// element by element, and a run may list thousands of tests).
+let rowTemplate = null;
 function testRow(t) {
-  const li = el('li', 'test');
+  if (!rowTemplate) {
+    rowTemplate = el('li', 'test');
+    const line = el('div', 'test-line');
+    line.append(el('span', 'badge'), el('span', 'name'), el('span', 'duration'), el('span', 'message'));
+    rowTemplate.append(line, el('ul', 'measurements'), el('ul', 'output'));
+  }
+  const li = rowTemplate.cloneNode(true);
   li.dataset.id = t.id;
-  const line = el('div', 'test-line');
+  const [line, measurements, output] = li.children;
+  const [badge, name, duration, message] = line.children;
   // the row's parts, kept so that redrawing a row looks nothing up
-  li.parts = { badge: el('span', 'badge'), name: el('span', 'name'), duration: el('span', 'duration'),
-    message: el('span', 'message'), measurements: el('ul', 'measurements'), output: el('ul', 'output') };
-  const p = li.parts;
-  line.append(p.badge, p.name, p.duration, p.message);
-  li.append(line, p.measurements, p.output);
+  li.parts = { badge, name, duration, message, measurements, output };
   return li;
 }
 
@@ -234,13 +290,20 @@ function fillRow(li, t) {
   }
 }
 
+let measurementTemplate = null;
 function drawMeasurements(ms, t) {
+  if (!measurementTemplate) {
+    measurementTemplate = el('li', 'measurement');
+    measurementTemplate.append(el('span', 'm-name'), el('span', 'm-value'), el('span', 'm-limits'), el('span', 'm-status'));
+  }
   ms.replaceChildren(...t.measurements.map((m) => {
-    const row = el('li', 'measurement');
+    const row = measurementTemplate.cloneNode(true);
     row.dataset.status = m.status ?? 'passed';
-    const value = `${m.value ?? '—'}${m.unit ? ` ${m.unit}` : ''}`;
-    row.append(el('span', 'm-name', m.name), el('span', 'm-value', value), el('span', 'm-limits', limitsText(m)),
-      el('span', 'm-status', m.status === 'marginal' ? 'MARGINAL' : m.status === 'failed' ? 'OUT OF LIMITS' : ''));
+    const [name, value, limits, status] = row.children;
+    name.textContent = m.name;
+    value.textContent = `${m.value ?? '—'}${m.unit ? ` ${m.unit}` : ''}`;
+    limits.textContent = limitsText(m);
+    status.textContent = m.status === 'marginal' ? 'MARGINAL' : m.status === 'failed' ? 'OUT OF LIMITS' : '';
     return row;
   }));
 }
@@ -272,12 +335,39 @@ function drawSlot(tile, s) {
   if (all || s.dirty.has('errors')) {
     $('.errors', tile).replaceChildren(...s.errors.map((e) => el('li', 'error', e)));
   }
-  if (s.current && s.current !== tile.shownCurrent) {
-    tile.shownCurrent = s.current;
-    const li = tile.rows?.get(s.current);
-    if (li) followRow(tile, list, li);
-  }
+  if (s.current && s.current !== tile.wanted) tile.wanted = s.current;
+  if (tile.wanted && tile.wanted !== tile.shownCurrent) follow(tile, s, list);
   s.dirty.clear();
+}
+
+// In a burst of quick tests the list follows the running test at most every FOLLOW_MS,
+// not at every frame. Each scroll makes the browser lay out the rows that come near
+// the view, and a quick run (thousands of tests a second) otherwise scrolled every
+// frame past every row: most of the page's work. After a test that took QUICK_MS or
+// more the next one is followed at once, as always; after a quicker one the list waits
+// until FOLLOW_MS have passed since it last moved, and it always ends on the last test
+// that ran.
+const FOLLOW_MS = 100;
+const QUICK_MS = 50;
+
+function follow(tile, s, list) {
+  const last = s.tests.get(tile.shownCurrent); // the test followed last (its duration: the run's own clock)
+  const quick = typeof last?.duration === 'number' && last.duration * 1000 < QUICK_MS;
+  const wait = (tile.followedAt ?? -Infinity) + FOLLOW_MS - performance.now();
+  if (quick && wait > 0) {
+    tile.followTimer ??= setTimeout(() => {
+      tile.followTimer = null;
+      s.dirty.add('follow');
+      schedule();
+    }, wait);
+    return;
+  }
+  clearTimeout(tile.followTimer);
+  tile.followTimer = null;
+  tile.followedAt = performance.now();
+  tile.shownCurrent = tile.wanted;
+  const li = tile.rows?.get(tile.wanted);
+  if (li) followRow(tile, list, li);
 }
 
 // Keeps the running test in view. Not scrollIntoView here: in the middle of a
@@ -303,7 +393,7 @@ function drawHead(tile, s) {
   $('.retest', tile).hidden = !s.retest;
   $('.run-status', tile).textContent = s.state === 'running' ? 'running' : s.state === 'finished' ? s.status : 'ready';
   $('.progress-text', tile).textContent = total ? `${done} / ${total} tests` : '';
-  $('.progress-bar', tile).style.width = total ? `${(100 * done) / total}%` : '0';
+  $('.progress-bar', tile).style.transform = `scaleX(${total ? done / total : 0})`;
   const cur = s.current ? s.tests.get(s.current) : null;
   $('.current', tile).textContent = cur ? `Now: ${cur.name}${cur.message ? ` — ${cur.message}` : ''}` : '';
   $('.stop-button', tile).disabled = s.state !== 'running';

@@ -207,6 +207,7 @@ async function main() {
     check(code === 0, 'the station stops cleanly');
   }
   await slotsPanel();
+  await resumePanel();
   if (failed()) { console.log(`${failed()} check(s) failed`); process.exit(1); }
   console.log('all checks passed');
 }
@@ -248,6 +249,46 @@ async function slotsPanel() {
   } finally {
     await browser.close();
     check(await station.stop() === 0, 'the slots station stops cleanly');
+  }
+}
+
+// A page that falls behind is dropped by the station (here a 6 KiB queue: the first
+// event of a 300-test run is over it) and reconnects with Last-Event-ID, as EventSource
+// would; it still shows every test of the run, once.
+async function resumePanel() {
+  const station = await startStation(HPLUA, [SUITE], { HPLUA_SERVE_SSE_LIMIT: '6144' });
+  const browser = await launch();
+  try {
+    const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+    page.on('pageerror', (e) => { check(false, `no script error in the resuming page: ${e.message}`); });
+    await page.addInitScript(() => {
+      window.__streams = []; // the Last-Event-ID of each connection to /api/events
+      const fetch0 = window.fetch;
+      window.fetch = (input, init) => {
+        if (String(input).endsWith('/api/events')) window.__streams.push(new Headers(init?.headers).get('Last-Event-ID'));
+        return fetch0(input, init);
+      };
+    });
+    await page.goto(station.url);
+    await page.locator('#link', { hasText: 'live' }).waitFor({ timeout: T });
+    // a first run of small events: the page has an event id when it is dropped
+    await page.locator('.serial').fill('OK-1');
+    await page.locator('.serial').press('Enter');
+    await page.locator('.verdict-serial', { hasText: 'OK-1' }).waitFor({ timeout: T });
+    await page.locator('.serial').fill('N300-resume');
+    await page.locator('.serial').press('Enter');
+    await page.locator('.verdict-serial', { hasText: 'N300-resume' }).waitFor({ timeout: T });
+    check(await page.locator('.verdict-word').textContent() === 'PASS', 'the resumed page shows the verdict');
+    const streams = await page.evaluate(() => window.__streams);
+    check(streams[0] === null && streams.slice(1).some((id) => /^1:\d+$/.test(id ?? '')),
+      `a dropped page reconnects with Last-Event-ID (${streams.map((id) => id ?? 'none').join(', ')})`);
+    const rows = await page.locator('li.test').evaluateAll((lis) => lis.map((li) => li.dataset.status));
+    check(rows.length === 303 && rows.every((st) => st === 'passed'),
+      `the resumed page shows every test of the run once, passed (${rows.length} rows)`);
+    check(await page.locator('.progress-text').textContent() === '303 / 303 tests', 'the resumed page counts 303 / 303');
+  } finally {
+    await browser.close();
+    check(await station.stop() === 0, 'the resume station stops cleanly');
   }
 }
 
