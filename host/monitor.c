@@ -170,7 +170,7 @@ static size_t count_others(const pid_t *pids, size_t n, pid_t skip)
 
 static void reap_all(void)
 {
-    while (waitpid(-1, NULL, WNOHANG | __WALL) > 0) { /* __WALL: the engine's children send no SIGCHLD */
+    while (waitpid(-1, NULL, WNOHANG) > 0) {
     }
 }
 

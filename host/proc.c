@@ -415,16 +415,14 @@ static bool pidfds(void)
     return ok;
 }
 
-/* Starts the child; *pidfd gets its pidfd (-1: none). A child with a pidfd sends
- * no SIGCHLD when it ends (exit signal 0): its end wakes the loop through the
- * pidfd, and a wait4(-1) (which walks every child the kernel knows of ours) is
- * needed only for orphans. */
+/* Starts the child; *pidfd gets its pidfd (-1: none). Its end wakes the loop
+ * through the pidfd, and is reaped through it (or by the walk after SIGCHLD,
+ * which every child sends, if that comes first). */
 static pid_t spawn_child(struct child_args *a, int *pidfd)
 {
     *pidfd = -1;
 #if defined(__SANITIZE_ADDRESS__)
-    /* The sanitizers' interceptors must not run in a child that shares our memory.
-     * A forked child sends SIGCHLD; it is reaped through whichever way sees its end first. */
+    /* The sanitizers' interceptors must not run in a child that shares our memory. */
     pid_t pid = fork();
     if (pid == 0)
         child_main(a);
@@ -436,8 +434,13 @@ static pid_t spawn_child(struct child_args *a, int *pidfd)
     return pid;
 #else
     static char stack[64 * 1024] __attribute__((aligned(16)));
-    int flags = CLONE_VM | CLONE_VFORK | (a->keep_below ? CLONE_FILES : 0) | (pidfds() ? CLONE_PIDFD : SIGCHLD);
-    return clone(child_main, stack + sizeof stack, flags, a, pidfd);
+    int flags = CLONE_VM | CLONE_VFORK | (a->keep_below ? CLONE_FILES : 0) | SIGCHLD;
+    pid_t pid = pidfds() ? clone(child_main, stack + sizeof stack, flags | CLONE_PIDFD, a, pidfd) : -1;
+    if (pid < 0 && (!pidfds() || errno == EMFILE || errno == ENFILE)) {
+        *pidfd = -1; /* no room for one more fd: a child without a pidfd (reaped by the walk) */
+        pid = clone(child_main, stack + sizeof stack, flags, a);
+    }
+    return pid;
 #endif
 }
 
