@@ -77,5 +77,7 @@ int main(int argc, char **argv)
     qsort(lat, (size_t)runs, sizeof *lat, cmp);
     int p99 = (runs * 99 + 99) / 100 - 1;
     printf("%.9f %.9f\n", lat[(runs - 1) / 2], lat[p99 < runs ? p99 : runs - 1]);
+    free(idle_pids);
+    free(lat);
     return 0;
 }
