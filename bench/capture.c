@@ -69,5 +69,7 @@ int main(int argc, char **argv)
     if (len != want)
         return 1;
     printf("%.6f\n", (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9);
+    if (!best)
+        free(buf);
     return 0;
 }
