@@ -1,25 +1,67 @@
 #include "bigmem.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
 
-static size_t round_pages(size_t n)
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* The length of the mapping that holds n bytes: whole huge pages from 2 MiB on.
+ * A mapping that ended inside a huge page would get small pages there, and keep
+ * them for that whole 2 MiB once it grows over it. */
+static size_t map_len(size_t n)
 {
-    size_t page = 4096;
-    return (n + page - 1) & ~(page - 1);
+    size_t unit = n >= HUGE_PAGE ? HUGE_PAGE : 4096;
+    return (n + unit - 1) & ~(unit - 1);
 }
 
 static int is_big(size_t n) { return n >= BIGMEM_THRESHOLD; }
 
+/* Fresh memory starting at a huge-page boundary: a transparent huge page fills
+ * only an aligned 2 MiB of a mapping, and mmap and mremap align to 4 KiB only. */
 static void *map(size_t n)
 {
-    void *p = mmap(NULL, round_pages(n), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    size_t len = map_len(n);
+    char *p = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
-    madvise(p, round_pages(n), MADV_HUGEPAGE);
-    return p;
+    char *a = (char *)(((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (a > p)
+        munmap(p, (size_t)(a - p));
+    if (p + HUGE_PAGE > a)
+        munmap(a + len, (size_t)(p + HUGE_PAGE - a));
+    madvise(a, len, MADV_HUGEPAGE);
+    return a;
+}
+
+/* Grows a mapping where it is, or moves its pages (not their contents) to a
+ * fresh aligned range: mremap moves page tables, huge pages whole when both ends
+ * are aligned. */
+static void *grow(void *ptr, size_t osize, size_t nsize)
+{
+    size_t olen = map_len(osize), nlen = map_len(nsize);
+    /* valgrind 3.19 leaves what mremap grows in place or moves to a fixed address
+     * unaddressable: there, the kernel picks the address */
+    void *np = mremap(ptr, olen, nlen, RUNNING_ON_VALGRIND ? MREMAP_MAYMOVE : 0);
+    if (np == MAP_FAILED && !RUNNING_ON_VALGRIND) {
+        void *dst = map(nsize);
+        if (!dst)
+            return NULL;
+        np = mremap(ptr, olen, nlen, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+        if (np == MAP_FAILED) {
+            munmap(dst, nlen);
+            return NULL;
+        }
+    }
+    madvise(np, nlen, MADV_HUGEPAGE);
+    return np;
 }
 
 void *bigmem_realloc(void *ptr, size_t osize, size_t nsize)
@@ -28,7 +70,7 @@ void *bigmem_realloc(void *ptr, size_t osize, size_t nsize)
         osize = 0;
     if (nsize == 0) {
         if (ptr && is_big(osize))
-            munmap(ptr, round_pages(osize));
+            munmap(ptr, map_len(osize));
         else
             free(ptr);
         return NULL;
@@ -36,14 +78,12 @@ void *bigmem_realloc(void *ptr, size_t osize, size_t nsize)
     if (!is_big(nsize) && !is_big(osize))
         return realloc(ptr, nsize);
     if (is_big(nsize) && is_big(osize)) {
-        if (round_pages(nsize) == round_pages(osize))
+        if (map_len(nsize) == map_len(osize))
             return ptr;
-        void *np = mremap(ptr, round_pages(osize), round_pages(nsize), MREMAP_MAYMOVE);
-        if (np == MAP_FAILED)
-            return NULL;
         if (nsize > osize)
-            madvise(np, round_pages(nsize), MADV_HUGEPAGE);
-        return np;
+            return grow(ptr, osize, nsize);
+        void *np = mremap(ptr, map_len(osize), map_len(nsize), 0); /* shrinks in place */
+        return np == MAP_FAILED ? NULL : np;
     }
     /* crossing the threshold: move between malloc and mmap */
     void *np = is_big(nsize) ? map(nsize) : malloc(nsize);

@@ -8,6 +8,7 @@
 
 static int pipe_fds[2] = {-1, -1};
 static volatile sig_atomic_t interrupts;
+static volatile sig_atomic_t sigchlds;
 static volatile sig_atomic_t last_signal;
 static void (*interrupt_cb)(int);
 
@@ -15,7 +16,9 @@ static void on_signal(int sig)
 {
     int saved = errno;
     char c = 0;
-    if (sig != SIGCHLD) {
+    if (sig == SIGCHLD) {
+        sigchlds++;
+    } else {
         interrupts++;
         last_signal = sig;
         if (interrupt_cb)
@@ -56,6 +59,7 @@ void evloop_drain(void)
 }
 
 unsigned evloop_interrupts(void) { return (unsigned)interrupts; }
+unsigned evloop_sigchld(void) { return (unsigned)sigchlds; }
 int evloop_last_signal(void) { return (int)last_signal; }
 void evloop_on_interrupt(void (*fn)(int sig)) { interrupt_cb = fn; }
 

@@ -8,8 +8,10 @@
 int evloop_init(void);
 /* Read end of the self-pipe (nonblocking), or -1 before evloop_init. */
 int evloop_fd(void);
-/* Empties the self-pipe (what came is in the counters, and the children are reaped every turn anyway). */
+/* Empties the self-pipe (what came is in the counters). */
 void evloop_drain(void);
+/* Number of SIGCHLD received so far: a change means a child of ours may wait to be reaped. */
+unsigned evloop_sigchld(void);
 /* Number of SIGINT/SIGTERM/SIGHUP received so far, and the last one's number. */
 unsigned evloop_interrupts(void);
 int evloop_last_signal(void);

@@ -20,6 +20,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #if __has_include(<valgrind/valgrind.h>)
@@ -33,11 +34,24 @@
 #define PIPE_SIZE (1 << 20)
 #define STREAM_LIMIT 65536 /* a stream's unread stdout before the engine stops reading it */
 #define MAX_EVENTS 256
+/* A wait4(-1) walks every child we have (~0.1 us each, more once they outgrow the
+ * caches; and every child of ours sends SIGCHLD, exec resets its exit signal). With
+ * REAP_EAGER children running, the walk after a SIGCHLD waits until the loop is
+ * about to sleep and REAP_INTERVAL has passed since the last one (at the latest
+ * 2 x REAP_INTERVAL), unless a child without a pidfd runs: the pidfds report the
+ * engine's children at once, the walk is for orphans. */
+#define REAP_EAGER 64
+#define REAP_INTERVAL 0.05
 #define NOT_LISTED SIZE_MAX
 
-/* epoll's data: the proc with the pipe in the low bits (procs are 8-aligned). */
-enum { PIPE_OUT = 0, PIPE_ERR = 1, PIPE_IN = 2 };
-#define SELF_PIPE ((uint64_t)3)
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+/* epoll's data: the proc with the fd's kind in the low bits (procs are 8-aligned). */
+enum { PIPE_OUT = 0, PIPE_ERR = 1, PIPE_IN = 2, PIDFD = 3 };
+#define KIND_MASK ((uint64_t)7)
+#define SELF_PIPE ((uint64_t)4)
 
 void proc_engine_init(proc_engine *e)
 {
@@ -89,6 +103,7 @@ void proc_buf_given(proc_buf *b)
 
 static void proc_free(proc_engine *e, proc *p)
 {
+    close_fd(&p->fd_pid);
     close_fd(&p->fd_in);
     close_fd(&p->fd_out);
     close_fd(&p->fd_err);
@@ -255,6 +270,8 @@ static void index_proc(proc_engine *e, proc *p)
     p->timed_idx = NOT_LISTED;
     if (p->timeout > 0)
         timed_add(e, p);
+    if (p->fd_pid < 0)
+        e->without_pidfd++;
 }
 
 /* ---- epoll ---- */
@@ -378,18 +395,52 @@ static int child_main(void *arg)
     return 127;
 }
 
-static pid_t spawn_child(struct child_args *a)
+/* Can children be reaped through pidfds (Linux 5.4: CLONE_PIDFD, waitid P_PIDFD)?
+ * A waitid on our own pidfd tells: ECHILD where P_PIDFD is known, EINVAL before.
+ * Not under valgrind (3.19 knows no pidfd_open). */
+static bool pidfds(void)
 {
+    static int ok = -1;
+    if (ok < 0 && RUNNING_ON_VALGRIND)
+        ok = 0;
+    if (ok < 0) {
+        int saved = errno;
+        int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+        siginfo_t si;
+        ok = fd >= 0 && syscall(SYS_waitid, P_PIDFD, fd, &si, WEXITED | WNOHANG | __WALL, NULL) < 0 && errno == ECHILD;
+        if (fd >= 0)
+            close(fd);
+        errno = saved;
+    }
+    return ok;
+}
+
+/* Starts the child; *pidfd gets its pidfd (-1: none). Its end wakes the loop
+ * through the pidfd, and is reaped through it (or by the walk after SIGCHLD,
+ * which every child sends, if that comes first). */
+static pid_t spawn_child(struct child_args *a, int *pidfd)
+{
+    *pidfd = -1;
 #if defined(__SANITIZE_ADDRESS__)
     /* The sanitizers' interceptors must not run in a child that shares our memory. */
     pid_t pid = fork();
     if (pid == 0)
         child_main(a);
+    if (pid > 0 && pidfds()) {
+        int saved = errno;
+        *pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        errno = saved;
+    }
     return pid;
 #else
     static char stack[64 * 1024] __attribute__((aligned(16)));
-    return clone(child_main, stack + sizeof stack, CLONE_VM | CLONE_VFORK | (a->keep_below ? CLONE_FILES : 0) | SIGCHLD,
-                 a);
+    int flags = CLONE_VM | CLONE_VFORK | (a->keep_below ? CLONE_FILES : 0) | SIGCHLD;
+    pid_t pid = pidfds() ? clone(child_main, stack + sizeof stack, flags | CLONE_PIDFD, a, pidfd) : -1;
+    if (pid < 0 && (!pidfds() || errno == EMFILE || errno == ENFILE)) {
+        *pidfd = -1; /* no room for one more fd: a child without a pidfd (reaped by the walk) */
+        pid = clone(child_main, stack + sizeof stack, flags, a);
+    }
+    return pid;
 #endif
 }
 
@@ -487,7 +538,7 @@ static int copy_in(proc_engine *e, proc_buf *b, const char *data, size_t len)
 
 int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t errlen)
 {
-    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1}, pfail[2] = {-1, -1};
+    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1}, pfail[2] = {-1, -1}, pidfd = -1;
     int rc = 0;
     unsigned f = s->flags;
     bool in_pipe = !(f & PROC_INHERIT_STDIN) && (s->stdin_len || (f & PROC_STREAM_STDIN));
@@ -499,7 +550,7 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
         snprintf(err, errlen, "out of memory");
         return ENOMEM;
     }
-    p->fd_in = p->fd_out = p->fd_err = -1;
+    p->fd_in = p->fd_out = p->fd_err = p->fd_pid = -1;
     p->live_idx = p->timed_idx = NOT_LISTED;
     p->flags = f;
     p->name = strdup(s->name);
@@ -537,7 +588,7 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
     struct rusage self;
     p->inherited_kb = getrusage(RUSAGE_SELF, &self) == 0 ? self.ru_maxrss : LONG_MAX;
     p->start_wall = clock_wall();
-    pid_t pid = spawn_child(&a);
+    pid_t pid = spawn_child(&a, &pidfd);
     rc = errno;
     sigprocmask(SIG_SETMASK, &a.mask, NULL);
     if (pid < 0) {
@@ -560,7 +611,7 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
             snprintf(err, errlen, "%s", strerror(rc));
         else
             snprintf(err, errlen, "%.*s: %s", slen, msg + 2, strerror(rc));
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+        while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR) {
         }
         goto fail;
     }
@@ -571,7 +622,8 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
     p->fd_in = park(pin[1]);
     p->fd_out = park(pout[0]);
     p->fd_err = park(perr[0]);
-    pin[1] = pout[0] = perr[0] = -1;
+    p->fd_pid = park(pidfd);
+    pin[1] = pout[0] = perr[0] = pidfd = -1;
     index_proc(e, p); /* room was made before the spawn */
     if (p->fd_out >= 0) {
         fcntl(p->fd_out, F_SETFL, O_NONBLOCK);
@@ -585,6 +637,8 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
         fcntl(p->fd_in, F_SETFL, O_NONBLOCK);
         watch(e, p, PIPE_IN, p->fd_in, p->in.len ? EPOLLOUT : 0, EPOLL_CTL_ADD);
     }
+    if (p->fd_pid >= 0)
+        watch(e, p, PIDFD, p->fd_pid, EPOLLIN, EPOLL_CTL_ADD);
     *out = p;
 fail:
     close_fd(&pin[0]);
@@ -595,6 +649,7 @@ fail:
     close_fd(&perr[1]);
     close_fd(&pfail[0]);
     close_fd(&pfail[1]);
+    close_fd(&pidfd);
     if (rc)
         proc_free(e, p);
     return rc;
@@ -676,7 +731,8 @@ static void write_stdin(proc_engine *e, proc *p)
     }
 }
 
-static void mark_exited(proc_engine *e, proc *p, int status, const struct rusage *ru)
+/* exit_code -1 and term_signal 0: the status is unknown (another reaper took it). */
+static void mark_exited(proc_engine *e, proc *p, int exit_code, int term_signal, const struct rusage *ru)
 {
     /* exec records the old memory's peak as the new program's: a child that never
      * went above hplua's own peak at its spawn has an unknown peak of its own (0) */
@@ -684,13 +740,8 @@ static void mark_exited(proc_engine *e, proc *p, int status, const struct rusage
     p->end_mono = clock_mono();
     p->end_wall = clock_wall();
     p->state = PROC_EXITED;
-    if (WIFEXITED(status)) {
-        p->exit_code = WEXITSTATUS(status);
-        p->term_signal = 0;
-    } else {
-        p->exit_code = -1;
-        p->term_signal = WTERMSIG(status);
-    }
+    p->exit_code = term_signal ? -1 : exit_code;
+    p->term_signal = term_signal;
     /* Everything the child wrote is in the pipes now; a grandchild that holds
      * them open must not keep us waiting, so take what is there and close. A
      * stream's reader reads on to EOF, as from a pipe of popen. */
@@ -701,6 +752,9 @@ static void mark_exited(proc_engine *e, proc *p, int status, const struct rusage
     read_pipe(e, p, PIPE_ERR);
     unwatch_close(e, &p->fd_err);
     unwatch_close(e, &p->fd_in);
+    if (p->fd_pid < 0)
+        e->without_pidfd--;
+    unwatch_close(e, &p->fd_pid);
     p->kill_at = 0;
     live_remove(e, p);
     timed_remove(e, p);
@@ -724,20 +778,54 @@ proc *proc_take_ended(proc_engine *e)
     return p;
 }
 
-/* Every child of ours that ended: the engine's, and descendants we adopted as
- * their subreaper (no zombie is left for them). */
-static void reap(proc_engine *e)
+/* The child whose pidfd became readable: the kernel looks at that one child. */
+static void reap_pidfd(proc_engine *e, proc *p)
 {
+    siginfo_t si;
+    struct rusage ru;
+    memset(&si, 0, sizeof si);
+    if (syscall(SYS_waitid, P_PIDFD, p->fd_pid, &si, WEXITED | WNOHANG | __WALL, &ru) == 0) {
+        if (si.si_pid == 0)
+            return; /* not ended after all */
+        bool exited = si.si_code == CLD_EXITED;
+        mark_exited(e, p, exited ? si.si_status : -1, exited ? 0 : si.si_status, &ru);
+    } else if (errno == ECHILD && p->state == PROC_RUNNING) {
+        mark_exited(e, p, -1, 0, NULL); /* reaped by someone else: it ended, the status is lost */
+    }
+}
+
+/* Is a wait4(-1) walk pending after a SIGCHLD? */
+static bool reap_pending(proc_engine *e) { return evloop_sigchld() != e->sigchld_seen || evloop_fd() < 0; }
+
+/* After a SIGCHLD: every child of ours that ended and was not reaped through its
+ * pidfd: the descendants we adopted as their subreaper (no zombie is left for
+ * them), and children without a pidfd. Without SIGCHLD's handler, on every turn.
+ * idle: the loop is about to sleep. Returns how many of the engine's it found. */
+static int reap(proc_engine *e, bool idle)
+{
+    if (!reap_pending(e))
+        return 0;
+    double now = clock_mono();
+    if (e->running >= REAP_EAGER && !e->without_pidfd && now < e->reap_after + (idle ? 0 : REAP_INTERVAL))
+        return 0; /* proc_poll wakes up for it */
+    unsigned seen = evloop_sigchld();
+    int found = 0;
+    e->reap_after = now + REAP_INTERVAL;
     for (;;) {
         int status;
         struct rusage ru;
         pid_t pid = wait4(-1, &status, WNOHANG, &ru);
         if (pid <= 0)
-            return;
+            break;
         proc *p = find_pid(e, pid);
-        if (p && p->state == PROC_RUNNING)
-            mark_exited(e, p, status, &ru);
+        if (p && p->state == PROC_RUNNING) {
+            mark_exited(e, p, WIFEXITED(status) ? WEXITSTATUS(status) : -1, WIFSIGNALED(status) ? WTERMSIG(status) : 0,
+                        &ru);
+            found++;
+        }
     }
+    e->sigchld_seen = seen;
+    return found;
 }
 
 void proc_terminate(proc_engine *e, proc *p, double grace)
@@ -790,7 +878,12 @@ bool proc_poll(proc_engine *e, double timeout, int extra_fd, short extra_events,
     bool extra = false;
     if (extra_revents)
         *extra_revents = 0;
+    /* a walk for orphans before sleeping, not while children's ends are being reported */
+    if (timeout != 0 && reap(e, true))
+        timeout = 0;
     double now = clock_mono(), next = check_deadlines(e, now);
+    if (reap_pending(e) && e->reap_after > now && (!next || e->reap_after < next))
+        next = e->reap_after;
     if (next && (timeout < 0 || next - now < timeout))
         timeout = next - now;
     int ms = timeout < 0 ? -1 : (int)(timeout * 1000.0 + 0.999);
@@ -828,15 +921,16 @@ bool proc_poll(proc_engine *e, double timeout, int extra_fd, short extra_events,
             evloop_drain();
             continue;
         }
-        proc *p = (proc *)(uintptr_t)(d & ~(uint64_t)3);
-        int which = (int)(d & 3);
-        if (which == PIPE_IN)
+        proc *p = (proc *)(uintptr_t)(d & ~KIND_MASK);
+        int which = (int)(d & KIND_MASK);
+        if (which == PIDFD)
+            reap_pidfd(e, p);
+        else if (which == PIPE_IN)
             write_stdin(e, p);
         else
             read_pipe(e, p, which);
     }
-    /* Reaping on every turn is one system call, and immune to a lost SIGCHLD byte. */
-    reap(e);
+    reap(e, false);
     if (e->ntimed)
         check_deadlines(e, clock_mono());
     return extra;

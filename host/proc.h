@@ -1,8 +1,11 @@
 /* The process engine: children in their own process group with pipes on
- * stdin/stdout/stderr, every pipe read continuously by one epoll loop, exits
- * reaped with wait4(-1) after SIGCHLD's self-pipe byte. Children are indexed by
- * pid and by name; the loop's work per turn follows what happened, not how many
- * children live. Plain C, no Lua: unit-tested alone (tests/c/test_proc.c). The
+ * stdin/stdout/stderr, every pipe read continuously by one epoll loop. Each child
+ * has a pidfd in that loop and is reaped through it (waitid P_PIDFD: the kernel
+ * looks at that child only). Orphans we adopted are reaped with wait4(-1) after a
+ * SIGCHLD, which walks every child we have: with many children, at most every
+ * REAP_INTERVAL. Where pidfds are missing, children are reaped that way too.
+ * Children are indexed by pid and by name; the loop's work per turn follows what
+ * happened, not how many children live. Plain C, no Lua: unit-tested alone (tests/c/test_proc.c). The
  * engine owns every proc, fd and buffer it creates. */
 #ifndef HPLUA_PROC_H
 #define HPLUA_PROC_H
@@ -41,6 +44,7 @@ typedef struct proc {
     proc_state state;
     unsigned flags;
     int fd_in, fd_out, fd_err; /* -1 once closed */
+    int fd_pid;                /* its pidfd (-1: none, or reaped) */
     proc_buf in;               /* what is still to be written to stdin */
     size_t in_off;
     bool in_closing; /* a stream's stdin closes once written */
@@ -78,6 +82,9 @@ typedef struct proc_engine {
     size_t pid_buckets, name_buckets;
     proc *ended_first, *ended_last; /* ended since the binding last took them (proc_take_ended) */
     int epfd;                       /* -1 until the first start */
+    unsigned sigchld_seen;          /* evloop_sigchld() when wait4(-1) last found nothing more */
+    double reap_after;              /* the next wait4(-1) walk is not due before (monotonic) */
+    size_t without_pidfd;           /* running children that only wait4(-1) reaps */
     /* Bytes kept free before every buffer's data: room for the header of the
      * object the binding turns a finished output into without copying it. Set
      * before the first start (0 after proc_engine_init). */

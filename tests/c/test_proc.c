@@ -3,8 +3,10 @@
 #include "orphans.h"
 #include "proc.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +79,8 @@ static void test_big_output_both_pipes(void)
     CHECK(p->exit_code == 0, "exit code %d", p->exit_code);
     CHECK(p->out.len == 10485760, "stdout %zu bytes", p->out.len);
     CHECK(p->err.len == 10485760, "stderr %zu bytes", p->err.len);
+    /* big buffers start on a huge-page boundary (bigmem.c), so they can get huge pages */
+    CHECK(((uintptr_t)p->out.data & ((2u << 20) - 1)) == 0, "stdout buffer at %p", (void *)p->out.data);
     size_t bad = 0;
     for (size_t i = 0; i < p->out.len; i++)
         bad += p->out.data[i] != 'a';
@@ -110,6 +114,73 @@ static void test_many_children(void)
     }
     CHECK(ok == 200, "%d of 200 children reported correctly", ok);
     proc_engine_free(&e);
+}
+
+/* Zombies among this process's children (ended, not reaped). */
+static int zombie_children(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        char path[300], buf[512];
+        if (de->d_name[0] < '1' || de->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = 0;
+        char state;
+        int ppid;
+        const char *rp = strrchr(buf, ')');
+        if (rp && sscanf(rp + 1, " %c %d", &state, &ppid) == 2 && state == 'Z' && ppid == (int)getpid())
+            n++;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* With many children alive (70, over proc.c's REAP_EAGER: the walk of wait4(-1) is
+ * then rationed), an ended child is still reported at once (its pidfd), and an orphan
+ * it leaves to us is reaped. */
+static void test_reap_with_many_alive(void)
+{
+    proc_engine e;
+    proc_engine_init(&e);
+    char name[32];
+    char *sleeper[] = {"sleep", "600", NULL}; /* ended by proc_engine_free */
+    int started = 0;
+    for (int i = 0; i < 70; i++) {
+        snprintf(name, sizeof name, "idle%d", i);
+        started += start(&e, name, sleeper, NULL) != NULL;
+    }
+    CHECK(started == 70, "started %d", started);
+    char *leaver[] = {"sh", "-c", "sleep 0.3 & echo left; exit 3", NULL};
+    proc *p = start(&e, "leaver", leaver, NULL);
+    CHECK(p != NULL, "start leaver");
+    double t0 = clock_mono();
+    while (p && p->state == PROC_RUNNING && clock_mono() - t0 < 10)
+        proc_poll(&e, 1.0, -1, 0, NULL);
+    CHECK(p && p->state == PROC_EXITED && p->exit_code == 3, "leaver ended with 3");
+    CHECK(clock_mono() - t0 < 2.0, "the end was seen after %.2fs", clock_mono() - t0);
+    CHECK(p && p->out.len == 5 && memcmp(p->out.data, "left\n", 5) == 0, "its output");
+    CHECK(e.running == 70, "%zu running", e.running);
+    /* the orphan (sleep 0.3) ends, sends SIGCHLD, and is reaped by a later turn */
+    int zombies = -1;
+    t0 = clock_mono();
+    while (clock_mono() - t0 < 5.0) {
+        proc_poll(&e, 0.1, -1, 0, NULL);
+        zombies = zombie_children();
+        if (clock_mono() - t0 > 0.5 && zombies == 0)
+            break;
+    }
+    CHECK(zombies == 0, "%d zombie children left", zombies);
+    proc_engine_free(&e);
+    CHECK(zombie_children() == 0, "zombies after the end");
 }
 
 static void test_signal_and_terminate(void)
@@ -305,6 +376,7 @@ int main(void)
     proc_global_init();
     test_big_output_both_pipes();
     test_many_children();
+    test_reap_with_many_alive();
     test_signal_and_terminate();
     test_stdin_timeout_and_errors();
     test_names_reused();
