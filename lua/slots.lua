@@ -25,7 +25,9 @@ local EXIT_USAGE, EXIT_INTERRUPTED, EXIT_INTERNAL = 4, 2, 3
 local CHILD_POLL = 0.5  -- seconds between liveness checks of the children
 local STOP_GRACE = 4    -- seconds an interrupted slot gets before SIGKILL (Ctrl-C ends all in 5 s)
 local REDRAW = 0.1      -- seconds between redraws of the live lines
+local EXIT_POLL = 0.02   -- seconds before a child whose stream ended is looked at (then twice as long)
 local EVENTS_EVERY = 0.1 -- seconds between two reads of the slots' event FIFOs while they write (REDRAW)
+local EVENTS_BUSY, EVENTS_BUSY_BYTES = 0.01, 16384 -- ... after a read of that many bytes from one (a pipe holds 64 KiB)
 
 local SIGNALS = { [2] = "SIGINT", [6] = "SIGABRT", [9] = "SIGKILL", [11] = "SIGSEGV", [15] = "SIGTERM" }
 
@@ -420,23 +422,33 @@ function Sup:tend(check_alive)
   end
   local now = sys.clock()
   if events_ready or (not self.events_watched and (requests or now >= self.events_due)) then
-    local read = false
+    local read, busy = false, false
     for _, fd in ipairs(self.evset:ready() or {}) do
       local slot = self.by_events[fd]
       if slot and not slot.done then
         self:pump_events(slot, false)
-        read = true
+        read, busy = true, busy or (slot.events.got or 0) >= EVENTS_BUSY_BYTES
       end
     end
-    -- something came: the next batch in EVENTS_EVERY; nothing: the next event wakes the loop
-    if read then self.events_due = now + EVENTS_EVERY end
+    -- something came: the next batch in EVENTS_EVERY (sooner for a slot that writes a lot,
+    -- so that it never waits on a full pipe for long); nothing: the next event wakes the loop
+    if read then self.events_due = now + (busy and EVENTS_BUSY or EVENTS_EVERY) end
     self:watch_events(not read)
   end
+  -- alive() is a turn of the engine (two system calls): every CHILD_POLL, and for a child
+  -- whose stream has ended (it exits any moment now) after EXIT_POLL, then twice as long
   for _, slot in ipairs(self.slots) do
-    -- (alive() is a turn of the engine: two system calls, so only when due or when the stream ended)
-    if slot.handle and not slot.done and (check_alive or slot.events.eof or slot.finished)
-      and not slot.handle:alive() then
-      self:finish(slot)
+    if slot.handle and not slot.done then
+      local ending = slot.events.eof or slot.finished
+      if ending and not slot.exit_at then slot.exit_poll, slot.exit_at = EXIT_POLL / 2, now end
+      if check_alive or (ending and now >= slot.exit_at) then
+        if not slot.handle:alive() then
+          self:finish(slot)
+        elseif ending then
+          slot.exit_poll = math.min(2 * slot.exit_poll, CHILD_POLL)
+          slot.exit_at = now + slot.exit_poll
+        end
+      end
     end
   end
   if self.dirty or self.redraw_due then
@@ -447,12 +459,12 @@ end
 
 function Sup:next_timeout()
   local t = CHILD_POLL
+  local now = sys.clock()
   for _, slot in ipairs(self.slots) do
-    -- its stream has ended: the child exits any moment now
-    if slot.handle and not slot.done and (slot.events.eof or slot.finished) then t = 0.02 end
+    if slot.exit_at and slot.handle and not slot.done then t = math.min(t, math.max(0, slot.exit_at - now)) end
   end
   if self.redraw_due then t = math.min(t, REDRAW) end
-  if not self.events_watched then t = math.min(t, math.max(0, self.events_due - sys.clock())) end
+  if not self.events_watched then t = math.min(t, math.max(0, self.events_due - now)) end
   return t
 end
 
