@@ -25,7 +25,7 @@ local EXIT_USAGE, EXIT_INTERRUPTED, EXIT_INTERNAL = 4, 2, 3
 local CHILD_POLL = 0.5  -- seconds between liveness checks of the children
 local STOP_GRACE = 4    -- seconds an interrupted slot gets before SIGKILL (Ctrl-C ends all in 5 s)
 local REDRAW = 0.1      -- seconds between redraws of the live lines
-local EXIT_POLL = 0.02   -- seconds before a child whose stream ended is looked at (then twice as long)
+local EXIT_POLL = 0.02   -- seconds between looks at a child whose streams ended (it exits any moment now)
 local EVENTS_EVERY = 0.1 -- seconds between two reads of the slots' event FIFOs while they write (REDRAW)
 local EVENTS_BUSY, EVENTS_BUSY_BYTES = 0.01, 16384 -- ... after a read of that many bytes from one (a pipe holds 64 KiB)
 
@@ -415,8 +415,11 @@ function Sup:tend(check_alive)
     else
       local slot = self.by_fd[fd]
       if slot and not slot.done then
-        self:pump_requests(slot, false)
+        -- (ready, so an empty read is the writer's end)
+        self:pump_requests(slot, true)
         requests = true
+        -- the child closes its request channel after its events: read them now
+        if slot.requests.eof then self:pump_events(slot, true) end
       end
     end
   end
@@ -426,7 +429,7 @@ function Sup:tend(check_alive)
     for _, fd in ipairs(self.evset:ready() or {}) do
       local slot = self.by_events[fd]
       if slot and not slot.done then
-        self:pump_events(slot, false)
+        self:pump_events(slot, true)
         read, busy = true, busy or (slot.events.got or 0) >= EVENTS_BUSY_BYTES
       end
     end
@@ -435,18 +438,16 @@ function Sup:tend(check_alive)
     if read then self.events_due = now + (busy and EVENTS_BUSY or EVENTS_EVERY) end
     self:watch_events(not read)
   end
-  -- alive() is a turn of the engine (two system calls): every CHILD_POLL, and for a child
-  -- whose stream has ended (it exits any moment now) after EXIT_POLL, then twice as long
+  -- alive() is a turn of the engine (two system calls): every CHILD_POLL, and every
+  -- EXIT_POLL for a child whose streams have ended
   for _, slot in ipairs(self.slots) do
     if slot.handle and not slot.done then
-      local ending = slot.events.eof or slot.finished
-      if ending and not slot.exit_at then slot.exit_poll, slot.exit_at = EXIT_POLL / 2, now end
-      if check_alive or (ending and now >= slot.exit_at) then
+      local ending = slot.events.eof or slot.requests.eof or slot.finished
+      if check_alive or (ending and now >= (slot.exit_at or 0)) then
         if not slot.handle:alive() then
           self:finish(slot)
         elseif ending then
-          slot.exit_poll = math.min(2 * slot.exit_poll, CHILD_POLL)
-          slot.exit_at = now + slot.exit_poll
+          slot.exit_at = now + EXIT_POLL
         end
       end
     end
@@ -461,7 +462,9 @@ function Sup:next_timeout()
   local t = CHILD_POLL
   local now = sys.clock()
   for _, slot in ipairs(self.slots) do
-    if slot.exit_at and slot.handle and not slot.done then t = math.min(t, math.max(0, slot.exit_at - now)) end
+    if slot.handle and not slot.done and (slot.events.eof or slot.requests.eof or slot.finished) then
+      t = math.min(t, math.max(0, (slot.exit_at or 0) - now))
+    end
   end
   if self.redraw_due then t = math.min(t, REDRAW) end
   if not self.events_watched then t = math.min(t, math.max(0, self.events_due - now)) end
@@ -568,6 +571,10 @@ end
 function M.main(opts)
   local problem = M.check(opts)
   if problem then return usage_error(problem) end
+  -- the supervisor's heap is modules and a little state, its garbage short-lived lines
+  -- and tables: a generational collector leaves the old objects alone, so their pages
+  -- (shared copy-on-write with the run's forked watchdog) are not touched on every cycle
+  collectgarbage("generational")
   local dir, err = http.private_dir("hplua-slots")
   if not dir then
     io.stderr:write("hplua: error: " .. err .. "\n")
