@@ -5,8 +5,9 @@
 --   -> {"type": "lock", "id": N, "name": S, "test": ID}    <- granted | refused (message)
 --   -> {"type": "barrier", "id": N, "name": S, "test": ID} <- passed (count) | refused
 --   -> {"type": "unlock", "name": S}
---   -> {"type": "release_all"}  after every test attempt: what a timeout left held or
---      waiting is given back (a fired timeout runs no Lua code in the test's unwinding)
+--   -> {"type": "release_all"}  after a test attempt that a timeout cut off while it held
+--      a lock or waited for a reply: what it left held or waiting is given back (a fired
+--      timeout runs no Lua code in the test's unwinding)
 -- The supervisor (lua/coord.lua) grants, queues, detects wait cycles, and releases
 -- what a slot held when its process ends. Waits are in the event loop.
 local sys = require "hplua.sys"
@@ -27,7 +28,8 @@ function M.open(prefix)
     control:close()
     return nil, "--coord: cannot open " .. err
   end
-  return setmetatable({ fd = fd, replies = control, next_id = 0, held = {}, dirty = false }, Link)
+  -- pending: requests sent whose outcome is not recorded yet (a cut-off wait leaves it above 0)
+  return setmetatable({ fd = fd, replies = control, next_id = 0, held = {}, pending = 0 }, Link)
 end
 
 function Link:send(msg)
@@ -41,11 +43,13 @@ function Link:send(msg)
   return true
 end
 
--- Sends a request and waits for its reply -> reply | nil, message.
+-- Sends a request and waits for its reply -> reply | nil, message. The caller
+-- records the outcome, then calls settled(): given up by a timeout before that,
+-- the request stays pending and is cancelled with release_all.
 function Link:request(msg)
   self.next_id = self.next_id + 1
   msg.id = self.next_id
-  self.dirty = true -- given up by a timeout, it is cancelled with release_all
+  self.pending = self.pending + 1
   local ok, err = self:send(msg)
   if not ok then return nil, err end
   local r = self.replies:reply(msg.id)
@@ -63,8 +67,12 @@ function Link:with_lock(name, test, fn, ...)
   end
   local r, err = self:request({ type = "lock", name = name, test = test })
   if not r then return false, err end
-  if r.type ~= "granted" then return false, r.message or ("lock " .. name .. " was refused") end
+  if r.type ~= "granted" then
+    self:settled()
+    return false, r.message or ("lock " .. name .. " was refused")
+  end
   self.held[name] = 1
+  self:settled()
   -- released however fn ends; the error (and its traceback) propagates unchanged
   local _ <close> = setmetatable({}, { __close = function()
     self.held[name] = nil
@@ -77,14 +85,20 @@ end
 function Link:barrier(name, test)
   local r, err = self:request({ type = "barrier", name = name, test = test })
   if not r then return nil, err end
+  self:settled()
   if r.type ~= "passed" then return nil, r.message or ("barrier " .. name .. " was refused") end
   return r.count
 end
 
--- After a test attempt: gives back whatever a cut-off test left held or waiting.
+function Link:settled()
+  self.pending = self.pending - 1
+end
+
+-- After a test attempt: gives back whatever a cut-off test left held or waiting
+-- (nothing to send after an attempt whose locks and waits all ended normally).
 function Link:release_all()
-  if not (self.dirty or next(self.held)) then return end
-  self.held, self.dirty = {}, false
+  if self.pending == 0 and not next(self.held) then return end
+  self.held, self.pending = {}, 0
   self.replies:forget_replies()
   self:send({ type = "release_all" })
 end

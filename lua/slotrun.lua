@@ -72,8 +72,9 @@ function M.lines(fd) return setmetatable({ fd = fd, buf = "", got_data = false, 
 
 -- Calls on_line(line) for every complete line there is now. ended: the writer is
 -- known to be gone (its process ended), so an empty read is the end. Returns true
--- at end of file.
+-- at end of file; self.got is the number of bytes this call read.
 function Lines:pump(on_line, ended)
+  self.got = 0
   while not self.eof do
     -- small reads: lines are short, and a 64 KiB buffer per wake is garbage to collect
     local data, _, code = sys.read(self.fd:fileno(), READ_SIZE)
@@ -87,7 +88,8 @@ function Lines:pump(on_line, ended)
       break
     end
     self.got_data = true
-    local buf = self.buf .. data
+    self.got = self.got + #data
+    local buf = self.buf == "" and data or self.buf .. data
     local pos = 1
     while true do
       local nl = buf:find("\n", pos, true)

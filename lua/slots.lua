@@ -7,7 +7,11 @@
 -- the worst slot's. Ctrl-C stops every slot and leaves no process behind.
 --
 -- One loop, no busy polling: it waits in the event loop on one descriptor (an
--- epoll set of every slot's FIFOs), so a lock request is answered as it comes.
+-- epoll set of every slot's request FIFO, and of a second set holding the event
+-- FIFOs), so a lock request is answered as it comes. Events only feed the console,
+-- so they are read in batches: after a read the event set leaves the wait for
+-- EVENTS_EVERY, and what the slots write meanwhile is read in one turn (a slot's
+-- events cost the supervisor a wake per batch, not one per event).
 local sys = require "hplua.sys"
 local json = require "hplua.json"
 local http = require "hplua.http"
@@ -21,6 +25,9 @@ local EXIT_USAGE, EXIT_INTERRUPTED, EXIT_INTERNAL = 4, 2, 3
 local CHILD_POLL = 0.5  -- seconds between liveness checks of the children
 local STOP_GRACE = 4    -- seconds an interrupted slot gets before SIGKILL (Ctrl-C ends all in 5 s)
 local REDRAW = 0.1      -- seconds between redraws of the live lines
+local EXIT_POLL = 0.02   -- seconds between looks at a child whose streams ended (it exits any moment now)
+local EVENTS_EVERY = 0.1 -- seconds between two reads of the slots' event FIFOs while they write (REDRAW)
+local EVENTS_BUSY, EVENTS_BUSY_BYTES = 0.01, 16384 -- ... after a read of that many bytes from one (a pipe holds 64 KiB)
 
 local SIGNALS = { [2] = "SIGINT", [6] = "SIGABRT", [9] = "SIGKILL", [11] = "SIGSEGV", [15] = "SIGTERM" }
 
@@ -189,20 +196,52 @@ local FIELDS = { type = true, selected = true, serial = true, test = true, statu
 local FOLDED = { run_started = true, test_started = true, test_finished = true, collection_error = true,
   run_finished = true }
 
-function Sup:on_event(slot, line)
-  if line:sub(1, 1) ~= "{" then return end
-  if self.events_fd then sys.write(self.events_fd, line, "\n") end
-  -- the event's own "type" is among its last members (keys are sorted): look at the tail
-  -- first, not through a whole process_ended with its output
-  local wanted, seen = false, false
-  for t in line:sub(-160):gmatch('"type":"([%w_]+)"') do seen, wanted = true, wanted or FOLDED[t] end
-  if not seen then
-    for t in line:gmatch('"type":"([%w_]+)"') do wanted = wanted or FOLDED[t] end
+-- The members that end a test's events (keys are sorted, values without quotes or
+-- backslashes match exactly what decoding gives): most events are read from these,
+-- looked for in the line's last TAIL bytes only (a longer test id is decoded).
+local TYPE_TAIL = '"type":"([%w_]+)","v":%d+}$'
+local TEST_TAIL = '"test":"([^"\\]*)","time":"[^"]*","type":"test_%l+","v":%d+}$'
+local STATUS_TAIL = '"status":"(%l+)",' .. TEST_TAIL
+local TAIL = 400
+
+-- The event as fold and the log need it, from the line's tail where that is enough
+-- (a test's start; a passed or skipped test that is not logged), else decoded; nil
+-- for an event the console does not fold. test_log: which finished tests get a log
+-- line (with the duration): nil (none: a live or quiet console), "failures" or "all".
+local function event_of(line, test_log)
+  -- the event's own "type" is among its last members: look at the tail, not through a
+  -- whole process_ended with its output
+  local n = #line
+  local kind = line:match(TYPE_TAIL, math.max(1, n - 60))
+  if kind == "test_started" then
+    local test = line:match(TEST_TAIL, math.max(1, n - TAIL))
+    if test then return { type = kind, test = test } end
+  elseif kind == "test_finished" then
+    local status, test = line:match(STATUS_TAIL, math.max(1, n - TAIL))
+    local logged = test_log == "all" or (test_log == "failures" and status ~= "passed")
+    if (status == "passed" or status == "skipped") and not logged then
+      return { type = kind, status = status, test = test }
+    end
+  elseif kind then
+    if not FOLDED[kind] then return nil end
+  else
+    local wanted, seen = false, false
+    for t in line:sub(-160):gmatch('"type":"([%w_]+)"') do seen, wanted = true, wanted or FOLDED[t] end
+    if not seen then
+      for t in line:gmatch('"type":"([%w_]+)"') do wanted = wanted or FOLDED[t] end
+    end
+    if not wanted then return nil end
   end
-  if not wanted then return end
   -- what fold and the log use: a test's record (messages, measurements, output) is left undecoded
   local ev = json.decode(line, not line:find('"type":"run_finished"', 1, true) and FIELDS or nil)
-  if type(ev) ~= "table" or type(ev.type) ~= "string" then return end
+  if type(ev) ~= "table" or type(ev.type) ~= "string" then return nil end
+  return ev
+end
+M.event_of = event_of
+
+function Sup:on_event(slot, line)
+  local ev = event_of(line, self.test_log)
+  if not ev then return end
   local what = fold(slot, ev)
   if self.live then
     self.dirty = true
@@ -246,9 +285,9 @@ function Sup:start_slot(slot)
   end
   slot.events = slotrun.lines(ch.events)
   slot.requests = slotrun.lines(ch.req)
-  self.set:add(ch.events:fileno())
+  self.evset:add(ch.events:fileno())
   self.set:add(ch.req:fileno())
-  self.by_fd[ch.events:fileno()], self.by_fd[ch.req:fileno()] = slot, slot
+  self.by_events[ch.events:fileno()], self.by_fd[ch.req:fileno()] = slot, slot
   slot.watching = { events = true, req = true }
   slot.t0 = sys.clock()
   self.coord:slot_started(slot.slot)
@@ -257,21 +296,68 @@ end
 
 function Sup:unwatch(slot, which)
   if slot.watching[which] then
-    self.by_fd[slot.ch[which]:fileno()] = nil
-    self.set:remove(slot.ch[which]:fileno())
+    local fd = slot.ch[which]:fileno()
+    if which == "events" then
+      self.by_events[fd] = nil
+      self.evset:remove(fd)
+    else
+      self.by_fd[fd] = nil
+      self.set:remove(fd)
+    end
     slot.watching[which] = false
   end
 end
 
--- Reads what the slot's child has written: events, then lock/barrier requests.
-function Sup:pump(slot, ended)
-  if slot.events:pump(function(line) self:on_event(slot, line) end, ended) then self:unwatch(slot, "events") end
+-- Reads the events the slot's child has written (and copies them to --events in one write).
+function Sup:pump_events(slot, ended)
+  local copy = self.events_fd and {}
+  if slot.events:pump(function(line)
+    if line:sub(1, 1) ~= "{" then return end
+    if copy then copy[#copy + 1] = line end
+    self:on_event(slot, line)
+  end, ended) then
+    self:unwatch(slot, "events")
+  end
+  if copy and #copy > 0 then
+    copy[#copy + 1] = ""
+    sys.write(self.events_fd, table.concat(copy, "\n"))
+  end
+end
+
+-- A request line (lua/slotlink.lua) as a table: the plain ones read with patterns, the
+-- rest (names with quotes or backslashes) decoded.
+local function request_of(line)
+  if line == '{"type":"release_all"}' then return { type = "release_all" } end
+  local name = line:match('^{"name":"([^"\\]*)","type":"unlock"}$')
+  if name then return { type = "unlock", name = name } end
+  local id, test, kind
+  id, name, test, kind = line:match('^{"id":(%d+),"name":"([^"\\]*)","test":"([^"\\]*)","type":"(%l+)"}$')
+  if id then return { type = kind, id = math.tointeger(tonumber(id)), name = name, test = test } end
+  return json.decode(line)
+end
+M.request_of = request_of
+
+-- Reads and answers the slot's lock/barrier requests.
+function Sup:pump_requests(slot, ended)
   if slot.requests:pump(function(line)
-    local msg = json.decode(line)
-    if msg then self.coord:handle(slot.slot, msg) end
+    local msg = request_of(line)
+    if type(msg) == "table" then self.coord:handle(slot.slot, msg) end
   end, ended) then
     self:unwatch(slot, "req")
   end
+end
+
+-- Reads all the slot's child has written: events, then lock/barrier requests.
+function Sup:pump(slot, ended)
+  self:pump_events(slot, ended)
+  self:pump_requests(slot, ended)
+end
+
+-- Puts the event set into the wait (an event wakes the loop at once) or takes it out.
+function Sup:watch_events(on)
+  if self.events_watched == on then return end
+  if on then self.set:add(self.evset:fileno()) else self.set:remove(self.evset:fileno()) end
+  self.events_watched = on
 end
 
 -- The slot's process has ended: the rest of its lines, its verdict, its locks freed.
@@ -318,14 +404,52 @@ function Sup:running()
 end
 
 -- Reads the slots whose FIFOs are ready; with check_alive, looks at every child.
+-- Requests are answered at once; events are read when the event set woke the loop,
+-- or while it is out of the wait, along with requests or every EVENTS_EVERY.
 function Sup:tend(check_alive)
+  local events_ready, requests = false, false
+  local evset_fd = self.evset:fileno()
   for _, fd in ipairs(self.set:ready() or {}) do
-    local slot = self.by_fd[fd]
-    if slot and not slot.done then self:pump(slot, false) end
+    if fd == evset_fd then
+      events_ready = true
+    else
+      local slot = self.by_fd[fd]
+      if slot and not slot.done then
+        -- (ready, so an empty read is the writer's end)
+        self:pump_requests(slot, true)
+        requests = true
+        -- the child closes its request channel after its events: read them now
+        if slot.requests.eof then self:pump_events(slot, true) end
+      end
+    end
   end
+  local now = sys.clock()
+  if events_ready or (not self.events_watched and (requests or now >= self.events_due)) then
+    local read, busy = false, false
+    for _, fd in ipairs(self.evset:ready() or {}) do
+      local slot = self.by_events[fd]
+      if slot and not slot.done then
+        self:pump_events(slot, true)
+        read, busy = true, busy or (slot.events.got or 0) >= EVENTS_BUSY_BYTES
+      end
+    end
+    -- something came: the next batch in EVENTS_EVERY (sooner for a slot that writes a lot,
+    -- so that it never waits on a full pipe for long); nothing: the next event wakes the loop
+    if read then self.events_due = now + (busy and EVENTS_BUSY or EVENTS_EVERY) end
+    self:watch_events(not read)
+  end
+  -- alive() is a turn of the engine (two system calls): every CHILD_POLL, and every
+  -- EXIT_POLL for a child whose streams have ended
   for _, slot in ipairs(self.slots) do
-    if slot.handle and not slot.done and (check_alive or slot.events.eof) and not slot.handle:alive() then
-      self:finish(slot)
+    if slot.handle and not slot.done then
+      local ending = slot.events.eof or slot.requests.eof or slot.finished
+      if check_alive or (ending and now >= (slot.exit_at or 0)) then
+        if not slot.handle:alive() then
+          self:finish(slot)
+        elseif ending then
+          slot.exit_at = now + EXIT_POLL
+        end
+      end
     end
   end
   if self.dirty or self.redraw_due then
@@ -336,11 +460,14 @@ end
 
 function Sup:next_timeout()
   local t = CHILD_POLL
+  local now = sys.clock()
   for _, slot in ipairs(self.slots) do
-    -- its stream has ended: the child exits any moment now
-    if slot.handle and not slot.done and (slot.events.eof or slot.finished) then t = 0.02 end
+    if slot.handle and not slot.done and (slot.events.eof or slot.requests.eof or slot.finished) then
+      t = math.min(t, math.max(0, (slot.exit_at or 0) - now))
+    end
   end
   if self.redraw_due then t = math.min(t, REDRAW) end
+  if not self.events_watched then t = math.min(t, math.max(0, self.events_due - now)) end
   return t
 end
 
@@ -349,7 +476,7 @@ function Sup:loop()
   while self:running() > 0 do
     sys.wait_readable(self.set:fileno(), self:next_timeout())
     local now = sys.clock()
-    local check = now - last_check >= CHILD_POLL or self:next_timeout() < CHILD_POLL
+    local check = now - last_check >= CHILD_POLL
     if check then last_check = now end
     self:tend(check)
     -- Ctrl-C/SIGTERM wake the wait (the event loop's self-pipe); no guard is needed
@@ -444,23 +571,34 @@ end
 function M.main(opts)
   local problem = M.check(opts)
   if problem then return usage_error(problem) end
+  -- the supervisor's heap is modules and a little state, its garbage short-lived lines
+  -- and tables: a generational collector leaves the old objects alone, so their pages
+  -- (shared copy-on-write with the run's forked watchdog) are not touched on every cycle
+  collectgarbage("generational")
   local dir, err = http.private_dir("hplua-slots")
   if not dir then
     io.stderr:write("hplua: error: " .. err .. "\n")
     return EXIT_INTERNAL
   end
-  local set
+  local set, evset
   set, err = sys.fdset()
-  if not set then
+  if set then
+    evset, err = sys.fdset()
+    if not evset then set:close() end
+  end
+  if not evset then
     os.remove(dir)
     io.stderr:write("hplua: error: " .. err .. "\n")
     return EXIT_INTERNAL
   end
   local color = require("hplua.sink_console").use_color(opts.color)
-  local sup = setmetatable({ opts = opts, dir = dir, set = set, slots = {}, by_fd = {}, exe = assert(sys.exepath()),
+  local sup = setmetatable({ opts = opts, dir = dir, set = set, evset = evset, by_events = {}, events_watched = false,
+    events_due = 0, slots = {}, by_fd = {}, exe = assert(sys.exepath()),
     passed = passed_options(opts.argv or {}), color = color, live = not opts.quiet and sys.isatty(1),
     quiet = opts.quiet, verbose = opts.verbose, started_at = sys.now(),
     width = math.max(20, (tonumber(os.getenv("COLUMNS")) or 80) - 1) }, Sup)
+  sup.test_log = not sup.live and not sup.quiet and (sup.verbose and "all" or "failures") or nil
+  sup:watch_events(true)
   sup.coord = coord.new(function(slot_no, msg)
     local slot = sup.slots[slot_no]
     if slot and slot.ch and slot.ch.rep then slot.ch.rep:write(json.encode(msg) .. "\n") end
@@ -473,6 +611,7 @@ function M.main(opts)
       sup.events_fd, err = sys.open(opts.events, "w")
       if not sup.events_fd then
         set:close()
+        evset:close()
         os.remove(dir)
         return usage_error("--events: cannot open " .. err)
       end
@@ -515,6 +654,7 @@ function M.main(opts)
     if slot.log_path then os.remove(slot.log_path) end
   end
   set:close()
+  evset:close()
   os.remove(dir)
   return code
 end

@@ -183,6 +183,40 @@ hp.test("each slot's reports and events carry its slot and serial; hplua history
   end
 end)
 
+-- The supervisor reads events in batches (lua/slots.lua): a slot that writes fast is
+-- read as fast, and nothing it writes is lost, split or repeated.
+hp.test("2 slots writing thousands of events: every one arrives once, in order, in --events", function()
+  local dir = tmpdir()
+  local suite, events = dir .. "/suite", dir .. "/events.ndjson"
+  assert(os.execute("mkdir -p " .. suite))
+  local f = assert(io.open(suite .. "/1_chatty.lua", "w"))
+  f:write([[
+local hp = require "hplua"
+hp.test("chatty", function()
+  for i = 1, 4000 do hp.set_message("line " .. i .. " " .. string.rep("x", 200)) end
+end)
+hp.test("after", function() end)
+]])
+  f:close()
+  local r, out = hplua({ "--no-history", "-q", "--slots", "2", "--events", events, suite })
+  hp.expect(r.exit_code, out).to_equal(0)
+  hp.expect(r.duration, "two slots of 4000 messages each").to_be_less_than(60)
+  local next_i, finished = { 0, 0 }, { 0, 0 }
+  for line in assert(read(events)):gmatch("[^\n]+") do
+    local ev = json.decode(line)
+    if ev.type == "message" then
+      local i = tonumber(ev.text:match("^line (%d+) "))
+      hp.expect(i, line).to_equal(next_i[ev.slot] + 1)
+      next_i[ev.slot] = i
+    elseif ev.type == "test_finished" then
+      finished[ev.slot] = finished[ev.slot] + 1
+    end
+  end
+  hp.expect(next_i).to_equal({ 4000, 4000 })
+  hp.expect(finished).to_equal({ 2, 2 })
+  hp.expect(out).to_match("2 slots: 2 passed %(exit status 0%)")
+end)
+
 hp.test("Ctrl-C stops every slot within 5 s and leaves no process behind", function()
   local marker = run.unique_marker()
   local p = start({ "--no-history", "--slots", "3", "-v", "--arg", "marker=" .. marker, "hang" })
