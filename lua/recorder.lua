@@ -35,8 +35,12 @@ local WAIT_LIMIT = 120 -- seconds the run waits for the recorder's last word
 -- nil, message. opts.upload: mark the run for upload (API 9). Then attach the run's
 -- open store (or abandon it when the store cannot be opened).
 function M.spawn(path, opts)
-  -- this very binary, even if its file was replaced meanwhile: the frames are of its build
-  local argv = { "/proc/self/exe", "history", "_record", path }
+  -- this very binary (the frames are of its build): its path, or when its file was
+  -- deleted or replaced meanwhile, /proc/self/exe (not under valgrind, whose own
+  -- binary that is: valgrind answers readlink with the program's path)
+  local exe = sys.exepath()
+  if not exe or exe:find(" %(deleted%)$") then exe = "/proc/self/exe" end
+  local argv = { exe, "history", "_record", path }
   if opts and opts.upload then argv[#argv + 1] = "--upload" end
   local pid, to, from = sys.helper(argv)
   if not pid then return nil, "cannot start the history recorder: " .. tostring(to) end
