@@ -1,5 +1,6 @@
 /* hplua.json: JSON encoding (our own writer, with a size budget), decoding through
  * cJSON, and report files written atomically. */
+#include "fdio.h"
 #include "heap.h"
 #include "host.h"
 
@@ -9,7 +10,6 @@
 #include <lauxlib.h>
 #include <locale.h>
 #include <math.h>
-#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -974,24 +974,12 @@ static int lines_write(lua_State *L)
 {
     jbuf *b = check_lines(L);
     int fd = (int)luaL_checkinteger(L, 2);
-    size_t off = 0;
-    while (off < b->len) {
-        ssize_t n = write(fd, b->p + off, b->len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            struct pollfd p = {fd, POLLOUT, 0};
-            poll(&p, 1, 1000);
-            continue;
-        }
-        if (n < 0) {
-            int err = errno;
-            lua_pushnil(L);
-            lua_pushfstring(L, "write: %s", strerror(err));
-            lua_pushstring(L, errno_code(err));
-            return 3;
-        }
-        off += (size_t)n;
+    int err = fd_write_all(fd, b->p, b->len);
+    if (err) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "write: %s", strerror(err));
+        lua_pushstring(L, errno_code(err));
+        return 3;
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -1275,22 +1263,8 @@ static int atomic_prepare(atomic *a, int create, const char **why)
 
 static int atomic_put(atomic *a, const char *s, size_t len)
 {
-    while (len > 0 && !a->err) {
-        ssize_t n = write(a->fd, s, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) { /* our stdout may be non-blocking */
-            struct pollfd p = {.fd = a->fd, .events = POLLOUT};
-            poll(&p, 1, 1000);
-            continue;
-        }
-        if (n < 0)
-            a->err = errno;
-        else {
-            s += n;
-            len -= (size_t)n;
-        }
-    }
+    if (!a->err) /* our stdout may be non-blocking: fd_write_all waits for room */
+        a->err = fd_write_all(a->fd, s, len);
     return a->err;
 }
 

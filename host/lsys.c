@@ -1,6 +1,7 @@
 /* hplua.sys: the few POSIX calls the runner needs (directories, file types,
  * clocks, terminals) plus the guard's entry points. */
 #include "clock.h"
+#include "fdio.h"
 #include "fdset.h"
 #include "heap.h"
 #include "host.h"
@@ -191,26 +192,16 @@ static int sys_tmpfile(lua_State *L)
 static int sys_write(lua_State *L)
 {
     int fd = (int)luaL_checkinteger(L, 1);
-    size_t len, off = 0;
+    size_t len;
     const char *s = luaL_checklstring(L, 2, &len);
     if (!lua_isnoneornil(L, 3)) {
         lua_settop(L, 3);
         lua_concat(L, 2);
         s = lua_tolstring(L, 2, &len);
     }
-    while (off < len) {
-        ssize_t n = write(fd, s + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            struct pollfd p = {fd, POLLOUT, 0};
-            poll(&p, 1, 1000);
-            continue;
-        }
-        if (n < 0)
-            return push_fail(L, "write", errno);
-        off += (size_t)n;
-    }
+    int err = fd_write_all(fd, s, len);
+    if (err)
+        return push_fail(L, "write", err);
     lua_pushboolean(L, 1);
     return 1;
 }
