@@ -188,20 +188,8 @@ function M.main(args)
   end
   local buf, pos = "", 1
   local last_commit = sys.clock()
-  while true do
-    local data = first
-    first = nil
-    -- a commit costs more than a trivial test: what comes within COMMIT_EVERY of the
-    -- last commit waits for the next, unless the pipe falls quiet first
-    if not sink.finished and #sink.pending > 0 then
-      local wait = COMMIT_EVERY - (sys.clock() - last_commit)
-      if wait <= 0 or not sys.wait_readable(0, wait) then
-        sink:commit()
-        last_commit = sys.clock()
-      end
-    end
-    data = data or sys.read(0, READ_SIZE)
-    if not data or data == "" then break end
+  local data = first
+  while data and data ~= "" do
     -- a run of short tests writes a frame each: let them gather rather than wake for each
     if #data < GATHER then sys.sleep(GATHER_WAIT) end
     buf = (pos > 1 and buf:sub(pos) or buf) .. data
@@ -222,6 +210,16 @@ function M.main(args)
     -- the end of the run, not of the pipe: a run's last resort (a forked copy of it,
     -- host/monitor.h) ends the run while the stuck original still holds the pipe
     if sink.finished then break end
+    -- a commit costs more than a trivial test: what comes within COMMIT_EVERY of the
+    -- last commit waits for the next, unless the pipe falls quiet first
+    if #sink.pending > 0 then
+      local wait = COMMIT_EVERY - (sys.clock() - last_commit)
+      if wait <= 0 or not sys.wait_readable(0, wait) then
+        sink:commit()
+        last_commit = sys.clock()
+      end
+    end
+    data = sys.read(0, READ_SIZE)
   end
   if not sink.finished then
     -- the run ended without its last event (SIGKILL): keep what came, and mark it
