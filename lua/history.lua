@@ -442,7 +442,6 @@ local SQL = {
   artifact = "INSERT OR REPLACE INTO artifacts (run_id, seq, test_id, name, path) VALUES (?, ?, ?, ?, ?)",
   error = "INSERT OR REPLACE INTO errors (run_id, seq, kind, message, file, line) VALUES (?, ?, ?, ?, ?, ?)",
   dut = "UPDATE runs SET dut = ?2, stand = coalesce(?3, stand) WHERE run_id = ?1",
-  owner = "UPDATE runs SET host = ?2, pid = ?3, pid_start = ?4, boot_id = ?5 WHERE run_id = ?1",
   -- the outbox mark from the start: a run that never finishes (SIGKILL) is uploaded as aborted
   upload_mark = "UPDATE runs SET upload_pending = 1 WHERE run_id = ?",
   run_end = [[UPDATE runs SET ended_at = ?2, ended_ts = ]] .. unix("?2") .. [[, status = ?3, exit_code = ?4,
@@ -455,6 +454,8 @@ Sink.__index = Sink
 
 -- opts.on_error(message): told when a write fails (the run goes on; the records are
 -- kept and written with the next commit). opts.upload: mark the run for upload (9).
+-- opts.owner: the PID of the process that records the run (hplua.recorder), named
+-- as the run's owner from its first record (a run is "running" while it lives).
 -- A run commits once per test: with SQLite's default (a checkpoint each 1,000 pages
 -- of log, two fsyncs each) a run of 2,000 trivial tests would stop for a dozen
 -- checkpoints. The run's connection lets the log grow to WAL_PAGES pages (32 MiB)
@@ -465,7 +466,7 @@ function Store:sink(opts)
   opts = opts or {}
   self.db:exec("PRAGMA wal_autocheckpoint = " .. WAL_PAGES)
   return setmetatable({ store = self, pending = {}, seq = { test = 0, measurement = 0, message = 0, process = 0,
-    artifact = 0, error = 0 }, on_error = opts.on_error, upload = opts.upload, failures = 0 }, Sink)
+    artifact = 0, error = 0 }, on_error = opts.on_error, upload = opts.upload, owner = opts.owner, failures = 0 }, Sink)
 end
 
 function Sink:next(kind)
@@ -525,11 +526,13 @@ function Sink:run_started(ev)
   local m = me()
   self.run_id = text(ev.run_id)
   self.started = true
+  -- the owner: this process, or the one that records the run (opts.owner, a PID)
+  local pid, pid_start = m.pid, m.pid_start
+  if self.owner then pid, pid_start = self.owner, start_time(self.owner) end
   self:add("run_start", self.run_id, started_at(ev), text(ev.serial), jtext(ev.stand), int(ev.slot),
     text(ev.hplua), jtext(ev.paths), jtext(ev.args), type(ev.selected) == "table" and #ev.selected or nil,
-    m.host, m.pid, m.pid_start, m.boot_id)
+    m.host, pid, pid_start, m.boot_id)
   if self.upload then self:add("upload_mark", self.run_id) end
-  if self.take_over then self:add("owner", self.run_id, m.host, m.pid, m.pid_start, m.boot_id) end
   self:commit() -- at once, batched or not: the run is in the history from its start
 end
 

@@ -53,7 +53,10 @@ function Forward:attach(store, opts)
   -- this connection stays open (the log and its index stay while the recorder opens
   -- its own) and closes without a checkpoint: the recorder's commits do that
   store.db:keep_log_on_close()
-  self.first = store:sink { upload = opts.upload, on_error = opts.on_error }
+  -- the recorder is the run's owner from the first record on: a run whose process was
+  -- killed stays "running" (nobody else marks it aborted) until the recorder has
+  -- written what came and marked it aborted itself
+  self.first = store:sink { upload = opts.upload, on_error = opts.on_error, owner = self.pid }
 end
 
 -- The recorder is not needed (the history could not be opened): it ends unheard.
@@ -168,8 +171,8 @@ function M.main(args)
   local store, err = history.open(path)
   if not store then return say(err) end
   local sink = store:sink { upload = upload, on_error = function(msg) io.stderr:write("hplua: " .. msg .. "\n") end }
-  -- the run committed its start; this process becomes the run's owner (its PID)
-  sink.batch, sink.take_over = true, true
+  -- the run committed its start, naming this process its owner (Forward:attach)
+  sink.batch = true
   -- what earlier runs left in the write-ahead log goes into the database now, beside
   -- the run, not at its end
   store.db:exec("PRAGMA wal_checkpoint(PASSIVE)")

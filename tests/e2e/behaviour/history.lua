@@ -123,6 +123,55 @@ hp.test("SIGKILL at random moments: every test the events call finished is recor
   os.execute("rm -rf '" .. dir .. "'")
 end)
 
+hp.test("the run SIGKILLed while its recorder is behind: no other opener aborts the run early; every finished test is kept", function()
+  local dir = tmpdir()
+  local file = suite(dir, 400, "hp.sleep(0.005)")
+  local db = dir .. "/h.db"
+  local events = dir .. "/events.ndjson"
+  local p = hplua({ "-q", "--history", db, "--events", events, file }, { timeout = 120 })
+  -- the run's owner in the table is its recorder, from the run's first record on
+  local owner
+  run.wait_for(function()
+    local ok, rows = pcall(query, db, "SELECT pid FROM runs WHERE status = 'running'")
+    owner = ok and rows[1] and rows[1].pid or nil
+    return owner ~= nil or not p:alive()
+  end, 30, "the run's first record")
+  hp.expect(owner).never.to_be_nil()
+  hp.expect(owner).never.to_equal(p.pid)
+  -- the recorder falls behind (stopped), the run goes on, then dies
+  run.kill(owner, "STOP")
+  run.wait_for(function()
+    local f = io.open(events)
+    local s = f and f:read("a") or ""
+    if f then f:close() end
+    local _, n_finished = s:gsub('"test_finished"', "")
+    return n_finished >= 200 or not p:alive()
+  end, 30, "200 finished tests in the events")
+  if p:alive() then run.kill(p.pid, "KILL", false, true) end
+  p:wait(20)
+  -- another process opens the history meanwhile: the run is still being recorded
+  local store = assert(history.open(db))
+  store:close()
+  hp.expect(query(db, "SELECT status FROM runs")[1].status).to_equal("running")
+  run.kill(owner, "CONT")
+  run.wait_for(function() return query(db, "SELECT status FROM runs")[1].status ~= "running" end, 20,
+    "the recorder to finish")
+  local recorded = {}
+  for _, row in ipairs(query(db, "SELECT test_id FROM tests")) do recorded[row.test_id] = true end
+  local finished = 0
+  for line in io.lines(events) do
+    local ev = json.decode(line)
+    if ev and ev.type == "test_finished" then
+      finished = finished + 1
+      if not recorded[ev.test] then error(ev.test .. " finished in the events but is not in the history") end
+    end
+  end
+  hp.expect(finished >= 200).to_be(true)
+  hp.expect(query(db, "SELECT status FROM runs")[1].status).to_equal("aborted")
+  hp.expect(integrity(db)).to_equal("ok")
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
 hp.test("the recorder killed mid-run: the run goes on, fails naming the history, the database consistent", function()
   local dir = tmpdir()
   local file = suite(dir, 300, "hp.sleep(0.01)")
