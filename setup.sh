@@ -79,9 +79,33 @@ if [ "$mode" = example ]; then
   exit 0
 fi
 
+# ctest in folder $1; when a test fails, the end of each failed test's output is
+# printed again after the summary (a long log is often cut in the middle), then the
+# summary line once more, so that the closing line still gives the counts.
+run_ctest() {
+  dir=$1
+  shift
+  rc=0
+  ctest --test-dir "$dir" --output-on-failure -j "$jobs" "$@" | tee "$dir/ctest-summary.log" || rc=$?
+  [ "$rc" -eq 0 ] && grep -q "^100% tests passed" "$dir/ctest-summary.log" && return 0
+  failed="$dir/Testing/Temporary/LastTestsFailed.log"
+  log="$dir/Testing/Temporary/LastTest.log"
+  if [ -f "$failed" ] && [ -f "$log" ]; then
+    cut -d: -f2- "$failed" | while IFS= read -r name; do
+      echo
+      echo "setup: the end of $name's output (from $log):"
+      awk -v t="$name" '$0 ~ "^[0-9]+/[0-9]+ Test: " && substr($0, index($0, "Test: ") + 6) == t { on = 1; next }
+        on && /^<end of output>$/ { exit } on' "$log" | tail -n 60
+    done
+  fi
+  echo
+  grep -E "tests passed.*tests failed out of" "$dir/ctest-summary.log" | tail -n 1
+  return 1
+}
+
 echo "setup: test suite, -Werror build"
-ctest --test-dir build --output-on-failure -j "$jobs"
+run_ctest build
 echo "setup: test suite, ASan+UBSan build"
 build build-asan -DCMAKE_BUILD_TYPE=Debug -DHPLUA_WERROR=ON -DHPLUA_SANITIZE=ON
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan --output-on-failure -j "$jobs"
+  run_ctest build-asan
