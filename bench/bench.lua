@@ -612,7 +612,7 @@ end
 
 -- 16. slots: N DUTs of a suite that mostly waits (an instrument's settling time, a
 -- child process), 8 slots against 1 (wall), and the supervisor's own CPU against the
--- slots' (the supervisor's clock() against its children's cutime+cstime)
+-- slots' (`hplua --slots N` as a user runs it, timed by bench/cputime.c)
 if want(16) then
   local n_slots, tests, wait = S and 2 or 8, S and 2 or 5, S and 0.05 or 0.2
   local dir = tmp .. "/slots"
@@ -628,22 +628,15 @@ for i = 1, %d do
   end)
 end
 ]], tests, wait, wait))
-  write(tmp .. "/slots_cpu.lua", [[
-local code = require("hplua.cli").main({ "--no-history", "-q", "--slots", arg[1], arg[2] })
-local f = assert(io.open("/proc/self/stat"))
-local rest = f:read("a"):match("%) (.*)$")
-f:close()
-local x = {}
-for w in rest:gmatch("%S+") do x[#x + 1] = tonumber(w) or w end
--- its own CPU from clock() (microseconds: the supervisor uses a few 10 ms ticks, too
--- coarse to count); its children's from the kernel's ticks
-print("CPU", code, string.format("%.6f", os.clock()), (x[14] + x[15]) / 100)
-]])
+  -- the command itself, from a small process that reads its own CPU before reaping it
+  -- (bench/cputime.c) and with its slots (wait4's rusage)
   local function once(k)
-    local r = run({ HPLUA, "--exec", tmp .. "/slots_cpu.lua", tostring(k), dir })
-    local code, own, kids = r.stdout:match("CPU%s+(%d+)%s+([%d.]+)%s+([%d.]+)")
-    assert(code == "0", "slots run failed: " .. r.stdout .. r.stderr)
-    return r.duration, tonumber(own), tonumber(kids), r.max_rss_kb
+    local file = tmp .. "/cputime"
+    local r = run({ BIN .. "/cputime", file, HPLUA, "--no-history", "-q", "--slots", tostring(k), dir })
+    assert(r.exit_code == 0, "slots run failed: " .. r.stdout .. r.stderr)
+    local self_ns, total_us = assert(io.open(file)):read("a"):match("(%d+) (%d+)")
+    local own = tonumber(self_ns) / 1e9
+    return r.duration, own, tonumber(total_us) / 1e6 - own, r.max_rss_kb
   end
   local one, _, _, one_rss = once(1)
   local many, own, kids, many_rss = once(n_slots)

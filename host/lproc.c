@@ -141,7 +141,8 @@ static const char *opt_string(lua_State *L, int opts, const char *field)
 
 static void check_opts(lua_State *L, int opts)
 {
-    static const char *const known[] = {"env", "cwd", "stdin", "timeout", "on_line", "stderr", "scope", NULL};
+    static const char *const known[] = {"env",    "cwd",   "stdin",  "timeout", "on_line",
+                                        "stderr", "scope", "output", NULL};
     lua_pushnil(L);
     while (lua_next(L, opts)) {
         int ok = 0;
@@ -296,6 +297,9 @@ static bool read_opts(lua_State *L, int opts, proc_spec *s)
     t = lua_getfield(L, opts, "on_line");
     if (t != LUA_TNIL && t != LUA_TFUNCTION)
         luaL_argerror(L, opts, lua_pushfstring(L, "option 'on_line' must be a function, got %s", luaL_typename(L, -1)));
+    s->output = opt_string(L, opts, "output");
+    if (s->output && (se || t != LUA_TNIL))
+        luaL_argerror(L, opts, "option 'output' sends stdout and stderr to a file: 'stderr' and 'on_line' cannot be used with it");
     const char *scope = opt_string(L, opts, "scope");
     if (scope && strcmp(scope, "test") != 0 && strcmp(scope, "run") != 0)
         luaL_argerror(L, opts, lua_pushfstring(L, "option 'scope' must be \"test\" or \"run\", got \"%s\"", scope));

@@ -5,6 +5,7 @@
 #include "host.h"
 #include "loop.h"
 #include "monitor.h"
+#include "orphans.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -50,6 +51,10 @@ static int traceback(lua_State *L)
 int main(int argc, char **argv)
 {
     evloop_init(); /* first: a SIGTERM during start-up must end the run like any other */
+    /* The watchdog (orphans.c) is forked now, while this process is small: forked later,
+     * from a Lua heap of megabytes, it would share every page copy-on-write, and each
+     * later write to one would cost a fault and a copy for as long as the run lasts. */
+    orphans_watchdog_start();
     static const heap_policy policy = {guard_armed}; /* --max-memory holds in test code only */
     lua_State *L = lua_newstate(heap_alloc, (void *)&policy);
     if (!L) {

@@ -538,12 +538,12 @@ static int copy_in(proc_engine *e, proc_buf *b, const char *data, size_t len)
 
 int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t errlen)
 {
-    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1}, pfail[2] = {-1, -1}, pidfd = -1;
+    int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1}, pfail[2] = {-1, -1}, pidfd = -1, out_fd = -1;
     int rc = 0;
     unsigned f = s->flags;
     bool in_pipe = !(f & PROC_INHERIT_STDIN) && (s->stdin_len || (f & PROC_STREAM_STDIN));
-    bool out_pipe = !(f & PROC_INHERIT_STDOUT);
-    bool err_pipe = !(f & PROC_INHERIT_STDERR) && !(s->merge_stderr && out_pipe);
+    bool out_pipe = !(f & PROC_INHERIT_STDOUT) && !s->output;
+    bool err_pipe = !(f & PROC_INHERIT_STDERR) && !(s->merge_stderr && out_pipe) && !s->output;
     orphans_watchdog_start();
     proc *p = calloc(1, sizeof *p);
     if (!p) {
@@ -561,16 +561,25 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
         proc_free(e, p);
         return rc;
     }
+    if (s->output && (out_fd = open(s->output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
+        rc = errno;
+        snprintf(err, errlen, "cannot open %s: %s", s->output, strerror(rc));
+        goto fail;
+    }
     if ((in_pipe && pipe2(pin, O_CLOEXEC)) || (!in_pipe && !(f & PROC_INHERIT_STDIN) && devnull() < 0) ||
         (out_pipe && pipe2(pout, O_CLOEXEC)) || (err_pipe && pipe2(perr, O_CLOEXEC)) || pipe2(pfail, O_CLOEXEC)) {
         rc = errno;
         snprintf(err, errlen, "cannot create pipes: %s", strerror(rc));
         goto fail;
     }
-    struct child_args a = {s,        in_pipe ? pin[0] : (f & PROC_INHERIT_STDIN) ? -1 : devnull(),
-                           pout[1],  err_pipe ? perr[1] : (f & PROC_INHERIT_STDERR) ? -1 : pout[1],
-                           pfail[1], 0,
-                           getpid(), {{0}}};
+    struct child_args a = {s,
+                           in_pipe ? pin[0] : (f & PROC_INHERIT_STDIN) ? -1 : devnull(),
+                           out_fd >= 0 ? out_fd : pout[1],
+                           out_fd >= 0 ? out_fd : err_pipe ? perr[1] : (f & PROC_INHERIT_STDERR) ? -1 : pout[1],
+                           pfail[1],
+                           0,
+                           getpid(),
+                           {{0}}};
 #if !defined(__SANITIZE_ADDRESS__)
     if (park_base()) {
         int top = a.errpipe;
@@ -650,6 +659,7 @@ fail:
     close_fd(&pfail[0]);
     close_fd(&pfail[1]);
     close_fd(&pidfd);
+    close_fd(&out_fd);
     if (rc)
         proc_free(e, p);
     return rc;

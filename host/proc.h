@@ -103,6 +103,7 @@ typedef struct proc_spec {
     unsigned flags;      /* PROC_INHERIT_*, PROC_STREAM_* */
     double timeout;      /* seconds, 0 = none */
     const char *command; /* display form; NULL: argv quoted (proc_quote_argv) */
+    const char *output;  /* stdout and stderr to this file (created or emptied), not to pipes */
 } proc_spec;
 
 void proc_engine_init(proc_engine *e);

@@ -4,7 +4,8 @@
 -- and reads the replies from PREFIX.rep (lua/control.lua reads them):
 --   -> {"type": "lock", "id": N, "name": S, "test": ID}    <- granted | refused (message)
 --   -> {"type": "barrier", "id": N, "name": S, "test": ID} <- passed (count) | refused
---   -> {"type": "unlock", "name": S}
+--   -> {"type": "unlock", "name": S}   to PREFIX.rel when the supervisor made one (it
+--      reads unlocks only when they matter, and so is not woken by each), else PREFIX.req
 --   -> {"type": "release_all"}  after a test attempt that a timeout cut off while it held
 --      a lock or waited for a reply: what it left held or waiting is given back (a fired
 --      timeout runs no Lua code in the test's unwinding)
@@ -28,16 +29,20 @@ function M.open(prefix)
     control:close()
     return nil, "--coord: cannot open " .. err
   end
+  -- unlocks go apart when the supervisor reads them apart (a FIFO it made)
+  local rel_fd
+  if sys.kind(prefix .. ".rel") == "other" then rel_fd = sys.open(prefix .. ".rel", "w") end
   -- pending: requests sent whose outcome is not recorded yet (a cut-off wait leaves it above 0)
-  return setmetatable({ fd = fd, replies = control, next_id = 0, held = {}, pending = 0 }, Link)
+  return setmetatable({ fd = fd, rel_fd = rel_fd, replies = control, next_id = 0, held = {}, pending = 0 }, Link)
 end
 
-function Link:send(msg)
-  if not self.fd then return nil, "the slot supervisor is gone" end
-  local ok, err = sys.write(self.fd, json.encode(msg), "\n")
+function Link:send(msg, channel)
+  channel = channel or "fd"
+  if not self[channel] then return nil, "the slot supervisor is gone" end
+  local ok, err = sys.write(self[channel], json.encode(msg), "\n")
   if not ok then
-    sys.close(self.fd)
-    self.fd = nil
+    sys.close(self[channel])
+    self[channel] = nil
     return nil, "the slot supervisor is gone (" .. tostring(err) .. ")"
   end
   return true
@@ -76,7 +81,7 @@ function Link:with_lock(name, test, fn, ...)
   -- released however fn ends; the error (and its traceback) propagates unchanged
   local _ <close> = setmetatable({}, { __close = function()
     self.held[name] = nil
-    self:send({ type = "unlock", name = name })
+    self:send({ type = "unlock", name = name }, self.rel_fd and "rel_fd")
   end })
   return true, fn(...)
 end
@@ -105,7 +110,8 @@ end
 
 function Link:close()
   if self.fd then sys.close(self.fd) end
-  self.fd = nil
+  if self.rel_fd then sys.close(self.rel_fd) end
+  self.fd, self.rel_fd = nil, nil
   self.replies:close()
 end
 

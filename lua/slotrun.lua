@@ -6,6 +6,8 @@
 --   T.events   the child's event stream (--events T.events), NDJSON
 --   T.control  dialog answers from the station (--control), serve only
 --   T.req      lock and barrier requests (--coord T), read by lua/coord.lua
+--   T.rel      unlocks, when the supervisor reads them apart (lua/slots.lua: only
+--              when another slot waits for the lock, or a request needs the truth)
 --   T.rep      their replies, written by the supervisor
 -- Every read end is non-blocking; every write end is opened read-write so that
 -- neither side blocks on open and a gone reader never raises SIGPIPE.
@@ -15,26 +17,22 @@ local sys = require "hplua.sys"
 
 local M = {}
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-M.shell_quote = shell_quote
-
--- open_channels(tag, { control = bool }) -> channels | nil, message.
--- channels: { events, req (read ends), rep, control (write ends), paths = {...} }
+-- open_channels(tag, { control = bool, releases = bool }) -> channels | nil, message.
+-- channels: { events, req, rel (read ends), rep, control (write ends), paths = {...} }
 function M.open_channels(tag, opts)
   local ch = { paths = { events = tag .. ".events", req = tag .. ".req", rep = tag .. ".rep" } }
   if opts and opts.control then ch.paths.control = tag .. ".control" end
+  if opts and opts.releases then ch.paths.rel = tag .. ".rel" end
   for _, p in pairs(ch.paths) do
     os.remove(p)
     local ok, err = http.mkfifo(p)
     if not ok then return nil, err end
   end
   local err
-  for _, k in ipairs { "events", "req", "rep", "control" } do
+  for _, k in ipairs { "events", "req", "rel", "rep", "control" } do
     local p = ch.paths[k]
     if p then
-      ch[k], err = http.open_fifo(p, (k == "events" or k == "req") and "r" or "w")
+      ch[k], err = http.open_fifo(p, (k == "events" or k == "req" or k == "rel") and "r" or "w")
       if not ch[k] then
         M.close_channels(ch)
         return nil, err
@@ -45,19 +43,17 @@ function M.open_channels(tag, opts)
 end
 
 function M.close_channels(ch)
-  for _, k in ipairs { "events", "req", "rep", "control" } do
+  for _, k in ipairs { "events", "req", "rel", "rep", "control" } do
     if ch[k] then ch[k]:close() end
     ch[k] = nil
   end
   for _, p in pairs(ch.paths) do os.remove(p) end
 end
 
--- Starts argv as a child whose console goes to log_path; -> handle | nil, message.
+-- Starts argv as a child whose console (stdout and stderr) goes to log_path, its
+-- stdin empty; -> handle | nil, message.
 function M.spawn(name, argv, log_path, env)
-  local words = {}
-  for i, a in ipairs(argv) do words[i] = shell_quote(a) end
-  local cmd = "exec " .. table.concat(words, " ") .. " </dev/null >" .. shell_quote(log_path) .. " 2>&1"
-  local ok, handle = pcall(process.start, name, cmd, { env = env })
+  local ok, handle = pcall(process.start, name, argv, { env = env, output = log_path })
   if not ok then return nil, tostring(handle) end
   return handle
 end

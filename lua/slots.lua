@@ -26,8 +26,11 @@ local CHILD_POLL = 0.5  -- seconds between liveness checks of the children
 local STOP_GRACE = 4    -- seconds an interrupted slot gets before SIGKILL (Ctrl-C ends all in 5 s)
 local REDRAW = 0.1      -- seconds between redraws of the live lines
 local EXIT_POLL = 0.02   -- seconds between looks at a child whose streams ended (it exits any moment now)
-local EVENTS_EVERY = 0.1 -- seconds between two reads of the slots' event FIFOs while they write (REDRAW)
-local EVENTS_BUSY, EVENTS_BUSY_BYTES = 0.01, 16384 -- ... after a read of that many bytes from one (a pipe holds 64 KiB)
+-- seconds between two reads of the slots' event FIFOs while they write: as often as the
+-- live lines are redrawn, or the --events copy is read by others; less often for log
+-- lines; with -q only to keep the FIFOs from filling (they hold 1 MiB, at least 64 KiB)
+local EVENTS_EVERY = { live = REDRAW, copy = 0.1, log = 0.25, quiet = 0.5 }
+local EVENTS_BUSY, EVENTS_BUSY_BYTES = 0.01, 16384 -- ... after a read of that many bytes from one
 
 local SIGNALS = { [2] = "SIGINT", [6] = "SIGABRT", [9] = "SIGKILL", [11] = "SIGSEGV", [15] = "SIGTERM" }
 
@@ -198,11 +201,25 @@ local FOLDED = { run_started = true, test_started = true, test_finished = true, 
 
 -- The members that end a test's events (keys are sorted, values without quotes or
 -- backslashes match exactly what decoding gives): most events are read from these,
--- looked for in the line's last TAIL bytes only (a longer test id is decoded).
-local TYPE_TAIL = '"type":"([%w_]+)","v":%d+}$'
+-- looked for in the line's last TAIL bytes only (a longer test id is decoded). Each
+-- pattern is anchored where a plain search finds its first key: an unanchored one
+-- would be tried at every byte of the tail.
+local TYPE_TAIL = '^"type":"([%w_]+)","v":%d+}$'
 local TEST_TAIL = '"test":"([^"\\]*)","time":"[^"]*","type":"test_%l+","v":%d+}$'
-local STATUS_TAIL = '"status":"(%l+)",' .. TEST_TAIL
+local STATUS_TAIL = '^"status":"(%l+)",' .. TEST_TAIL
+TEST_TAIL = "^" .. TEST_TAIL
 local TAIL = 400
+
+-- pattern (anchored) matched where the plain text key starts, from init on; -> its captures
+local function match_at(line, key, pattern, init)
+  while true do
+    local at = line:find(key, init, true)
+    if not at then return nil end
+    local a, b = line:match(pattern, at)
+    if a then return a, b end
+    init = at + 1
+  end
+end
 
 -- The event as fold and the log need it, from the line's tail where that is enough
 -- (a test's start; a passed or skipped test that is not logged), else decoded; nil
@@ -212,12 +229,12 @@ local function event_of(line, test_log)
   -- the event's own "type" is among its last members: look at the tail, not through a
   -- whole process_ended with its output
   local n = #line
-  local kind = line:match(TYPE_TAIL, math.max(1, n - 60))
+  local kind = match_at(line, '"type":"', TYPE_TAIL, math.max(1, n - 60))
   if kind == "test_started" then
-    local test = line:match(TEST_TAIL, math.max(1, n - TAIL))
+    local test = match_at(line, '"test":"', TEST_TAIL, math.max(1, n - TAIL))
     if test then return { type = kind, test = test } end
   elseif kind == "test_finished" then
-    local status, test = line:match(STATUS_TAIL, math.max(1, n - TAIL))
+    local status, test = match_at(line, '"status":"', STATUS_TAIL, math.max(1, n - TAIL))
     local logged = test_log == "all" or (test_log == "failures" and status ~= "passed")
     if (status == "passed" or status == "skipped") and not logged then
       return { type = kind, status = status, test = test }
@@ -225,10 +242,16 @@ local function event_of(line, test_log)
   elseif kind then
     if not FOLDED[kind] then return nil end
   else
+    -- every "type" member of the last 160 bytes (nested ones too), else of the whole line
     local wanted, seen = false, false
-    for t in line:sub(-160):gmatch('"type":"([%w_]+)"') do seen, wanted = true, wanted or FOLDED[t] end
-    if not seen then
-      for t in line:gmatch('"type":"([%w_]+)"') do wanted = wanted or FOLDED[t] end
+    for _, from in ipairs { math.max(1, n - 160), 1 } do
+      local at = line:find('"type":"', from, true)
+      while at do
+        local t = line:match('^"type":"([%w_]+)"', at)
+        if t then seen, wanted = true, wanted or FOLDED[t] end
+        at = line:find('"type":"', at + 1, true)
+      end
+      if seen or from == 1 then break end
     end
     if not wanted then return nil end
   end
@@ -257,7 +280,7 @@ end
 
 function Sup:start_slot(slot)
   local tag = string.format("%s/slot%d", self.dir, slot.slot)
-  local ch, err = slotrun.open_channels(tag)
+  local ch, err = slotrun.open_channels(tag, { releases = true })
   if not ch then return nil, err end
   slot.ch, slot.log_path = ch, tag .. ".log"
   slot.run_id = require("hplua.events").uuid()
@@ -285,11 +308,13 @@ function Sup:start_slot(slot)
   end
   slot.events = slotrun.lines(ch.events)
   slot.requests = slotrun.lines(ch.req)
+  slot.releases = slotrun.lines(ch.rel)
   self.evset:add(ch.events:fileno())
   self.set:add(ch.req:fileno())
   self.by_events[ch.events:fileno()], self.by_fd[ch.req:fileno()] = slot, slot
   slot.watching = { events = true, req = true }
   slot.t0 = sys.clock()
+  self.n_running = self.n_running + 1
   self.coord:slot_started(slot.slot)
   return true
 end
@@ -300,6 +325,9 @@ function Sup:unwatch(slot, which)
     if which == "events" then
       self.by_events[fd] = nil
       self.evset:remove(fd)
+    elseif which == "rel" then
+      self.by_rel[fd] = nil
+      self.set:remove(fd)
     else
       self.by_fd[fd] = nil
       self.set:remove(fd)
@@ -322,6 +350,15 @@ function Sup:pump_events(slot, ended)
     copy[#copy + 1] = ""
     sys.write(self.events_fd, table.concat(copy, "\n"))
   end
+  self:note_ending(slot)
+end
+
+-- A slot whose streams ended (or whose run finished) exits any moment now: it joins
+-- the few the loop looks at every EXIT_POLL (the rest only every CHILD_POLL).
+function Sup:note_ending(slot)
+  if not slot.done and not self.ending[slot] and (slot.events.eof or slot.requests.eof or slot.finished) then
+    self.ending[slot] = true
+  end
 end
 
 -- A request line (lua/slotlink.lua) as a table: the plain ones read with patterns, the
@@ -337,6 +374,46 @@ local function request_of(line)
 end
 M.request_of = request_of
 
+-- Unlocks come on a channel of their own that is read only when they matter: before a
+-- request is answered (the locks' true state: a stale holder would delay a grant or
+-- make up a wait cycle), and, while another slot waits for a lock, as they come (the
+-- holder's channel is in the wait). An uncontended lock then costs one wake, not two.
+function Sup:pump_releases(slot)
+  slot.releases:pump(function(line)
+    local msg = request_of(line)
+    if type(msg) == "table" then self.coord:handle(slot.slot, msg) end
+  end)
+end
+
+-- Reads the unlocks of every slot that holds a lock.
+function Sup:drain_releases()
+  for _, l in pairs(self.coord.locks) do
+    local slot = l.holder and self.slots[l.holder]
+    if slot and slot.releases and not slot.done then self:pump_releases(slot) end
+  end
+end
+
+-- Puts the unlock channels of the holders that others wait for into the wait; the rest out.
+function Sup:watch_releases()
+  local want = {}
+  for _, l in pairs(self.coord.locks) do
+    if l.holder and #l.queue > 0 then want[l.holder] = true end
+  end
+  for _, slot in ipairs(self.slots) do
+    local on = (want[slot.slot] and slot.releases and not slot.done) or false
+    if slot.watching and (slot.watching.rel or false) ~= on then
+      if on then
+        local fd = slot.ch.rel:fileno()
+        self.by_rel[fd] = slot
+        self.set:add(fd)
+        slot.watching.rel = true
+      else
+        self:unwatch(slot, "rel")
+      end
+    end
+  end
+end
+
 -- Reads and answers the slot's lock/barrier requests.
 function Sup:pump_requests(slot, ended)
   if slot.requests:pump(function(line)
@@ -345,6 +422,7 @@ function Sup:pump_requests(slot, ended)
   end, ended) then
     self:unwatch(slot, "req")
   end
+  self:note_ending(slot)
 end
 
 -- Reads all the slot's child has written: events, then lock/barrier requests.
@@ -367,7 +445,11 @@ function Sup:finish(slot)
   self.coord:slot_ended(slot.slot)
   self:unwatch(slot, "events")
   self:unwatch(slot, "req")
+  self:unwatch(slot, "rel")
+  self:watch_releases() -- what it held may have gone to another slot
   slot.done = true
+  self.ending[slot] = nil
+  self.n_running = self.n_running - 1
   slot.duration = sys.clock() - slot.t0
   if not slot.finished then
     -- killed, crashed or ended before its stream did: aborted, with what it finished
@@ -395,26 +477,28 @@ function Sup:finish(slot)
   end
 end
 
-function Sup:running()
-  local n = 0
-  for _, slot in ipairs(self.slots) do
-    if slot.handle and not slot.done then n = n + 1 end
-  end
-  return n
-end
+function Sup:running() return self.n_running end
 
 -- Reads the slots whose FIFOs are ready; with check_alive, looks at every child.
 -- Requests are answered at once; events are read when the event set woke the loop,
 -- or while it is out of the wait, along with requests or every EVENTS_EVERY.
 function Sup:tend(check_alive)
-  local events_ready, requests = false, false
+  local events_ready, requests, released, drained = false, false, false, false
   local evset_fd = self.evset:fileno()
   for _, fd in ipairs(self.set:ready() or {}) do
     if fd == evset_fd then
       events_ready = true
+    elseif self.by_rel[fd] then
+      local slot = self.by_rel[fd]
+      if not slot.done then self:pump_releases(slot) end
+      released = true
     else
       local slot = self.by_fd[fd]
       if slot and not slot.done then
+        if not drained then
+          self:drain_releases()
+          drained = true
+        end
         -- (ready, so an empty read is the writer's end)
         self:pump_requests(slot, true)
         requests = true
@@ -423,6 +507,7 @@ function Sup:tend(check_alive)
       end
     end
   end
+  if requests or released then self:watch_releases() end
   local now = sys.clock()
   if events_ready or (not self.events_watched and (requests or now >= self.events_due)) then
     local read, busy = false, false
@@ -435,21 +520,18 @@ function Sup:tend(check_alive)
     end
     -- something came: the next batch in EVENTS_EVERY (sooner for a slot that writes a lot,
     -- so that it never waits on a full pipe for long); nothing: the next event wakes the loop
-    if read then self.events_due = now + (busy and EVENTS_BUSY or EVENTS_EVERY) end
+    if read then self.events_due = now + (busy and EVENTS_BUSY or self.events_every) end
     self:watch_events(not read)
   end
   -- alive() is a turn of the engine (two system calls): every CHILD_POLL, and every
   -- EXIT_POLL for a child whose streams have ended
-  for _, slot in ipairs(self.slots) do
-    if slot.handle and not slot.done then
-      local ending = slot.events.eof or slot.requests.eof or slot.finished
-      if check_alive or (ending and now >= (slot.exit_at or 0)) then
-        if not slot.handle:alive() then
-          self:finish(slot)
-        elseif ending then
-          slot.exit_at = now + EXIT_POLL
-        end
-      end
+  if check_alive then
+    for _, slot in ipairs(self.slots) do
+      if slot.handle and not slot.done then self:look_at(slot, now) end
+    end
+  elseif next(self.ending) then
+    for slot in pairs(self.ending) do
+      if now >= (slot.exit_at or 0) then self:look_at(slot, now) end
     end
   end
   if self.dirty or self.redraw_due then
@@ -458,14 +540,19 @@ function Sup:tend(check_alive)
   end
 end
 
+-- Is the slot's child still alive? (An ending one is looked at again in EXIT_POLL.)
+function Sup:look_at(slot, now)
+  if not slot.handle:alive() then
+    self:finish(slot)
+  elseif self.ending[slot] then
+    slot.exit_at = now + EXIT_POLL
+  end
+end
+
 function Sup:next_timeout()
   local t = CHILD_POLL
   local now = sys.clock()
-  for _, slot in ipairs(self.slots) do
-    if slot.handle and not slot.done and (slot.events.eof or slot.requests.eof or slot.finished) then
-      t = math.min(t, math.max(0, (slot.exit_at or 0) - now))
-    end
-  end
+  for slot in pairs(self.ending) do t = math.min(t, math.max(0, (slot.exit_at or 0) - now)) end
   if self.redraw_due then t = math.min(t, REDRAW) end
   if not self.events_watched then t = math.min(t, math.max(0, self.events_due - now)) end
   return t
@@ -593,11 +680,12 @@ function M.main(opts)
   end
   local color = require("hplua.sink_console").use_color(opts.color)
   local sup = setmetatable({ opts = opts, dir = dir, set = set, evset = evset, by_events = {}, events_watched = false,
-    events_due = 0, slots = {}, by_fd = {}, exe = assert(sys.exepath()),
+    events_due = 0, slots = {}, by_fd = {}, by_rel = {}, ending = {}, n_running = 0, exe = assert(sys.exepath()),
     passed = passed_options(opts.argv or {}), color = color, live = not opts.quiet and sys.isatty(1),
     quiet = opts.quiet, verbose = opts.verbose, started_at = sys.now(),
     width = math.max(20, (tonumber(os.getenv("COLUMNS")) or 80) - 1) }, Sup)
   sup.test_log = not sup.live and not sup.quiet and (sup.verbose and "all" or "failures") or nil
+  sup.events_every = EVENTS_EVERY[(sup.live and "live") or (opts.events and "copy") or (sup.quiet and "quiet") or "log"]
   sup:watch_events(true)
   sup.coord = coord.new(function(slot_no, msg)
     local slot = sup.slots[slot_no]

@@ -138,6 +138,7 @@ runtime("process.start: empty argv", "hp.process.start('p', {})", "argv table is
 runtime("process.start: env is a string", "hp.process.start('p', { 'true' }, { env = 'A=1' })", "option 'env' must be a table, got string")
 runtime("process.start: on_line is a string", "hp.process.start('p', { 'true' }, { on_line = 'print' })", "option 'on_line' must be a function, got string")
 runtime("process.start: stderr is bogus", "hp.process.start('p', { 'true' }, { stderr = 'file' })", "option 'stderr' must be \"pipe\" or \"stdout\", got \"file\"")
+runtime("process.start: output with on_line", "hp.process.start('p', { 'true' }, { output = '/tmp/x', on_line = print })", "option 'output' sends stdout and stderr to a file: 'stderr' and 'on_line' cannot be used with it")
 runtime("process.start: not found", "hp.process.start('p', { 'no-such-program-hplua' })", "cannot start process 'p' (no-such-program-hplua): command not found")
 runtime("measure: no name", "hp.measure { value = 1 }", "hp.measure: name must be a non-empty string")
 runtime("measure: min is a string", "hp.measure { name = 'v', value = 1, min = '0' }", 'hp.measure "v": min must be a number, got string')

@@ -172,6 +172,23 @@ hp.test("env, cwd, stdin and stderr = stdout", function()
   hp.expect(r.stderr).to_equal("")
 end)
 
+hp.test("output = PATH: stdout and stderr go to the file, not into the result", function()
+  local dir = run.tmpdir()
+  local log = dir .. "/console.log"
+  local f = assert(io.open(log, "w"))
+  f:write("left from before\n")
+  f:close()
+  local r = hp.process.start("to-file", "echo out; echo err >&2; echo more", { output = log }):wait(5)
+  hp.expect(r.exit_code).to_equal(0)
+  hp.expect(r.stdout).to_equal("")
+  hp.expect(r.stderr).to_equal("")
+  hp.expect(run.read(log)).to_equal("out\nerr\nmore\n") -- emptied first, both streams in order
+  local ok, err = pcall(hp.process.start, "no-dir", { "true" }, { output = dir .. "/none/x.log" })
+  hp.expect(ok).to_be(false)
+  hp.expect(err).to_match("cannot start process 'no%-dir' %(true%): cannot open .*/none/x%.log: No such file")
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
 hp.test("results, names and the result shape", function()
   local r = hp.process.start("shape", { "sh", "-c", "exit 3" }):wait()
   for _, k in ipairs { "name", "pid", "command", "exit_code", "stdout", "stderr", "started_at", "ended_at",
