@@ -298,6 +298,7 @@ static int sys_detach(lua_State *L)
     if (!lua_isnoneornil(L, 2))
         luaL_checktype(L, 2, LUA_TTABLE);
     const char **argv = check_argv(L, 1);
+    orphans_note_spawn();
     /* our own subreaper mark would take the grandchild back as ours */
     prctl(PR_SET_CHILD_SUBREAPER, 0);
     pid_t pid = fork();

@@ -4,6 +4,7 @@
  * which is how tracebacks tell the host's frames from the test author's. */
 #include "host.h"
 #include "modules.h"
+#include "orphans.h"
 
 int luaopen_hplua_http(lua_State *L); /* lhttp.c */
 int luaopen_hplua_pq(lua_State *L);   /* lpq.c */
@@ -88,8 +89,37 @@ static void warn_on(void *ud, const char *msg, int tocont)
     warn_cont(ud, msg, tocont);
 }
 
+/* The loaders of native code (package.loadlib, and the C searchers of require), each
+ * wrapped: native code may start processes the engine does not know, so once some is
+ * loaded the end-of-run sweep looks for descendants (orphans_note_spawn). */
+static int noting_loader(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    if (lua_type(L, 1) == LUA_TFUNCTION)
+        orphans_note_spawn();
+    return lua_gettop(L);
+}
+
+static void wrap_native_loaders(lua_State *L)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loadlib");
+    lua_pushcclosure(L, noting_loader, 1);
+    lua_setfield(L, -2, "loadlib");
+    lua_getfield(L, -1, "searchers");
+    for (int i = 3; i <= 4; i++) { /* the C searcher and the all-in-one searcher */
+        lua_rawgeti(L, -1, i);
+        lua_pushcclosure(L, noting_loader, 1);
+        lua_rawseti(L, -2, i);
+    }
+    lua_pop(L, 2);
+}
+
 void modules_install(lua_State *L)
 {
+    wrap_native_loaders(L);
     lua_setwarnf(L, warn_off, L);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     for (int i = 0; hplua_embedded_modules[i].name; i++) {

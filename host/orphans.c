@@ -24,7 +24,11 @@ static pid_t watchdog_pid;
 static int watchdog_fd = -1;
 static char run_token[64];
 
+static bool spawned;
+
 const char *orphans_token(void) { return run_token; }
+void orphans_note_spawn(void) { spawned = true; }
+bool orphans_spawned(void) { return spawned; }
 pid_t orphans_watchdog_pid(void) { return watchdog_pid; }
 
 /* Helpers of hplua's own (the history recorder) that the sweeps leave alone. */

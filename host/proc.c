@@ -545,6 +545,7 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
     bool out_pipe = !(f & PROC_INHERIT_STDOUT) && !s->output;
     bool err_pipe = !(f & PROC_INHERIT_STDERR) && !(s->merge_stderr && out_pipe) && !s->output;
     orphans_watchdog_start();
+    orphans_note_spawn();
     proc *p = calloc(1, sizeof *p);
     if (!p) {
         snprintf(err, errlen, "out of memory");
@@ -1006,6 +1007,8 @@ static bool engine_owns(pid_t pid, void *ud) { return find_pid(ud, pid) != NULL;
 
 void proc_terminate_everything(proc_engine *e, double grace)
 {
+    if (!e->running && !orphans_spawned())
+        return; /* no child was ever started here: no descendant to look for */
     for (size_t i = 0; i < e->running; i++)
         proc_terminate(e, e->live[i], grace);
     orphans_signal(SIGTERM);
