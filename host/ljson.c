@@ -136,6 +136,9 @@ static int jbuf_gc(lua_State *L)
 }
 
 #define SCRATCH_KEEP ((size_t)64 << 10)
+/* A lines buffer is refilled at once (an output writes every few ms): a megabyte is
+ * kept, so that a batch does not grow it again from nothing. */
+#define LINES_KEEP ((size_t)1 << 20)
 static char SCRATCH_KEY;
 
 /* The encoder's shared buffer (created on first use). */
@@ -999,7 +1002,7 @@ static int lines_clear(lua_State *L)
 {
     jbuf *b = check_lines(L);
     b->len = 0;
-    if (b->cap > SCRATCH_KEEP) {
+    if (b->cap > LINES_KEEP) {
         free(b->p);
         b->p = NULL;
         b->cap = 0;
