@@ -880,23 +880,26 @@ static void guard_rescue(int reason)
     fflush(NULL);
 }
 
-/* The runner's function (or nil) under key in the registry. */
-static int set_function(lua_State *L, const void *key)
+/* sys.set_rescue(fn | nil): fn(info) runs when the run must be ended from outside
+ * (info = { reason = "timeout"|"interrupt", message, file, line, in_test_code }). */
+static int set_rescue(lua_State *L)
 {
     if (!lua_isnoneornil(L, 1))
         luaL_checktype(L, 1, LUA_TFUNCTION);
     lua_settop(L, 1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &RESCUE_KEY);
     return 0;
 }
 
-/* sys.set_rescue(fn | nil): fn(info) runs when the run must be ended from outside
- * (info = { reason = "timeout"|"interrupt", message, file, line, in_test_code }). */
-static int set_rescue(lua_State *L) { return set_function(L, &RESCUE_KEY); }
-
 /* sys.set_flusher(fn | nil): fn() writes what the outputs hold back (run_flush). */
-static int set_flusher(lua_State *L) { return set_function(L, &FLUSH_KEY); }
-
+static int set_flusher(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1))
+        luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &FLUSH_KEY);
+    return 0;
+}
 
 static int interrupted(lua_State *L)
 {
