@@ -43,8 +43,6 @@ static struct {
     int fired;
     int user_hooks; /* debug.sethook has set a hook at some time */
     double timeout, own_deadline, budget_end, deadline;
-    double flush_at; /* when the outputs' held-back lines are due (0: none) */
-    int flushing;
     unsigned interrupts_at_arm;
 } guard;
 
@@ -55,7 +53,6 @@ static volatile long long first_interrupt_us; /* written by the signal handler o
 static char HOOKS_KEY;  /* { [thread] = uhook userdata (user value: function) }, weak keys */
 static char LAST_KEY;   /* the message handler's record of the last error */
 static char RESCUE_KEY; /* the runner's rescue function */
-static char FLUSH_KEY;  /* the runner's flusher: writes what the outputs hold back */
 
 typedef struct uhook {
     int mask, count, left;
@@ -177,27 +174,6 @@ static void call_user(lua_State *L, lua_Debug *ar, int ud)
     lua_call(L, 2, 0);
 }
 
-/* The outputs hold a test's first events back (the events file writes once per few
- * ms, not once per test); when test code then runs past run_guarded's flush time, or
- * is about to wait, the flusher (sys.set_flusher) writes them: from the hook, as the
- * timeout does, or from the wait. Errors are the flusher's to report. */
-static void run_flush(lua_State *L)
-{
-    guard.flush_at = 0;
-    monitor_flush_at(0);
-    if (guard.flushing)
-        return;
-    int top = lua_gettop(L);
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &FLUSH_KEY) == LUA_TFUNCTION) {
-        guard.flushing = 1;
-        guard.suspend++; /* the guard's own work: --max-memory is for test code */
-        lua_pcall(L, 0, 0, 0);
-        guard.suspend--;
-        guard.flushing = 0;
-    }
-    lua_settop(L, top);
-}
-
 static void hook(lua_State *L, lua_Debug *ar)
 {
     int top = lua_gettop(L);
@@ -207,8 +183,6 @@ static void hook(lua_State *L, lua_Debug *ar)
         if (guard.armed && (tick_pending || guard.fired)) {
             tick_pending = 0;
             drain_children();
-            if (guard.flush_at > 0 && clock_mono() >= guard.flush_at)
-                run_flush(L);
             int why = guard_due();
             if (why) {
                 lua_settop(L, top);
@@ -264,8 +238,6 @@ static void on_interrupt(int sig)
 
 void guard_check(lua_State *L)
 {
-    if (guard.armed && guard.flush_at > 0)
-        run_flush(L); /* before a wait: nothing held back while test code waits */
     int why = guard_due();
     if (why)
         raise_fired(L, why, 1);
@@ -674,7 +646,7 @@ static void start_monitor(lua_State *L)
         luaL_error(L, "cannot set up the guard's timer: %s", strerror(err));
 }
 
-static void arm(lua_State *L, double timeout, double flush_at)
+static void arm(lua_State *L, double timeout)
 {
     double now = clock_mono();
     guard.fired = FIRED_NONE;
@@ -690,16 +662,11 @@ static void arm(lua_State *L, double timeout, double flush_at)
     tick_pending = 0;
     guard.armed = 1;
     monitor_arm(guard.deadline, guard.interrupts_at_arm);
-    if (flush_at > 0) {
-        guard.flush_at = flush_at;
-        monitor_flush_at(flush_at);
-    }
 }
 
 static void disarm(lua_State *L)
 {
     guard.armed = 0;
-    guard.flush_at = 0;
     monitor_disarm();
     guard.fired = FIRED_NONE;
     tick_pending = 0;
@@ -710,24 +677,22 @@ static void disarm(lua_State *L)
     lua_pop(L, 1);
 }
 
-/* sys.run_guarded(fn, arg, timeout, [flush_at]) -> true, result | false, errinfo
- * errinfo = { message, kind = "error"|"timeout"|"interrupt", object, file, line, traceback }
- * flush_at: the monotonic time at which the flusher runs if fn still runs (see run_flush). */
+/* sys.run_guarded(fn, arg, timeout) -> true, result | false, errinfo
+ * errinfo = { message, kind = "error"|"timeout"|"interrupt", object, file, line, traceback } */
 static int run_guarded(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TFUNCTION);
     double timeout = luaL_optnumber(L, 3, 0);
-    double flush_at = luaL_optnumber(L, 4, 0);
     if (guard.armed)
         return luaL_error(L, "run_guarded: already inside a guarded call");
     start_monitor(L);
-    lua_settop(L, 3); /* (flush_at read above) */
+    lua_settop(L, 3);
     lua_pushcfunction(L, msgh);
     lua_pushvalue(L, 1);
     lua_pushvalue(L, 2);
     lua_pushnil(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &LAST_KEY);
-    arm(L, timeout, flush_at);
+    arm(L, timeout);
     int rc = lua_pcall(L, 1, 1, 4); /* -> 5: result or error object */
     int why = guard_due(); /* an overrun is a failure, however the call ended */
     if (rc == LUA_OK && !why) {
@@ -891,16 +856,6 @@ static int set_rescue(lua_State *L)
     return 0;
 }
 
-/* sys.set_flusher(fn | nil): fn() writes what the outputs hold back (run_flush). */
-static int set_flusher(lua_State *L)
-{
-    if (!lua_isnoneornil(L, 1))
-        luaL_checktype(L, 1, LUA_TFUNCTION);
-    lua_settop(L, 1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &FLUSH_KEY);
-    return 0;
-}
-
 static int interrupted(lua_State *L)
 {
     unsigned n = evloop_interrupts();
@@ -951,7 +906,6 @@ void guard_register(lua_State *L)
                                    {"interrupted", interrupted},
                                    {"caller", caller},
                                    {"set_rescue", set_rescue},
-                                   {"set_flusher", set_flusher},
                                    {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

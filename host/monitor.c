@@ -27,8 +27,7 @@ static struct {
     /* written by the main code, read by the handler (same thread) */
     volatile sig_atomic_t armed, waiting, skipped, child_tick;
     volatile unsigned gen, interrupts_at_arm, steps;
-    volatile double deadline, next_other, flush_at;
-    volatile double scheduled; /* what the timer is set for (0: nothing) */
+    volatile double deadline, next_other;
     /* the handler's own */
     unsigned seen_gen;
     double int_seen, first_int;
@@ -47,7 +46,6 @@ static void schedule(double at)
         return;
     struct itimerspec its;
     memset(&its, 0, sizeof its);
-    mon.scheduled = at > 0 ? at : 0;
     if (at > 0) {
         its.it_value.tv_sec = (time_t)at;
         its.it_value.tv_nsec = (long)((at - (double)(time_t)at) * 1e9);
@@ -283,15 +281,6 @@ static void step(void)
                 other = dl;
         }
     }
-    if (mon.flush_at > 0) {
-        if (now >= mon.flush_at) {
-            mon.flush_at = 0;
-            if (mon.armed && !mon.waiting)
-                mon.cfg.tick(); /* the guard's hook writes what the outputs hold */
-        } else if (!other || mon.flush_at < other) {
-            other = mon.flush_at;
-        }
-    }
     if (mon.first_int) {
         double cap = mon.first_int + MONITOR_HARD_CAP;
         if (now >= cap)
@@ -356,19 +345,7 @@ void monitor_arm(double deadline, unsigned interrupts_at_arm)
         monitor_kick();
 }
 
-void monitor_disarm(void)
-{
-    mon.armed = 0;
-    mon.flush_at = 0;
-}
-
-void monitor_flush_at(double at)
-{
-    mon.flush_at = at;
-    /* one timer for all: set it sooner only (the step folds this in when it runs) */
-    if (at > 0 && mon.armed && (mon.scheduled <= 0 || at < mon.scheduled))
-        schedule(at);
-}
+void monitor_disarm(void) { mon.armed = 0; }
 
 void monitor_waiting(int on)
 {

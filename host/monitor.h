@@ -40,8 +40,5 @@ void monitor_disarm(void);
 void monitor_waiting(int on);
 /* Runs a step now (an interrupt arrived, a child started); async-signal-safe. */
 void monitor_kick(void);
-/* While a guarded call runs: tick at `at` (monotonic seconds; 0: no longer), for the
- * guard to write what the outputs hold back (lguard.c: the flusher). */
-void monitor_flush_at(double at);
 
 #endif

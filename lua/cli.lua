@@ -424,10 +424,7 @@ local function run_tests(opts)
   if not ok then return usage_error(err) end
   -- the last resort (host/lguard.c): test code stuck where no hook reaches
   sys.set_rescue(function(info) run:rescue(info) end)
-  -- what the outputs hold back, written by the guard while test code runs (Bus:due)
-  sys.set_flusher(function() bus:flush_held() end)
   local code, selected = run:main(opts.paths, opts.keywords)
-  sys.set_flusher(nil)
   if code == nil then -- --list
     for _, t in ipairs(selected) do io.stdout:write(t.id, t.as_dependency and "  (dependency)" or "", "\n") end
     return EXIT.ok

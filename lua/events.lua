@@ -12,7 +12,7 @@ Bus.__index = Bus
 
 -- run_id: the run's UUID; slot: the slot number or nil; run: passed to every sink.
 function M.new(run_id, slot, run)
-  return setmetatable({ run_id = run_id, slot = slot, run = run, seq = 0, sinks = {}, emitting = 0 }, Bus)
+  return setmetatable({ run_id = run_id, slot = slot, run = run, seq = 0, sinks = {} }, Bus)
 end
 
 function Bus:subscribe(sink)
@@ -23,38 +23,12 @@ function Bus:subscribe(sink)
   end
 end
 
--- Tells the sinks that hold output back (the events file) to write it now.
+-- Tells the sinks that hold output back (the events file) to write it now: the run
+-- calls this before test code, a hook or a wait can take time.
 function Bus:flush()
-  if self.flushing then return end
-  self.flushing, self.flush_wanted = true, false
   local f = self.flushers
   if f then
     for i = 1, #f do f[i]:flush(self.run) end
-  end
-  self.flushing = false
-end
-
--- When what the sinks hold back is due (a monotonic time), or nil: the run hands this
--- to its guarded calls, so that a test that runs on past it has them written then
--- (sys.run_guarded's flush_at; a test that ends sooner costs no write of its own).
-function Bus:due()
-  local f, due = self.flushers, nil
-  if f then
-    for i = 1, #f do
-      local d = f[i].due and f[i]:due()
-      if d and (not due or d < due) then due = d end
-    end
-  end
-  return due
-end
-
--- The guard's flusher (sys.set_flusher), called while test code runs or before it
--- waits: a flush now, or, in the middle of an event or a flush, at its end.
-function Bus:flush_held()
-  if self.emitting > 0 or self.flushing then
-    self.flush_wanted = true
-  else
-    self:flush()
   end
 end
 
@@ -64,14 +38,11 @@ function Bus:emit(kind, ev)
   self.seq = seq
   ev.v, ev.seq, ev.time, ev.run_id, ev.type, ev.slot = 1, seq, sys.now(), self.run_id, kind, self.slot
   local sinks, run = self.sinks, self.run
-  self.emitting = self.emitting + 1
   for i = 1, #sinks do
     local s = sinks[i]
     local f = s[kind]
     if f then f(s, ev, run) end
   end
-  self.emitting = self.emitting - 1
-  if self.flush_wanted and self.emitting == 0 then self:flush() end
   return ev
 end
 

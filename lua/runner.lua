@@ -356,8 +356,8 @@ function Run:run_error(message, file, line, kind)
 end
 
 function Run:guarded(fn, arg, timeout)
-  -- what the outputs hold back is written when due, by the guard if fn still runs then
-  return sys.run_guarded(fn, arg, timeout or 0, self.bus:due())
+  self.bus:flush() -- what happened so far is out before code that may take long runs
+  return sys.run_guarded(fn, arg, timeout or 0)
 end
 
 -- Hooks and teardowns that run outside any test get a deadline too, so a hung

@@ -17,12 +17,12 @@ function M.open(target)
   return setmetatable({ fd = fd, owned = true, target = target, lines = json.lines(), held = 0 }, Events)
 end
 
--- test_started and test_finished are held back, never longer than HOLD seconds or
--- HOLD_LINES events: a run of short tests then writes once per HOLD, not once per
--- test. Test code that runs past HOLD has them written by the guard's flusher
--- (Bus:due, sys.run_guarded's flush_at), as does a wait of test code or the run's
--- end. Every other event (those test code causes, errors, the run's end) is written
--- at once, with what was held back.
+-- test_started and test_finished are held back while the runner itself works
+-- between two tests: at most until it next calls test code, a hook or a fixture,
+-- waits for children, or ends (Bus:flush), and never longer than HOLD seconds or
+-- HOLD_LINES events (a burst of skipped tests). The events between two tests then
+-- go out in one write. Every other event (those test code causes, errors, the
+-- run's end) is written at once, with what was held back.
 local HELD = { test_started = true, test_finished = true }
 local HOLD, HOLD_LINES = 0.005, 256
 
@@ -38,11 +38,6 @@ function Events:write(ev, run)
   self.held = n
   if n == 1 then self.held_since = sys.clock() end
   if not HELD[ev.type] or n >= HOLD_LINES or sys.clock() - self.held_since >= HOLD then self:flush(run) end
-end
-
--- When the lines held back are due (monotonic), or nil.
-function Events:due()
-  if self.held > 0 and self.fd then return self.held_since + HOLD end
 end
 
 function Events:flush(run)
