@@ -136,8 +136,8 @@ static int jbuf_gc(lua_State *L)
 }
 
 #define SCRATCH_KEEP ((size_t)64 << 10)
-/* A lines buffer is refilled at once (an output writes every few ms): a megabyte is
- * kept, so that a batch does not grow it again from nothing. */
+/* A lines buffer is refilled at once (an output writes it again and again): up to a
+ * megabyte is kept, so that a big batch does not grow it again from nothing. */
 #define LINES_KEEP ((size_t)1 << 20)
 static char SCRATCH_KEY;
 
@@ -998,22 +998,46 @@ static int lines_take(lua_State *L)
 }
 
 /* lines:clear(): forgets the pending text (a large buffer's memory goes too) */
-static int lines_clear(lua_State *L)
+static void lines_reset(jbuf *b)
 {
-    jbuf *b = check_lines(L);
     b->len = 0;
     if (b->cap > LINES_KEEP) {
         free(b->p);
         b->p = NULL;
         b->cap = 0;
     }
+}
+
+static int lines_clear(lua_State *L)
+{
+    lines_reset(check_lines(L));
     return 0;
+}
+
+/* lines:drain(fd) -> true | nil, message, code: write then clear, in one call, so that
+ * no hook (a test's timeout firing while an output writes) comes between the two and
+ * the lines are written twice; cleared whether the write worked or not. */
+static int lines_drain(lua_State *L)
+{
+    jbuf *b = check_lines(L);
+    int fd = (int)luaL_checkinteger(L, 2);
+    int err = fd_write_all(fd, b->p, b->len);
+    lines_reset(b);
+    if (err) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "write: %s", strerror(err));
+        lua_pushstring(L, errno_code(err));
+        return 3;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 static void lines_register(lua_State *L)
 {
     static const luaL_Reg methods[] = {{"add", lines_add},     {"pack", lines_pack},   {"size", lines_size},   {"write", lines_write},
-                                       {"take", lines_take},   {"clear", lines_clear}, {NULL, NULL}};
+                                       {"take", lines_take},   {"clear", lines_clear}, {"drain", lines_drain},
+                                       {NULL, NULL}};
     luaL_newmetatable(L, LINES_MT);
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");

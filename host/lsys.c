@@ -395,9 +395,13 @@ static int sys_helper(lua_State *L)
     return 3;
 }
 
+/* helper_done(pid, [stuck]): the helper is no longer spared; stuck: it has not ended
+ * as it should (it may still run), so the end-of-run sweep looks for it. */
 static int sys_helper_done(lua_State *L)
 {
     orphans_spare((pid_t)luaL_checkinteger(L, 1), false);
+    if (lua_toboolean(L, 2))
+        orphans_note_spawn();
     return 0;
 }
 

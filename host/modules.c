@@ -90,15 +90,17 @@ static void warn_on(void *ud, const char *msg, int tocont)
 }
 
 /* The loaders of native code (package.loadlib, and the C searchers of require), each
- * wrapped: native code may start processes the engine does not know, so once some is
- * loaded the end-of-run sweep looks for descendants (orphans_note_spawn). */
+ * wrapped: native code may start processes the engine does not know, so once one is
+ * called the end-of-run sweep looks for descendants (orphans_note_spawn). A require of
+ * a hplua or Lua module is answered before the C searchers. */
 static int noting_loader(lua_State *L)
 {
+    /* noted whatever comes of it: a library may run code when it is opened, even when
+     * the symbol asked for is missing (package.loadlib(path, "*") returns true) */
+    orphans_note_spawn();
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    if (lua_type(L, 1) == LUA_TFUNCTION)
-        orphans_note_spawn();
     return lua_gettop(L);
 }
 

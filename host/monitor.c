@@ -5,6 +5,7 @@
 #include "monitor.h"
 #include "clock.h"
 #include "evloop.h"
+#include "orphans.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -149,23 +150,16 @@ static size_t descendants(pid_t *out, size_t max)
     return found;
 }
 
-/* The engine's watchdog (proc.c): a copy of this process in its process group that
- * ignores SIGTERM, so the grace does not wait for it. */
-static int is_watchdog(pid_t pid)
+/* Every descendant but the ones hplua spares (its watchdog, which ignores SIGTERM and
+ * ends by itself when this process is gone; the history recorder, which writes what
+ * it was sent and ends at the end of its pipe). */
+static size_t others(pid_t *pids, size_t max)
 {
-    char path[64], exe[512], self[512];
-    proc_path(path, pid, "exe");
-    ssize_t a = readlink(path, exe, sizeof exe);
-    ssize_t b = readlink("/proc/self/exe", self, sizeof self);
-    return getpgid(pid) == getpgid(0) && a > 0 && a == b && memcmp(exe, self, (size_t)a) == 0;
-}
-
-static size_t count_others(const pid_t *pids, size_t n, pid_t skip)
-{
-    size_t c = 0;
+    size_t n = descendants(pids, max), k = 0;
     for (size_t i = 0; i < n; i++)
-        c += pids[i] != skip;
-    return c;
+        if (!orphans_is_spared(pids[i]))
+            pids[k++] = pids[i];
+    return k;
 }
 
 static void reap_all(void)
@@ -179,19 +173,16 @@ static void reap_all(void)
 static void end_descendants(void)
 {
     static pid_t pids[4096];
-    pid_t watchdog = 0;
-    size_t n = descendants(pids, sizeof pids / sizeof pids[0]);
+    size_t n = others(pids, sizeof pids / sizeof pids[0]);
     for (size_t i = 0; i < n; i++) {
-        if (!watchdog && is_watchdog(pids[i]))
-            watchdog = pids[i];
         kill(-pids[i], SIGTERM); /* a child of the engine leads its own group */
         kill(pids[i], SIGTERM);
     }
     double end = clock_mono() + TERM_GRACE;
-    while (count_others(pids, n, watchdog) && clock_mono() < end) {
+    while (n && clock_mono() < end) {
         reap_all();
         sleep_s(0.01);
-        n = descendants(pids, sizeof pids / sizeof pids[0]);
+        n = others(pids, sizeof pids / sizeof pids[0]);
     }
     for (int round = 0; round < 3 && n; round++) {
         for (size_t i = 0; i < n; i++) {
@@ -202,7 +193,7 @@ static void end_descendants(void)
         while (n && clock_mono() < end) {
             reap_all();
             sleep_s(0.005);
-            n = descendants(pids, sizeof pids / sizeof pids[0]);
+            n = others(pids, sizeof pids / sizeof pids[0]);
         }
     }
     reap_all();

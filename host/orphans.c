@@ -45,7 +45,7 @@ void orphans_spare(pid_t pid, bool on)
     }
 }
 
-static bool is_spared(pid_t pid)
+bool orphans_is_spared(pid_t pid)
 {
     if (pid == watchdog_pid)
         return true;
@@ -327,7 +327,7 @@ size_t orphans_signal(int sig)
     size_t n, sent = 0;
     proc_entry *list = list_descendants(&n);
     for (size_t i = 0; i < n; i++)
-        if (!list[i].zombie && !is_spared(list[i].pid) && kill(list[i].pid, sig) == 0)
+        if (!list[i].zombie && !orphans_is_spared(list[i].pid) && kill(list[i].pid, sig) == 0)
             sent++;
     free(list);
     return sent;
@@ -342,7 +342,7 @@ size_t orphans_kill_all(double limit, bool (*owned)(pid_t pid, void *ud), void *
         proc_entry *list = list_descendants(&n);
         for (size_t i = 0; i < n; i++) {
             proc_entry *p = &list[i];
-            if (is_spared(p->pid))
+            if (orphans_is_spared(p->pid))
                 continue;
             if (p->zombie) {
                 if (p->ppid == self && !(owned && owned(p->pid, ud)))

@@ -18,6 +18,8 @@ pid_t orphans_watchdog_pid(void);
 /* on: the sweeps below leave pid alone (a helper of hplua's own, such as the
  * history recorder, which ends by itself); off: no longer. At most 8 at once. */
 void orphans_spare(pid_t pid, bool on);
+/* Is pid spared (the watchdog, or a helper above)? Async-signal-safe. */
+bool orphans_is_spared(pid_t pid);
 /* A child was started (or native code that may start one was loaded): from now on
  * the end-of-run sweep scans /proc. Before, no descendant but the watchdog and the
  * spared helpers can exist, and the sweep has nothing to look for. */

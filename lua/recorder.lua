@@ -71,8 +71,7 @@ end
 
 function Forward:send()
   if not self.to or self.buf:size() == 0 then return end
-  local ok, err = self.buf:write(self.to)
-  self.buf:clear()
+  local ok, err = self.buf:drain(self.to)
   if not ok and not self.lost then self.lost = "the history recorder is gone (" .. tostring(err) .. ")" end
 end
 
@@ -123,7 +122,7 @@ function Forward:finish()
   end
   if self.from then sys.close(self.from) end
   self.from = nil
-  sys.helper_done(self.pid)
+  sys.helper_done(self.pid, self.lost ~= nil) -- one that did not finish is swept at the run's end
   if self.first then self.first:close() end -- the run's own connection (its start), no longer needed
   local text = table.concat(said):gsub("%s+$", "")
   if text == "ok" and not self.lost then

@@ -42,10 +42,8 @@ end
 
 function Events:flush(run)
   if self.held == 0 or not self.fd then return end
-  local lines = self.lines
-  local ok, werr = lines:write(self.fd)
-  lines:clear()
   self.held = 0
+  local ok, werr = self.lines:drain(self.fd)
   if not ok then
     self:close()
     if run then run:output_error("--events " .. self.target .. ": " .. werr) end

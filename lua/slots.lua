@@ -378,18 +378,22 @@ M.request_of = request_of
 -- request is answered (the locks' true state: a stale holder would delay a grant or
 -- make up a wait cycle), and, while another slot waits for a lock, as they come (the
 -- holder's channel is in the wait). An uncontended lock then costs one wake, not two.
-function Sup:pump_releases(slot)
-  slot.releases:pump(function(line)
+-- pump_releases(slot, ready): ready: the channel was reported ready, so an empty read
+-- is its writer's end (a slot that died holding a lock: its channel leaves the wait).
+function Sup:pump_releases(slot, ready)
+  if slot.releases:pump(function(line)
     local msg = request_of(line)
     if type(msg) == "table" then self.coord:handle(slot.slot, msg) end
-  end)
+  end, ready) then
+    self:unwatch(slot, "rel")
+  end
 end
 
 -- Reads the unlocks of every slot that holds a lock.
 function Sup:drain_releases()
   for _, l in pairs(self.coord.locks) do
     local slot = l.holder and self.slots[l.holder]
-    if slot and slot.releases and not slot.done then self:pump_releases(slot) end
+    if slot and slot.releases and not slot.done and not slot.releases.eof then self:pump_releases(slot) end
   end
 end
 
@@ -400,7 +404,7 @@ function Sup:watch_releases()
     if l.holder and #l.queue > 0 then want[l.holder] = true end
   end
   for _, slot in ipairs(self.slots) do
-    local on = (want[slot.slot] and slot.releases and not slot.done) or false
+    local on = (want[slot.slot] and slot.releases and not slot.releases.eof and not slot.done) or false
     if slot.watching and (slot.watching.rel or false) ~= on then
       if on then
         local fd = slot.ch.rel:fileno()
@@ -483,22 +487,21 @@ function Sup:running() return self.n_running end
 -- Requests are answered at once; events are read when the event set woke the loop,
 -- or while it is out of the wait, along with requests or every EVENTS_EVERY.
 function Sup:tend(check_alive)
-  local events_ready, requests, released, drained = false, false, false, false
+  local events_ready, requests, released = false, false, false
   local evset_fd = self.evset:fileno()
   for _, fd in ipairs(self.set:ready() or {}) do
     if fd == evset_fd then
       events_ready = true
     elseif self.by_rel[fd] then
       local slot = self.by_rel[fd]
-      if not slot.done then self:pump_releases(slot) end
+      if not slot.done then self:pump_releases(slot, true) end
       released = true
     else
       local slot = self.by_fd[fd]
       if slot and not slot.done then
-        if not drained then
-          self:drain_releases()
-          drained = true
-        end
+        -- the unlocks the holders wrote before (this slot's own among them): a stale
+        -- holder would be granted its lock again ahead of those waiting for it
+        self:drain_releases()
         -- (ready, so an empty read is the writer's end)
         self:pump_requests(slot, true)
         requests = true

@@ -78,6 +78,72 @@ hp.test("a reader tailing the file sees each event while the run goes on", funct
   os.remove(marker)
 end)
 
+hp.test("a test that computes without waiting: the events before it still reach the reader", function()
+  -- a quick test, then one that spins (no wait, no sleep) until the reader has seen both
+  -- events: what the run holds back between tests is written before test code runs
+  local dir = run.tmpdir()
+  local events, marker = dir .. "/events.ndjson", dir .. "/seen"
+  local f = assert(io.open(dir .. "/spin.lua", "w"))
+  f:write(string.format([[
+local hp = require "hplua"
+hp.test("quick", function() end)
+hp.test("spins", function()
+  local t0 = os.clock()
+  while os.clock() - t0 < 30 do
+    local m = io.open(%q)
+    if m then m:close() return end
+    for _ = 1, 100000 do end
+  end
+  error("the reader never saw the events")
+end)
+]], marker))
+  f:close()
+  local p = run.start({ "--events", events, dir .. "/spin.lua" })
+  local t0 = hp.clock()
+  run.wait_for(function()
+    local ef = io.open(events)
+    local text = ef and ef:read("a") or ""
+    if ef then ef:close() end
+    return text:find('"test":"spin::quick","time":"[^"]*","type":"test_finished"') ~= nil
+      and text:find('"test":"spin::spins","time":"[^"]*","type":"test_started"') ~= nil
+  end, 20, "the quick test's end and the spinning test's start in the events file")
+  hp.expect(hp.clock() - t0 < 2).to_be(true) -- loosely: they are written before the test's code
+  hp.expect(p:alive()).to_be(true)
+  io.open(marker, "w"):close()
+  hp.expect(p:wait(20).exit_code).to_equal(0)
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
+hp.test("a test blocked inside a C call: the events before it still reach the reader", function()
+  -- io.open of a FIFO blocks in open(2) until a writer comes: no hook, no wait of the loop
+  local dir = run.tmpdir()
+  local events, fifo = dir .. "/events.ndjson", dir .. "/fifo"
+  hp.expect(os.execute("mkfifo '" .. fifo .. "'")).to_be(true)
+  local f = assert(io.open(dir .. "/blocked.lua", "w"))
+  f:write(string.format([[
+local hp = require "hplua"
+hp.test("quick", function() end)
+hp.test("blocked", function()
+  local r = assert(io.open(%q, "r"))
+  r:close()
+end)
+]], fifo))
+  f:close()
+  local p = run.start({ "--events", events, dir .. "/blocked.lua" })
+  run.wait_for(function()
+    local ef = io.open(events)
+    local text = ef and ef:read("a") or ""
+    if ef then ef:close() end
+    return text:find('"test":"blocked::quick","time":"[^"]*","type":"test_finished"') ~= nil
+      and text:find('"test":"blocked::blocked","time":"[^"]*","type":"test_started"') ~= nil
+  end, 20, "the quick test's end and the blocked test's start in the events file")
+  hp.expect(p:alive()).to_be(true)
+  local w = assert(io.open(fifo, "w")) -- lets the test go on
+  w:close()
+  hp.expect(p:wait(20).exit_code).to_equal(0)
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
 hp.test("--events fd:N writes to an inherited descriptor", function()
   local events = os.tmpname()
   local r = hp.process.start("fd3", { "sh", "-c", '"$0" --events fd:3 -q pass 3>"$1"', run.exe, events },
