@@ -971,33 +971,7 @@ static int lines_size(lua_State *L)
     return 1;
 }
 
-/* lines:write(fd) -> true | nil, message, code: writes every pending byte to fd
- * (waiting while a non-blocking pipe is full); the buffer is kept (clear it). */
-static int lines_write(lua_State *L)
-{
-    jbuf *b = check_lines(L);
-    int fd = (int)luaL_checkinteger(L, 2);
-    int err = fd_write_all(fd, b->p, b->len);
-    if (err) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "write: %s", strerror(err));
-        lua_pushstring(L, errno_code(err));
-        return 3;
-    }
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* lines:take() -> the pending text; the buffer is cleared */
-static int lines_take(lua_State *L)
-{
-    jbuf *b = check_lines(L);
-    lua_pushlstring(L, b->p ? b->p : "", b->len);
-    b->len = 0;
-    return 1;
-}
-
-/* lines:clear(): forgets the pending text (a large buffer's memory goes too) */
+/* Forgets the pending text (a large buffer's memory goes too). */
 static void lines_reset(jbuf *b)
 {
     b->len = 0;
@@ -1008,21 +982,15 @@ static void lines_reset(jbuf *b)
     }
 }
 
-static int lines_clear(lua_State *L)
-{
-    lines_reset(check_lines(L));
-    return 0;
-}
-
-/* lines:drain(fd) -> true | nil, message, code: write then clear, in one call, so that
- * no hook (a test's timeout firing while an output writes) comes between the two and
- * the lines are written twice; cleared whether the write worked or not. */
-static int lines_drain(lua_State *L)
+/* Writes every pending byte to fd (waiting while a non-blocking pipe is full), then
+ * clears the buffer when clear says so, written or not -> true | nil, message, code. */
+static int lines_put(lua_State *L, int clear)
 {
     jbuf *b = check_lines(L);
     int fd = (int)luaL_checkinteger(L, 2);
     int err = fd_write_all(fd, b->p, b->len);
-    lines_reset(b);
+    if (clear)
+        lines_reset(b);
     if (err) {
         lua_pushnil(L);
         lua_pushfstring(L, "write: %s", strerror(err));
@@ -1031,6 +999,29 @@ static int lines_drain(lua_State *L)
     }
     lua_pushboolean(L, 1);
     return 1;
+}
+
+/* lines:write(fd) -> true | nil, message, code; the buffer is kept (clear it). */
+static int lines_write(lua_State *L) { return lines_put(L, 0); }
+
+/* lines:drain(fd): write then clear, in one call, so that no hook (a test's timeout
+ * firing while an output writes) comes between the two and the lines are written twice. */
+static int lines_drain(lua_State *L) { return lines_put(L, 1); }
+
+/* lines:take() -> the pending text; the buffer is cleared */
+static int lines_take(lua_State *L)
+{
+    jbuf *b = check_lines(L);
+    lua_pushlstring(L, b->p ? b->p : "", b->len);
+    b->len = 0;
+    return 1;
+}
+
+/* lines:clear(): forgets the pending text */
+static int lines_clear(lua_State *L)
+{
+    lines_reset(check_lines(L));
+    return 0;
 }
 
 static void lines_register(lua_State *L)
