@@ -309,29 +309,38 @@ function Sup:start_slot(slot)
   slot.events = slotrun.lines(ch.events)
   slot.requests = slotrun.lines(ch.req)
   slot.releases = slotrun.lines(ch.rel)
-  self.evset:add(ch.events:fileno())
-  self.set:add(ch.req:fileno())
-  self.by_events[ch.events:fileno()], self.by_fd[ch.req:fileno()] = slot, slot
-  slot.watching = { events = true, req = true }
+  slot.watching = {}
+  self:watch(slot, "events")
+  self:watch(slot, "req")
   slot.t0 = sys.clock()
   self.n_running = self.n_running + 1
   self.coord:slot_started(slot.slot)
   return true
 end
 
+-- Where the slot's channel which ("events", "req" or "rel") is found by its fd, and
+-- the set that waits on it (events have a set of their own, read in batches).
+function Sup:index_of(which)
+  if which == "events" then return self.by_events, self.evset end
+  return which == "rel" and self.by_rel or self.by_fd, self.set
+end
+
+function Sup:watch(slot, which)
+  if not slot.watching[which] then
+    local fd = slot.ch[which]:fileno()
+    local by, set = self:index_of(which)
+    by[fd] = slot
+    set:add(fd)
+    slot.watching[which] = true
+  end
+end
+
 function Sup:unwatch(slot, which)
   if slot.watching[which] then
     local fd = slot.ch[which]:fileno()
-    if which == "events" then
-      self.by_events[fd] = nil
-      self.evset:remove(fd)
-    elseif which == "rel" then
-      self.by_rel[fd] = nil
-      self.set:remove(fd)
-    else
-      self.by_fd[fd] = nil
-      self.set:remove(fd)
-    end
+    local by, set = self:index_of(which)
+    by[fd] = nil
+    set:remove(fd)
     slot.watching[which] = false
   end
 end
@@ -374,20 +383,26 @@ local function request_of(line)
 end
 M.request_of = request_of
 
+-- Hands every line of the slot's channel which ("req" or "rel") to coord; at the
+-- channel's end, takes it out of the wait. ended: an empty read is the writer's end
+-- (the channel was reported ready, or the child has ended).
+local LINES_OF = { req = "requests", rel = "releases" }
+function Sup:pump_coord(slot, which, ended)
+  if slot[LINES_OF[which]]:pump(function(line)
+    local msg = request_of(line)
+    if type(msg) == "table" then self.coord:handle(slot.slot, msg) end
+  end, ended) then
+    self:unwatch(slot, which)
+  end
+end
+
 -- Unlocks come on a channel of their own that is read only when they matter: before a
 -- request is answered (the locks' true state: a stale holder would delay a grant or
 -- make up a wait cycle), and, while another slot waits for a lock, as they come (the
 -- holder's channel is in the wait). An uncontended lock then costs one wake, not two.
--- pump_releases(slot, ready): ready: the channel was reported ready, so an empty read
--- is its writer's end (a slot that died holding a lock: its channel leaves the wait).
-function Sup:pump_releases(slot, ready)
-  if slot.releases:pump(function(line)
-    local msg = request_of(line)
-    if type(msg) == "table" then self.coord:handle(slot.slot, msg) end
-  end, ready) then
-    self:unwatch(slot, "rel")
-  end
-end
+-- ready: the channel was reported ready (a slot that died holding a lock: its
+-- channel leaves the wait).
+function Sup:pump_releases(slot, ready) self:pump_coord(slot, "rel", ready) end
 
 -- Reads the unlocks of every slot that holds a lock.
 function Sup:drain_releases()
@@ -405,27 +420,15 @@ function Sup:watch_releases()
   end
   for _, slot in ipairs(self.slots) do
     local on = (want[slot.slot] and slot.releases and not slot.releases.eof and not slot.done) or false
-    if slot.watching and (slot.watching.rel or false) ~= on then
-      if on then
-        local fd = slot.ch.rel:fileno()
-        self.by_rel[fd] = slot
-        self.set:add(fd)
-        slot.watching.rel = true
-      else
-        self:unwatch(slot, "rel")
-      end
+    if slot.watching then
+      if on then self:watch(slot, "rel") else self:unwatch(slot, "rel") end
     end
   end
 end
 
 -- Reads and answers the slot's lock/barrier requests.
 function Sup:pump_requests(slot, ended)
-  if slot.requests:pump(function(line)
-    local msg = request_of(line)
-    if type(msg) == "table" then self.coord:handle(slot.slot, msg) end
-  end, ended) then
-    self:unwatch(slot, "req")
-  end
+  self:pump_coord(slot, "req", ended)
   self:note_ending(slot)
 end
 
