@@ -17,6 +17,19 @@ local function check(path, ...)
   return r.stdout
 end
 
+-- Does the events file at path hold now (a reader tailing it) every event given as
+-- test id and type pairs: has(path, "m::t", "test_started", ...)?
+local function has(path, ...)
+  local text = run.read(path) or ""
+  local want = { ... }
+  for i = 1, #want, 2 do
+    if not text:find('"test":"' .. want[i]:gsub("%p", "%%%0") .. '","time":"[^"]*","type":"' .. want[i + 1] .. '"') then
+      return false
+    end
+  end
+  return true
+end
+
 local function read_events(path)
   local list = {}
   for line in io.lines(path) do list[#list + 1] = assert(json.decode(line)) end
@@ -62,14 +75,8 @@ hp.test("a reader tailing the file sees each event while the run goes on", funct
   local events, marker = os.tmpname(), os.tmpname()
   os.remove(marker)
   local p = run.start({ "--events", events, "events_live" }, { env = { EVENTS_MARKER = marker } })
-  local seen
-  run.wait_for(function()
-    local f = io.open(events)
-    local text = f and f:read("a") or ""
-    if f then f:close() end
-    seen = text:find('"test":"1_live::waits for the reader","time":"[^"]*","type":"test_started"') ~= nil
-    return seen
-  end, 20, "test_started in the events file while the run is live")
+  run.wait_for(function() return has(events, "1_live::waits for the reader", "test_started") end, 20,
+    "test_started in the events file while the run is live")
   hp.expect(p:alive()).to_be(true)
   io.open(marker, "w"):close()
   hp.expect(p:wait(20).exit_code).to_equal(0)
@@ -100,13 +107,8 @@ end)
   f:close()
   local p = run.start({ "--events", events, dir .. "/spin.lua" })
   local t0 = hp.clock()
-  run.wait_for(function()
-    local ef = io.open(events)
-    local text = ef and ef:read("a") or ""
-    if ef then ef:close() end
-    return text:find('"test":"spin::quick","time":"[^"]*","type":"test_finished"') ~= nil
-      and text:find('"test":"spin::spins","time":"[^"]*","type":"test_started"') ~= nil
-  end, 20, "the quick test's end and the spinning test's start in the events file")
+  run.wait_for(function() return has(events, "spin::quick", "test_finished", "spin::spins", "test_started") end, 20,
+    "the quick test's end and the spinning test's start in the events file")
   hp.expect(hp.clock() - t0 < 2).to_be(true) -- loosely: they are written before the test's code
   hp.expect(p:alive()).to_be(true)
   io.open(marker, "w"):close()
@@ -131,11 +133,7 @@ end)
   f:close()
   local p = run.start({ "--events", events, dir .. "/blocked.lua" })
   run.wait_for(function()
-    local ef = io.open(events)
-    local text = ef and ef:read("a") or ""
-    if ef then ef:close() end
-    return text:find('"test":"blocked::quick","time":"[^"]*","type":"test_finished"') ~= nil
-      and text:find('"test":"blocked::blocked","time":"[^"]*","type":"test_started"') ~= nil
+    return has(events, "blocked::quick", "test_finished", "blocked::blocked", "test_started")
   end, 20, "the quick test's end and the blocked test's start in the events file")
   hp.expect(p:alive()).to_be(true)
   local w = assert(io.open(fifo, "w")) -- lets the test go on

@@ -35,6 +35,20 @@ local function integrity(path)
   return query(path, "PRAGMA integrity_check")[1].integrity_check
 end
 
+-- The pid that owns the running run p records into db: its recorder, named in the
+-- run's first record (waits for that record; checks it is not the run's own pid).
+local function recorder_of(db, p)
+  local owner
+  run.wait_for(function()
+    local ok, rows = pcall(query, db, "SELECT pid FROM runs WHERE status = 'running'")
+    owner = ok and rows[1] and rows[1].pid or nil
+    return owner ~= nil or not p:alive()
+  end, 30, "the run's first record")
+  hp.expect(owner).never.to_be_nil()
+  hp.expect(owner).never.to_equal(p.pid)
+  return owner
+end
+
 local n = 0
 local function hplua(args, opts)
   n = n + 1
@@ -129,15 +143,7 @@ hp.test("the run SIGKILLed while its recorder is behind: no other opener aborts 
   local db = dir .. "/h.db"
   local events = dir .. "/events.ndjson"
   local p = hplua({ "-q", "--history", db, "--events", events, file }, { timeout = 120 })
-  -- the run's owner in the table is its recorder, from the run's first record on
-  local owner
-  run.wait_for(function()
-    local ok, rows = pcall(query, db, "SELECT pid FROM runs WHERE status = 'running'")
-    owner = ok and rows[1] and rows[1].pid or nil
-    return owner ~= nil or not p:alive()
-  end, 30, "the run's first record")
-  hp.expect(owner).never.to_be_nil()
-  hp.expect(owner).never.to_equal(p.pid)
+  local owner = recorder_of(db, p)
   -- the recorder falls behind (stopped), the run goes on, then dies
   run.kill(owner, "STOP")
   run.wait_for(function()
@@ -177,14 +183,7 @@ hp.test("the recorder killed mid-run: the run goes on, fails naming the history,
   local file = suite(dir, 300, "hp.sleep(0.01)")
   local db = dir .. "/h.db"
   local p = hplua({ "-q", "--history", db, file }, { timeout = 120 })
-  local recorder
-  run.wait_for(function()
-    local ok, rows = pcall(query, db, "SELECT pid FROM runs WHERE status = 'running'")
-    recorder = ok and rows[1] and rows[1].pid ~= p.pid and rows[1].pid or nil
-    return recorder ~= nil or not p:alive()
-  end, 30, "the recorder to take the run over")
-  hp.expect(recorder).never.to_be_nil()
-  run.kill(recorder, "KILL")
+  run.kill(recorder_of(db, p), "KILL")
   local r = p:wait(60)
   hp.expect(r.stdout).to_match("300 passed")
   hp.expect(r.exit_code).to_equal(1)
