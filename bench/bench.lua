@@ -50,7 +50,8 @@ local function run(argv, opts2)
       and not table.concat(argv, " "):find("%-%-history") then
     argv = { argv[1], "--no-history", table.unpack(argv, 2) }
   end
-  -- started through bench-bin/rss, so max_rss_kb is the command's own peak, not the harness's
+  -- started through bench-bin/rss, so max_rss_kb is the command's own peak, not the harness's;
+  -- self_cpu: its own process's CPU seconds, children_cpu: that of the descendants it reaped
   local rss_file = tmp .. "/rss-" .. seq
   local r = hp.process.start("bench-" .. seq, { BIN .. "/rss", rss_file, table.unpack(argv) }, opts2):wait()
   if r.exit_code ~= 0 and not (opts2 and opts2.ok_status == r.exit_code) then
@@ -58,7 +59,9 @@ local function run(argv, opts2)
   end
   local f = io.open(rss_file)
   r.max_rss_kb = f and tonumber(f:read("l")) or 0
+  local self_ns, total_us = (f and f:read("l") or ""):match("^(%d+) (%d+)$")
   if f then f:close() end
+  if self_ns then r.self_cpu, r.children_cpu = self_ns / 1e9, total_us / 1e6 - self_ns / 1e9 end
   os.remove(rss_file)
   return r
 end
@@ -612,7 +615,7 @@ end
 
 -- 16. slots: N DUTs of a suite that mostly waits (an instrument's settling time, a
 -- child process), 8 slots against 1 (wall), and the supervisor's own CPU against the
--- slots' (`hplua --slots N` as a user runs it, timed by bench/cputime.c)
+-- slots' (`hplua --slots N` as a user runs it, timed from outside by bench/rss.c)
 if want(16) then
   local n_slots, tests, wait = S and 2 or 8, S and 2 or 5, S and 0.05 or 0.2
   local dir = tmp .. "/slots"
@@ -628,15 +631,11 @@ for i = 1, %d do
   end)
 end
 ]], tests, wait, wait))
-  -- the command itself, from a small process that reads its own CPU before reaping it
-  -- (bench/cputime.c) and with its slots (wait4's rusage)
+  -- the command itself; run's bench/rss reads its own CPU before reaping it, and that
+  -- with its slots (wait4's rusage)
   local function once(k)
-    local file = tmp .. "/cputime"
-    local r = run({ BIN .. "/cputime", file, HPLUA, "--no-history", "-q", "--slots", tostring(k), dir })
-    assert(r.exit_code == 0, "slots run failed: " .. r.stdout .. r.stderr)
-    local self_ns, total_us = assert(io.open(file)):read("a"):match("(%d+) (%d+)")
-    local own = tonumber(self_ns) / 1e9
-    return r.duration, own, tonumber(total_us) / 1e6 - own, r.max_rss_kb
+    local r = run({ HPLUA, "--no-history", "-q", "--slots", tostring(k), dir })
+    return r.duration, assert(r.self_cpu, "no CPU time read"), r.children_cpu, r.max_rss_kb
   end
   local one, _, _, one_rss = once(1)
   local many, own, kids, many_rss = once(n_slots)
