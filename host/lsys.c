@@ -21,6 +21,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A failure of the world: nil, "what: reason", and a code word. */
@@ -395,14 +396,38 @@ static int sys_helper(lua_State *L)
     return 3;
 }
 
-/* helper_done(pid, [stuck]): the helper is no longer spared; stuck: it has not ended
- * as it should (it may still run), so the end-of-run sweep looks for it. */
+/* helper_done(pid, [stuck]) -> ended: the helper is no longer spared. Not stuck: it
+ * has said its last word and closed its end, so it is ending; it is collected here
+ * (within HELPER_END s), so that nobody who reads what it wrote finds it alive, or a
+ * zombie that looks alive. Stuck, or not ended in time: the end-of-run sweep looks
+ * for it. */
+#define HELPER_END 2.0
 static int sys_helper_done(lua_State *L)
 {
-    orphans_spare((pid_t)luaL_checkinteger(L, 1), false);
-    if (lua_toboolean(L, 2))
+    pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+    orphans_spare(pid, false);
+    int ended = 0;
+    if (!lua_toboolean(L, 2)) {
+        double end = clock_mono() + HELPER_END;
+        long nap = 20000; /* ns, doubled up to 10 ms */
+        for (;;) {
+            pid_t r = waitpid(pid, NULL, WNOHANG);
+            if (r != 0 && !(r < 0 && errno == EINTR)) {
+                ended = 1; /* collected, or not ours to collect (ECHILD: already) */
+                break;
+            }
+            if (clock_mono() >= end)
+                break;
+            struct timespec ts = {0, nap};
+            nanosleep(&ts, NULL);
+            if (nap < 10000000)
+                nap *= 2;
+        }
+    }
+    if (!ended)
         orphans_note_spawn();
-    return 0;
+    lua_pushboolean(L, ended);
+    return 1;
 }
 
 /* ---- fdset(): descriptors watched together (a supervisor's channels), one pollable fd ---- */

@@ -192,10 +192,11 @@ local function start_time(pid)
   if not s then return nil end
   local rest = s:match("^.*%)%s+(.*)$") -- the command name may hold spaces and parentheses
   if not rest then return nil end
-  local n = 2
+  local n, state = 2, nil
   for field in rest:gmatch("%S+") do
     n = n + 1
-    if n == 22 then return math.tointeger(tonumber(field)) end
+    if n == 3 then state = field end
+    if n == 22 then return math.tointeger(tonumber(field)), state end
   end
 end
 M._start_time = start_time
@@ -222,8 +223,10 @@ end
 local function owner_alive(row)
   if not row.pid then return false end
   if row.boot_id ~= me().boot_id then return false end
-  local st = start_time(row.pid)
-  return st ~= nil and st == row.pid_start
+  -- a zombie has ended: its parent (or the subreaper that adopted it) has not yet
+  -- collected it, which may take as long as that process likes
+  local st, state = start_time(row.pid)
+  return st ~= nil and st == row.pid_start and state ~= "Z" and state ~= "X"
 end
 
 ---------------------------------------------------------------------------------------

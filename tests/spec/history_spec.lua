@@ -253,6 +253,38 @@ describe("hplua.history", function()
       assert.are.equal(2, query(path, "SELECT count(*) AS n FROM tests WHERE run_id = ?", run_id)[1].n)
     end)
 
+    it("are marked aborted when their process has ended but is not yet collected (a zombie)", function()
+      local hp, sys = require "hplua", require "hplua.sys"
+      -- the short sleep ends after its parent has become the long one, which never collects it
+      local pidfile = os.tmpname()
+      local parent = hp.process.start("zombie-parent", { "sh", "-c", "sleep 0.1 & echo $! > " .. pidfile .. "; exec sleep 30" })
+      local pid
+      local deadline = sys.clock() + 5
+      repeat
+        local f = io.open(pidfile)
+        pid = f and math.tointeger(tonumber(f:read("a")))
+        if f then f:close() end
+        if not pid then sys.sleep(0.01) end
+      until pid or sys.clock() > deadline
+      os.remove(pidfile)
+      assert.is_not_nil(pid)
+      local function state()
+        local f = io.open("/proc/" .. pid .. "/stat")
+        local st = f and f:read("a"):match("%)%s+(%S)")
+        if f then f:close() end
+        return st
+      end
+      deadline = sys.clock() + 5
+      while state() ~= "Z" and sys.clock() < deadline do sys.sleep(0.01) end
+      assert.are.equal("Z", state())
+      local store = assert(history.open_for_run(path))
+      local run_id = running_run(store, { pid = pid, pid_start = history._start_time(pid) })
+      store:close()
+      local r = status_after_open(run_id)
+      parent:terminate(0)
+      assert.are.equal("aborted", r.status)
+    end)
+
     it("are left alone while their process lives (a recycled PID or another boot does not count)", function()
       local store = assert(history.open_for_run(path))
       local live = running_run(store, {}) -- this very process
