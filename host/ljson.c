@@ -105,16 +105,22 @@ typedef struct {
 /* The sorted order of the keys of objects seen before. Tables built by the same
  * code (an event of one type, a test record) have the same keys, met in the same
  * order by lua_next; short keys are interned strings, so a shape is the sequence of
- * key pointers. A hit is checked (the keys in that order must be sorted), so a key's
- * address reused by another string after a collection costs a sort, not a wrong
- * order. One cache per Lua state, in the registry. */
+ * key pointers. The keys of a cached shape are anchored (a table in the cache's user
+ * value), so an address cannot be reused by another string while its shape is
+ * cached: a hit is a match of pointers. A shape also keeps its keys' text as written
+ * (`"key":`, with the comma before all but the first), when all of it is plain. One
+ * cache per Lua state, in the registry. */
 #define SHAPES 64
 #define SMALL_OBJECT 48
+#define SHORT_KEY 40 /* LUAI_MAXSHORTLEN: longer strings are not interned */
+#define TEMPLATE 1024
 
 typedef struct {
     int n;
     const char *keys[SMALL_OBJECT];
     unsigned char order[SMALL_OBJECT];
+    unsigned short seg[SMALL_OBJECT + 1]; /* where each key's text starts; 0 0: none */
+    char text[TEMPLATE];
 } shape;
 
 typedef struct {
@@ -173,8 +179,10 @@ static shape *shape_cache(lua_State *L)
         return c;
     }
     lua_pop(L, 1);
-    shape *c = lua_newuserdatauv(L, SHAPES * sizeof(shape), 0);
+    shape *c = lua_newuserdatauv(L, SHAPES * sizeof(shape), 1);
     memset(c, 0, SHAPES * sizeof(shape));
+    lua_createtable(L, SHAPES, 0); /* the anchors: a table of keys per shape */
+    lua_setiuservalue(L, -2, 1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &SHAPES_KEY);
     return c;
 }
@@ -280,6 +288,26 @@ static const unsigned char PLAIN[256] = {
     ['|'] = 1, ['}'] = 1, ['~'] = 1,
 };
 
+/* The number of PLAIN bytes at the start of s: eight at a time while no byte of a
+ * word is a control, DEL, non-ASCII, a quote or a backslash. */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+#define HAS_ZERO(v) (((v) - ONES) & ~(v) & HIGHS)
+static size_t plain_prefix(const unsigned char *s, size_t len)
+{
+    size_t k = 0;
+    for (; k + 8 <= len; k += 8) {
+        uint64_t w;
+        memcpy(&w, s + k, 8);
+        if ((w & HIGHS) | ((w - 0x20 * ONES) & ~w & HIGHS) | HAS_ZERO(w ^ ('"' * ONES)) |
+            HAS_ZERO(w ^ ('\\' * ONES)) | HAS_ZERO(w ^ (0x7f * ONES)))
+            break;
+    }
+    while (k < len && PLAIN[s[k]])
+        k++;
+    return k;
+}
+
 /* A JSON string: invalid UTF-8 (and NUL) repaired to U+FFFD, controls escaped, and
  * U+2028/U+2029 escaped too (JavaScript readers). */
 static int put_string(encoder *e, const char *str, size_t len)
@@ -287,9 +315,7 @@ static int put_string(encoder *e, const char *str, size_t len)
     const unsigned char *s = (const unsigned char *)str;
     /* the common case: a short string of plain ASCII, copied with its quotes at once */
     if (len <= 256) {
-        size_t k = 0;
-        while (k < len && PLAIN[s[k]])
-            k++;
+        size_t k = plain_prefix(s, len);
         jbuf *b = e->b;
         if (k == len && e->cost <= e->budget && len + 2 <= e->budget - e->cost && b->cap - b->len >= len + 2) {
             char *q = b->p + b->len;
@@ -306,9 +332,7 @@ static int put_string(encoder *e, const char *str, size_t len)
     size_t i = 0, run = 0; /* run: bytes copied verbatim, pending */
     while (i < len) {
         if (PLAIN[s[i]]) { /* plain ASCII, the common case */
-            size_t j = i + 1;
-            while (j < len && PLAIN[s[j]])
-                j++;
+            size_t j = i + 1 + plain_prefix(s + i + 1, len - i - 1);
             run += j - i;
             i = j;
             continue;
@@ -467,42 +491,84 @@ static void sort_refs(keyref *refs, lua_Integer n)
     }
 }
 
-/* Sorts refs (n <= SMALL_OBJECT) by their keys, in the order remembered for this
- * shape when it is still right. */
-static void sort_cached(encoder *e, keyref *refs, lua_Integer n)
+/* Keeps the shape of refs (sorted) in sh: its keys anchored, its order, and its
+ * keys' text when all of it is plain and fits. refs are sorted on return. */
+static void remember(encoder *e, shape *sh, keyref *refs, lua_Integer n)
 {
-    if (!e->shapes || n < 3) {
+    lua_State *L = e->L;
+    sh->n = 0; /* not a shape until its keys are anchored (an error may come first) */
+    sh->seg[0] = sh->seg[1] = 0;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &SHAPES_KEY);
+    lua_getiuservalue(L, -1, 1);
+    int slot = (int)(sh - e->shapes) + 1;
+    if (lua_rawgeti(L, -1, slot) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, SMALL_OBJECT, 0);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -3, slot);
+    }
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_pushvalue(L, (int)refs[i].idx - 1); /* the key, beside its value */
+        lua_rawseti(L, -2, i + 1);
+        sh->keys[i] = refs[i].s;
+        refs[i].pos = (int)i;
+    }
+    lua_pop(L, 3);
+    sort_refs(refs, n);
+    size_t at = 0;
+    int plain = 1;
+    for (lua_Integer i = 0; plain && i < n; i++) {
+        sh->order[i] = (unsigned char)refs[i].pos;
+        sh->seg[i] = (unsigned short)at;
+        size_t need = refs[i].len + 4;
+        plain = at + need <= TEMPLATE && plain_prefix((const unsigned char *)refs[i].s, refs[i].len) == refs[i].len;
+        if (plain) {
+            if (i > 0)
+                sh->text[at++] = ',';
+            sh->text[at++] = '"';
+            memcpy(sh->text + at, refs[i].s, refs[i].len);
+            at += refs[i].len;
+            sh->text[at++] = '"';
+            sh->text[at++] = ':';
+        }
+    }
+    for (lua_Integer i = 0; i < n; i++)
+        sh->order[i] = (unsigned char)refs[i].pos;
+    sh->seg[n] = plain ? (unsigned short)at : 0;
+    if (!plain)
+        sh->seg[0] = 0;
+    sh->n = (int)n;
+}
+
+/* Sorts refs (n <= SMALL_OBJECT) by their keys, in the order remembered for their
+ * shape; -> that shape, or NULL when the object is not one to cache (long keys). */
+static shape *sort_cached(encoder *e, keyref *refs, lua_Integer n)
+{
+    if (!e->shapes || n < 2) {
         sort_refs(refs, n);
-        return;
+        return NULL;
     }
     uintptr_t h = (uintptr_t)n;
-    for (lua_Integer i = 0; i < n; i++)
+    for (lua_Integer i = 0; i < n; i++) {
+        if (refs[i].len > SHORT_KEY) {
+            sort_refs(refs, n);
+            return NULL;
+        }
         h = h * 31 + ((uintptr_t)refs[i].s >> 4);
+    }
     shape *sh = &e->shapes[(h ^ (h >> 13)) % SHAPES];
     int same = sh->n == n;
     for (lua_Integer i = 0; same && i < n; i++)
         same = sh->keys[i] == refs[i].s;
-    if (same) {
-        keyref sorted[SMALL_OBJECT];
-        for (lua_Integer i = 0; i < n; i++)
-            sorted[i] = refs[sh->order[i]];
-        int ok = 1;
-        for (lua_Integer i = 1; ok && i < n; i++)
-            ok = cmp_keyref(&sorted[i - 1], &sorted[i]) < 0;
-        if (ok) {
-            memcpy(refs, sorted, (size_t)n * sizeof *refs);
-            return;
-        }
+    if (!same) {
+        remember(e, sh, refs, n);
+        return sh;
     }
-    /* remember the slot of each key as met, sort, and store where each went */
-    sh->n = (int)n;
-    for (lua_Integer i = 0; i < n; i++) {
-        sh->keys[i] = refs[i].s;
-        refs[i].pos = (int)i;
-    }
-    sort_refs(refs, n);
+    keyref sorted[SMALL_OBJECT];
     for (lua_Integer i = 0; i < n; i++)
-        sh->order[i] = (unsigned char)refs[i].pos;
+        sorted[i] = refs[sh->order[i]];
+    memcpy(refs, sorted, (size_t)n * sizeof *refs);
+    return sh;
 }
 
 /* The common case without allocating: an object of at most SMALL_OBJECT string
@@ -514,7 +580,7 @@ static int put_small_object(encoder *e, int idx, int depth)
     int top = lua_gettop(L);
     keyref refs[SMALL_OBJECT];
     lua_Integer n = 0;
-    if (!lua_checkstack(L, 2 * SMALL_OBJECT + 4))
+    if (!lua_checkstack(L, 2 * SMALL_OBJECT + 8))
         return -1;
     lua_pushnil(L);
     while (lua_next(L, idx)) { /* leaves key, value; a copy of the key drives lua_next */
@@ -523,16 +589,22 @@ static int put_small_object(encoder *e, int idx, int depth)
             return -1;
         }
         refs[n].s = lua_tolstring(L, -2, &refs[n].len);
-        refs[n].idx = lua_gettop(L); /* the value's slot */
+        refs[n].idx = lua_gettop(L); /* the value's slot; its key's is the one below */
         n++;
         lua_pushvalue(L, -2);
     }
-    sort_cached(e, refs, n);
+    shape *sh = sort_cached(e, refs, n);
     int ok = PUTLIT(e, "{");
-    for (lua_Integer i = 0; ok && i < n; i++) {
-        ok = (i == 0 || PUTLIT(e, ",")) && newline(e, depth + 1) && charge(e, VALUE_COST) &&
-             put_string(e, refs[i].s, refs[i].len) && (e->pretty ? PUTLIT(e, ": ") : PUTLIT(e, ":")) &&
-             put_value(e, (int)refs[i].idx, depth + 1);
+    if (sh && sh->seg[n] && !e->pretty) { /* the keys' text as kept */
+        for (lua_Integer i = 0; ok && i < n; i++)
+            ok = put(e, sh->text + sh->seg[i], (size_t)(sh->seg[i + 1] - sh->seg[i])) && charge(e, VALUE_COST) &&
+                 put_value(e, (int)refs[i].idx, depth + 1);
+    } else {
+        for (lua_Integer i = 0; ok && i < n; i++) {
+            ok = (i == 0 || PUTLIT(e, ",")) && newline(e, depth + 1) && charge(e, VALUE_COST) &&
+                 put_string(e, refs[i].s, refs[i].len) && (e->pretty ? PUTLIT(e, ": ") : PUTLIT(e, ":")) &&
+                 put_value(e, (int)refs[i].idx, depth + 1);
+        }
     }
     ok = ok && (n == 0 || newline(e, depth)) && PUTLIT(e, "}");
     lua_settop(L, top);

@@ -160,6 +160,52 @@ describe("hplua.json encoding of nasty values", function()
     assert.are.equal('{"\u{FFFD}":1}', enc({ ["\255"] = 1 }))
   end)
 
+  -- a plain reference: sorted keys, each byte escaped as the encoder does for ASCII
+  local function ref(v)
+    if type(v) == "string" then
+      return '"' .. v:gsub('[%c"\\\127]', function(c)
+        local named = { ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r", ["\b"] = "\\b", ["\f"] = "\\f", ['"'] = '\\"', ["\\"] = "\\\\", ["\127"] = "\127" }
+        return named[c] or string.format("\\u%04x", c:byte())
+      end) .. '"'
+    elseif type(v) == "table" then
+      local keys = {}
+      for k in pairs(v) do keys[#keys + 1] = k end
+      table.sort(keys)
+      for i, k in ipairs(keys) do keys[i] = ref(k) .. ":" .. ref(v[k]) end
+      return "{" .. table.concat(keys, ",") .. "}"
+    end
+    return tostring(v)
+  end
+
+  it("escapes a special byte wherever it falls in a long plain string", function()
+    for _, c in ipairs { "\0", "\1", "\31", '"', "\\", "\127", "\n", "\200" } do
+      for len = 1, 40 do
+        for at = 1, len do
+          local text = string.rep("a", at - 1) .. c .. string.rep("b", len - at)
+          local want = c == "\0" and '"' .. text:gsub("%z", "\u{FFFD}") .. '"' or c == "\200" and '"' .. text:gsub("\200", "\u{FFFD}") .. '"' or ref(text)
+          assert.are.equal(want, enc(text))
+        end
+      end
+    end
+  end)
+
+  it("writes objects of many shapes as a plain sorted encoder does, keys collected and made again", function()
+    local pool = { "a", "b", "zz", "m", "key with space", 'qu"ote', "back\\slash", "ctl\1", string.rep("k", 40), string.rep("l", 41), "\u{e9}t\u{e9}" }
+    local seed = 7
+    local function rand(n) seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n + 1 end
+    for round = 1, 3000 do
+      local t = {}
+      for _ = 1, rand(12) do
+        local k = rand(3) == 1 and pool[rand(#pool)] or string.format("k%d", rand(60)) -- made anew each time
+        t[k] = rand(2) == 1 and round or ("v" .. k)
+      end
+      local got = enc(t)
+      if not got:find("\u{e9}", 1, true) then assert.are.equal(ref(t), got) end
+      assert.are.same(t, json.decode(got))
+      if round % 100 == 0 then collectgarbage() end -- key strings die; their addresses come back
+    end
+  end)
+
   it("sorts keys and writes pretty text with two-space indents", function()
     assert.are.equal('{"a":[1,{}],"b":true,"c":null}', enc({ c = json.null, b = true, a = { 1, {} } }))
     assert.are.equal('{\n  "a": [\n    1\n  ],\n  "b": {}\n}', json.encode({ b = {}, a = { 1 } }, true))
