@@ -117,6 +117,7 @@ typedef struct {
 
 typedef struct {
     int n;
+    unsigned gen; /* changes whenever the entry is filled again (by a nested object, too) */
     const char *keys[SMALL_OBJECT];
     unsigned char order[SMALL_OBJECT];
     unsigned short seg[SMALL_OBJECT + 1]; /* where each key's text starts; 0 0: none */
@@ -181,7 +182,13 @@ static shape *shape_cache(lua_State *L)
     lua_pop(L, 1);
     shape *c = lua_newuserdatauv(L, SHAPES * sizeof(shape), 1);
     memset(c, 0, SHAPES * sizeof(shape));
-    lua_createtable(L, SHAPES, 0); /* the anchors: a table of keys per shape */
+    /* the anchors: a table of keys per shape, made now so that filling one in never
+     * allocates (no memory error in the middle of an encoding) */
+    lua_createtable(L, SHAPES, 0);
+    for (int i = 1; i <= SHAPES; i++) {
+        lua_createtable(L, SMALL_OBJECT, 0);
+        lua_rawseti(L, -2, i);
+    }
     lua_setiuservalue(L, -2, 1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &SHAPES_KEY);
     return c;
@@ -496,17 +503,11 @@ static void sort_refs(keyref *refs, lua_Integer n)
 static void remember(encoder *e, shape *sh, keyref *refs, lua_Integer n)
 {
     lua_State *L = e->L;
-    sh->n = 0; /* not a shape until its keys are anchored (an error may come first) */
-    sh->seg[0] = sh->seg[1] = 0;
+    sh->gen++;
+    sh->n = 0;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &SHAPES_KEY);
     lua_getiuservalue(L, -1, 1);
-    int slot = (int)(sh - e->shapes) + 1;
-    if (lua_rawgeti(L, -1, slot) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_createtable(L, SMALL_OBJECT, 0);
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, -3, slot);
-    }
+    lua_rawgeti(L, -1, (int)(sh - e->shapes) + 1); /* its anchors (presized: no allocation) */
     for (lua_Integer i = 0; i < n; i++) {
         lua_pushvalue(L, (int)refs[i].idx - 1); /* the key, beside its value */
         lua_rawseti(L, -2, i + 1);
@@ -517,11 +518,11 @@ static void remember(encoder *e, shape *sh, keyref *refs, lua_Integer n)
     sort_refs(refs, n);
     size_t at = 0;
     int plain = 1;
-    for (lua_Integer i = 0; plain && i < n; i++) {
+    for (lua_Integer i = 0; i < n; i++) {
         sh->order[i] = (unsigned char)refs[i].pos;
         sh->seg[i] = (unsigned short)at;
-        size_t need = refs[i].len + 4;
-        plain = at + need <= TEMPLATE && plain_prefix((const unsigned char *)refs[i].s, refs[i].len) == refs[i].len;
+        plain = plain && at + refs[i].len + 4 <= TEMPLATE &&
+                plain_prefix((const unsigned char *)refs[i].s, refs[i].len) == refs[i].len;
         if (plain) {
             if (i > 0)
                 sh->text[at++] = ',';
@@ -532,11 +533,7 @@ static void remember(encoder *e, shape *sh, keyref *refs, lua_Integer n)
             sh->text[at++] = ':';
         }
     }
-    for (lua_Integer i = 0; i < n; i++)
-        sh->order[i] = (unsigned char)refs[i].pos;
-    sh->seg[n] = plain ? (unsigned short)at : 0;
-    if (!plain)
-        sh->seg[0] = 0;
+    sh->seg[n] = plain ? (unsigned short)at : 0; /* 0: no text kept */
     sh->n = (int)n;
 }
 
@@ -594,17 +591,18 @@ static int put_small_object(encoder *e, int idx, int depth)
         lua_pushvalue(L, -2);
     }
     shape *sh = sort_cached(e, refs, n);
+    /* the keys' text as kept, while the entry holds this shape: a nested object of
+     * another shape may fill the same entry again (its gen then changes) */
+    int kept = sh && sh->seg[n] && !e->pretty;
+    unsigned gen = kept ? sh->gen : 0;
     int ok = PUTLIT(e, "{");
-    if (sh && sh->seg[n] && !e->pretty) { /* the keys' text as kept */
-        for (lua_Integer i = 0; ok && i < n; i++)
-            ok = put(e, sh->text + sh->seg[i], (size_t)(sh->seg[i + 1] - sh->seg[i])) && charge(e, VALUE_COST) &&
-                 put_value(e, (int)refs[i].idx, depth + 1);
-    } else {
-        for (lua_Integer i = 0; ok && i < n; i++) {
-            ok = (i == 0 || PUTLIT(e, ",")) && newline(e, depth + 1) && charge(e, VALUE_COST) &&
-                 put_string(e, refs[i].s, refs[i].len) && (e->pretty ? PUTLIT(e, ": ") : PUTLIT(e, ":")) &&
-                 put_value(e, (int)refs[i].idx, depth + 1);
-        }
+    for (lua_Integer i = 0; ok && i < n; i++) {
+        if (kept && sh->gen == gen)
+            ok = put(e, sh->text + sh->seg[i], (size_t)(sh->seg[i + 1] - sh->seg[i]));
+        else
+            ok = (i == 0 || PUTLIT(e, ",")) && newline(e, depth + 1) && put_string(e, refs[i].s, refs[i].len) &&
+                 (e->pretty ? PUTLIT(e, ": ") : PUTLIT(e, ":"));
+        ok = ok && charge(e, VALUE_COST) && put_value(e, (int)refs[i].idx, depth + 1);
     }
     ok = ok && (n == 0 || newline(e, depth)) && PUTLIT(e, "}");
     lua_settop(L, top);

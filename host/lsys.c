@@ -397,9 +397,11 @@ static int sys_helper(lua_State *L)
 }
 
 /* helper_done(pid, [stuck]) -> ended: the helper is no longer spared. Not stuck: it
- * has said its last word and closed its end, so it is ending; it is collected here
- * (within HELPER_END s), so that nobody who reads what it wrote finds it alive, or a
- * zombie that looks alive. Stuck, or not ended in time: the end-of-run sweep looks
+ * is ending (it has said its last word and closed its end, or its stdin was closed
+ * before it had read anything, and it ends as soon as it has started); it is
+ * collected here (within HELPER_END s), so that nobody who reads what it wrote finds
+ * it alive, or a zombie that looks alive. ECHILD: already collected (the process
+ * engine's wait4(-1) walk). Stuck, or not ended in time: the end-of-run sweep looks
  * for it. */
 #define HELPER_END 2.0
 static int sys_helper_done(lua_State *L)

@@ -257,7 +257,9 @@ describe("hplua.history", function()
       local hp, sys = require "hplua", require "hplua.sys"
       -- the short sleep ends after its parent has become the long one, which never collects it
       local pidfile = os.tmpname()
-      local parent = hp.process.start("zombie-parent", { "sh", "-c", "sleep 0.1 & echo $! > " .. pidfile .. "; exec sleep 30" })
+      local parent <close> = setmetatable({ p = hp.process.start("zombie-parent",
+        { "sh", "-c", "sleep 0.1 & echo $! > " .. pidfile .. "; exec sleep 30" }) },
+        { __close = function(t) t.p:terminate(0) end }) -- ended whatever the assertions say
       local pid
       local deadline = sys.clock() + 5
       repeat
@@ -280,9 +282,7 @@ describe("hplua.history", function()
       local store = assert(history.open_for_run(path))
       local run_id = running_run(store, { pid = pid, pid_start = history._start_time(pid) })
       store:close()
-      local r = status_after_open(run_id)
-      parent:terminate(0)
-      assert.are.equal("aborted", r.status)
+      assert.are.equal("aborted", status_after_open(run_id).status)
     end)
 
     it("are left alone while their process lives (a recycled PID or another boot does not count)", function()

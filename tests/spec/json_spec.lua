@@ -193,16 +193,32 @@ describe("hplua.json encoding of nasty values", function()
     local pool = { "a", "b", "zz", "m", "key with space", 'qu"ote', "back\\slash", "ctl\1", string.rep("k", 40), string.rep("l", 41), "\u{e9}t\u{e9}" }
     local seed = 7
     local function rand(n) seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n + 1 end
-    for round = 1, 3000 do
+    local function object(round, depth)
       local t = {}
       for _ = 1, rand(12) do
         local k = rand(3) == 1 and pool[rand(#pool)] or string.format("k%d", rand(60)) -- made anew each time
-        t[k] = rand(2) == 1 and round or ("v" .. k)
+        -- values: numbers, strings, and objects of other shapes inside (which may take
+        -- the cache entry of the object around them while it is being written)
+        t[k] = depth < 3 and rand(4) == 1 and object(round, depth + 1) or rand(2) == 1 and round or ("v" .. k)
       end
+      return t
+    end
+    for round = 1, 3000 do
+      local t = object(round, 1)
       local got = enc(t)
       if not got:find("\u{e9}", 1, true) then assert.are.equal(ref(t), got) end
       assert.are.same(t, json.decode(got))
       if round % 100 == 0 then collectgarbage() end -- key strings die; their addresses come back
+    end
+  end)
+
+  it("writes the keys of an object right after an object of another shape inside it", function()
+    for i = 1, 2000 do
+      local inner = {}
+      for k = 1, 6 do inner[string.format("longer%d_%d", i, k)] = k end
+      local got = enc({ a = inner, b = 1, c = 2 })
+      assert.are.equal(',"b":1,"c":2}', got:sub(-13))
+      assert.are.same({ a = inner, b = 1, c = 2 }, json.decode(got))
     end
   end)
 
