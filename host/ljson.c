@@ -1,10 +1,8 @@
 /* hplua.json: JSON encoding (our own writer, with a size budget), decoding through
  * cJSON, and report files written atomically. */
-#include "clock.h"
 #include "fdio.h"
 #include "heap.h"
 #include "host.h"
-#include "monitor.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -12,14 +10,11 @@
 #include <lauxlib.h>
 #include <locale.h>
 #include <math.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <limits.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -761,130 +756,6 @@ static jbuf *check_lines(lua_State *L)
     return luaL_checkudata(L, 1, LINES_MT);
 }
 
-/* ---- Deferred lines: one line buffer (the events file's) whose pending text the
- * monitor's handler writes when it has been held long enough (monitor_defer), even
- * while the main code is blocked in a system call or busy in test code. The main
- * code marks the buffer busy while it changes it; the handler then tries again a
- * little later. The handler never blocks: a pipe or socket gets what fits now. */
-
-static struct {
-    jbuf *b; /* the buffer the handler may write, or NULL */
-    int fd, regular;
-    volatile sig_atomic_t busy; /* the main code is changing b */
-    volatile sig_atomic_t err;  /* a write of the handler failed (errno); what it held is dropped */
-} deferred;
-
-#define DEFER_RETRY 0.001
-
-static void hold_lines(jbuf *b)
-{
-    if (b == deferred.b) {
-        deferred.busy = 1;
-        __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    }
-}
-
-static void release_lines(jbuf *b)
-{
-    if (b == deferred.b) {
-        __atomic_signal_fence(__ATOMIC_SEQ_CST);
-        deferred.busy = 0;
-    }
-}
-
-/* In the monitor's signal handler. */
-static void deferred_flush(void)
-{
-    jbuf *b = deferred.b;
-    if (!b || deferred.err || !b->len)
-        return;
-    if (deferred.busy) {
-        monitor_defer(clock_mono() + DEFER_RETRY, deferred_flush);
-        return;
-    }
-    size_t done = 0;
-    while (done < b->len) {
-        size_t n = b->len - done;
-        if (!deferred.regular) {
-            struct pollfd pfd = {deferred.fd, POLLOUT, 0};
-            if (poll(&pfd, 1, 0) != 1)
-                break; /* full: later */
-            if (n > PIPE_BUF && (pfd.revents & POLLOUT))
-                n = PIPE_BUF; /* what fits without blocking */
-        }
-        ssize_t w = write(deferred.fd, b->p + done, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            break;
-        if (w <= 0) {
-            deferred.err = w < 0 ? errno : EIO;
-            done = b->len;
-            break;
-        }
-        done += (size_t)w;
-    }
-    if (done) {
-        memmove(b->p, b->p + done, b->len - done);
-        b->len -= done;
-    }
-    if (b->len && !deferred.err)
-        monitor_defer(clock_mono() + DEFER_RETRY, deferred_flush);
-}
-
-static int lines_gc(lua_State *L)
-{
-    if (lua_touserdata(L, 1) == deferred.b) {
-        deferred.b = NULL;
-        __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    }
-    return jbuf_gc(L);
-}
-
-static int push_lines_error(lua_State *L, int err);
-
-/* lines:defer(fd, seconds) -> true | false | nil, message, code: the pending text is
- * written to fd by the monitor within about `seconds` (true), unless it is written
- * first (drain). false: it cannot be (no monitor yet, or another buffer has the
- * place): write it now. nil: an earlier deferred write failed (its text is lost). */
-static int lines_defer(lua_State *L)
-{
-    jbuf *b = check_lines(L);
-    int fd = (int)luaL_checkinteger(L, 2);
-    double hold = luaL_checknumber(L, 3);
-    if (deferred.b && deferred.b != b) {
-        lua_pushboolean(L, 0);
-        return 1;
-    }
-    if (deferred.b && deferred.err) {
-        int err = deferred.err;
-        deferred.err = 0;
-        return push_lines_error(L, err);
-    }
-    if (!deferred.b || deferred.fd != fd) {
-        struct stat st;
-        deferred.b = NULL;
-        __atomic_signal_fence(__ATOMIC_SEQ_CST);
-        deferred.fd = fd;
-        deferred.regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-        __atomic_signal_fence(__ATOMIC_SEQ_CST);
-        deferred.b = b;
-    }
-    lua_pushboolean(L, !b->len || monitor_defer(clock_mono() + hold, deferred_flush));
-    return 1;
-}
-
-/* lines:undefer(): the monitor no longer writes this buffer. */
-static int lines_undefer(lua_State *L)
-{
-    if (check_lines(L) == deferred.b) {
-        deferred.b = NULL;
-        __atomic_signal_fence(__ATOMIC_SEQ_CST);
-        deferred.err = 0;
-    }
-    return 0;
-}
-
 /* lines() -> a line buffer */
 static int json_lines(lua_State *L)
 {
@@ -901,17 +772,13 @@ static int lines_add(lua_State *L)
     jbuf *b = check_lines(L);
     luaL_checkany(L, 2);
     lua_settop(L, 2);
-    shape *shapes = shape_cache(L);
-    hold_lines(b);
     size_t before = b->len;
-    encoder e = {.L = L, .b = b, .budget = default_budget(), .shapes = shapes};
+    encoder e = {.L = L, .b = b, .budget = default_budget(), .shapes = shape_cache(L)};
     if (put_value(&e, 2, 0) && PUTLIT(&e, "\n")) {
-        release_lines(b);
         lua_pushboolean(L, 1);
         return 1;
     }
     b->len = before;
-    release_lines(b);
     lua_pushnil(L);
     lua_pushstring(L, e.err);
     return 2;
@@ -1029,7 +896,6 @@ static int lines_pack(lua_State *L)
     jbuf *b = check_lines(L);
     luaL_checkany(L, 2);
     lua_settop(L, 2);
-    hold_lines(b);
     size_t before = b->len;
     encoder e = {.L = L, .b = b, .budget = SIZE_MAX};
     static const char room[4] = {0};
@@ -1038,14 +904,12 @@ static int lines_pack(lua_State *L)
         if (n <= UINT32_MAX) {
             uint32_t len = (uint32_t)n;
             memcpy(b->p + before, &len, 4);
-            release_lines(b);
             lua_pushboolean(L, 1);
             return 1;
         }
         snprintf(e.err, sizeof e.err, "frame too large");
     }
     b->len = before;
-    release_lines(b);
     lua_pushnil(L);
     lua_pushstring(L, e.err);
     return 2;
@@ -1190,31 +1054,19 @@ static void lines_reset(jbuf *b)
 
 /* Writes every pending byte to fd (waiting while a non-blocking pipe is full), then
  * clears the buffer when clear says so, written or not -> true | nil, message, code. */
-static int push_lines_error(lua_State *L, int err)
-{
-    lua_pushnil(L);
-    lua_pushfstring(L, "write: %s", strerror(err));
-    lua_pushstring(L, errno_code(err));
-    return 3;
-}
-
 static int lines_put(lua_State *L, int clear)
 {
     jbuf *b = check_lines(L);
     int fd = (int)luaL_checkinteger(L, 2);
-    hold_lines(b);
-    int err = 0;
-    if (b == deferred.b && deferred.err) { /* the monitor's write failed: what it held is lost */
-        err = deferred.err;
-        deferred.err = 0;
-    }
-    if (!err)
-        err = fd_write_all(fd, b->p, b->len);
+    int err = fd_write_all(fd, b->p, b->len);
     if (clear)
         lines_reset(b);
-    release_lines(b);
-    if (err)
-        return push_lines_error(L, err);
+    if (err) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "write: %s", strerror(err));
+        lua_pushstring(L, errno_code(err));
+        return 3;
+    }
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -1231,19 +1083,14 @@ static int lines_take(lua_State *L)
 {
     jbuf *b = check_lines(L);
     lua_pushlstring(L, b->p ? b->p : "", b->len);
-    hold_lines(b);
     b->len = 0;
-    release_lines(b);
     return 1;
 }
 
 /* lines:clear(): forgets the pending text */
 static int lines_clear(lua_State *L)
 {
-    jbuf *b = check_lines(L);
-    hold_lines(b);
-    lines_reset(b);
-    release_lines(b);
+    lines_reset(check_lines(L));
     return 0;
 }
 
@@ -1251,11 +1098,11 @@ static void lines_register(lua_State *L)
 {
     static const luaL_Reg methods[] = {{"add", lines_add},     {"pack", lines_pack},   {"size", lines_size},   {"write", lines_write},
                                        {"take", lines_take},   {"clear", lines_clear}, {"drain", lines_drain},
-                                       {"defer", lines_defer}, {"undefer", lines_undefer}, {NULL, NULL}};
+                                       {NULL, NULL}};
     luaL_newmetatable(L, LINES_MT);
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, lines_gc);
+    lua_pushcfunction(L, jbuf_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
 }

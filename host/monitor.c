@@ -29,8 +29,6 @@ static struct {
     volatile sig_atomic_t armed, waiting, skipped, child_tick;
     volatile unsigned gen, interrupts_at_arm, steps;
     volatile double deadline, next_other;
-    volatile double sched_at, flush_at; /* the timer's time (0: idle); a deferral's */
-    void (*volatile flush_fn)(void);
     /* the handler's own */
     unsigned seen_gen;
     double int_seen, first_int;
@@ -47,7 +45,6 @@ static void schedule(double at)
 {
     if (!mon.ready)
         return;
-    mon.sched_at = at;
     struct itimerspec its;
     memset(&its, 0, sizeof its);
     if (at > 0) {
@@ -236,18 +233,10 @@ static void last_resort(int reason, const char *why)
     _exit(2);
 }
 
-static double earliest(double a, double b) { return !a ? b : !b ? a : a < b ? a : b; }
-
 static void step(void)
 {
     mon.steps++;
-    mon.sched_at = 0; /* the timer has fired */
     double now = clock_mono(), other = 0, child = 0;
-    if (mon.flush_at && now >= mon.flush_at) {
-        mon.flush_at = 0;
-        if (mon.flush_fn)
-            mon.flush_fn(); /* may defer again */
-    }
     unsigned ints = evloop_interrupts();
     if (ints && !mon.first_int)
         mon.first_int = now;
@@ -290,7 +279,6 @@ static void step(void)
         if (!other || cap < other)
             other = cap;
     }
-    other = earliest(other, mon.flush_at);
     mon.next_other = other;
     mon.child_tick = child && (!other || child < other);
     schedule(mon.child_tick ? child : other);
@@ -358,7 +346,7 @@ void monitor_waiting(int on)
             unsigned steps = mon.steps;
             mon.child_tick = 0;
             mon.skipped = 1;
-            schedule(earliest(mon.next_other, mon.flush_at));
+            schedule(mon.next_other);
             if (mon.steps != steps)
                 monitor_kick(); /* a step ran meanwhile: let it decide again */
         }
@@ -370,22 +358,4 @@ void monitor_waiting(int on)
             schedule(clock_mono() + TICK_CHILDREN); /* the step then decides again */
         }
     }
-}
-
-int monitor_defer(double at, void (*fn)(void))
-{
-    if (!mon.ready)
-        return 0;
-    mon.flush_fn = fn;
-    double due = mon.flush_at;
-    if (due && due <= at)
-        return 1; /* already due as early */
-    mon.flush_at = at;
-    /* An earlier time for the timer is always safe (the step then decides again);
-     * if a step ran between these lines and set a time before `at`, what it set is
-     * put off to `at` at most, a few ms. */
-    double t = mon.sched_at;
-    if (!t || at < t)
-        schedule(at);
-    return 1;
 }

@@ -40,11 +40,5 @@ void monitor_disarm(void);
 void monitor_waiting(int on);
 /* Runs a step now (an interrupt arrived, a child started); async-signal-safe. */
 void monitor_kick(void);
-/* Output held back (the events file): fn runs in the handler at `at` (monotonic
- * seconds) or soon after, whatever the main code is doing then (blocked in a system
- * call, too). A deferral already due earlier stands; one fn at a time. Returns 0 when
- * the monitor is not running (the caller writes now). Async-signal-safe: fn may
- * defer again (not done yet). fn must neither block nor allocate. */
-int monitor_defer(double at, void (*fn)(void));
 
 #endif

@@ -17,6 +17,19 @@ end
 
 function Bus:subscribe(sink)
   self.sinks[#self.sinks + 1] = sink
+  if sink.flush then
+    self.flushers = self.flushers or {}
+    self.flushers[#self.flushers + 1] = sink
+  end
+end
+
+-- Tells the sinks that hold output back (the events file) to write it now: the run
+-- calls this before test code, a hook or a wait can take time.
+function Bus:flush()
+  local f = self.flushers
+  if f then
+    for i = 1, #f do f[i]:flush(self.run) end
+  end
 end
 
 -- Stamps ev (a fresh table owned by the bus from now on) and hands it to every sink.

@@ -356,6 +356,7 @@ function Run:run_error(message, file, line, kind)
 end
 
 function Run:guarded(fn, arg, timeout)
+  self.bus:flush() -- what happened so far is out before code that may take long runs
   return sys.run_guarded(fn, arg, timeout or 0)
 end
 
@@ -578,6 +579,7 @@ function Run:teardown()
       end
     end
   end
+  self.bus:flush()
   local ok, err = pcall(internal.cleanup, 3)
   if not ok then self:run_error("process clean-up failed: " .. tostring(err)) end
 end

@@ -11,20 +11,20 @@ Events.__index = Events
 -- target: a path, or "fd:N" for an inherited descriptor. Returns the sink or nil, message.
 function M.open(target)
   local n = target:match("^fd:(%d+)$")
-  if n then return setmetatable({ fd = tonumber(n), owned = false, target = target, lines = json.lines() }, Events) end
+  if n then return setmetatable({ fd = tonumber(n), owned = false, target = target, lines = json.lines(), held = 0 }, Events) end
   local fd, err = sys.open(target, "w")
   if not fd then return nil, "--events: cannot open " .. err end
-  return setmetatable({ fd = fd, owned = true, target = target, lines = json.lines() }, Events)
+  return setmetatable({ fd = fd, owned = true, target = target, lines = json.lines(), held = 0 }, Events)
 end
 
--- test_started and test_finished are held back: the monitor (host/monitor.h) writes
--- them within HOLD seconds, whatever the run is doing then (test code computing, or
--- blocked in a system call), unless something is written first; a run of short tests
--- then costs a write per HOLD, not one per test. Every other event (those test code
--- causes, errors, the run's end) is written at once, with what was held back. Before
--- the monitor runs (the first test), and past HOLD_BYTES held, they are written at once.
+-- test_started and test_finished are held back while the runner itself works
+-- between two tests: at most until it next calls test code, a hook or a fixture,
+-- waits for children, or ends (Bus:flush), and never longer than HOLD seconds or
+-- HOLD_LINES events (a burst of skipped tests). The events between two tests then
+-- go out in one write. Every other event (those test code causes, errors, the
+-- run's end) is written at once, with what was held back.
 local HELD = { test_started = true, test_finished = true }
-local HOLD, HOLD_BYTES = 0.005, 1 << 16
+local HOLD, HOLD_LINES = 0.005, 256
 
 function Events:write(ev, run)
   if not self.fd then return end
@@ -34,24 +34,20 @@ function Events:write(ev, run)
     lines:add({ v = 1, seq = ev.seq, run_id = ev.run_id, type = ev.type, time = ev.time,
       error = "event not encodable: " .. tostring(err) })
   end
-  if HELD[ev.type] and lines:size() < HOLD_BYTES then
-    local deferred, derr = lines:defer(self.fd, HOLD)
-    if deferred then return end
-    if deferred == nil then return self:failed(run, derr) end
+  local n = self.held + 1
+  self.held = n
+  if n == 1 then self.held_since = sys.clock() end
+  if not HELD[ev.type] or n >= HOLD_LINES or sys.clock() - self.held_since >= HOLD then self:flush(run) end
+end
+
+function Events:flush(run)
+  if self.held == 0 or not self.fd then return end
+  self.held = 0
+  local ok, werr = self.lines:drain(self.fd)
+  if not ok then
+    self:close()
+    if run then run:output_error("--events " .. self.target .. ": " .. werr) end
   end
-  self:drain(run)
-end
-
--- Writes what is held, now.
-function Events:drain(run)
-  if not self.fd then return end
-  local ok, err = self.lines:drain(self.fd)
-  if not ok then self:failed(run, err) end
-end
-
-function Events:failed(run, err)
-  self:close()
-  if run then run:output_error("--events " .. self.target .. ": " .. err) end
 end
 
 -- Every event type goes through the one handler.
@@ -61,12 +57,9 @@ for _, kind in ipairs { "run_started", "collection_error", "test_started", "mess
 end
 
 function Events:close(run)
-  if not self.fd then return end
-  local ok, err = self.lines:drain(self.fd)
-  self.lines:undefer()
-  if self.owned then sys.close(self.fd) end
+  self:flush(run)
+  if self.fd and self.owned then sys.close(self.fd) end
   self.fd = nil
-  if not ok and run then run:output_error("--events " .. self.target .. ": " .. err) end
 end
 
 return M
