@@ -42,11 +42,20 @@ int evloop_init(void)
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
     /* SIGHUP (the terminal went away) ends a run like SIGTERM does. */
-    if (sigaction(SIGCHLD, &sa, NULL) || sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL) ||
-        sigaction(SIGHUP, &sa, NULL))
+    if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL) || sigaction(SIGHUP, &sa, NULL))
         return errno;
     signal(SIGPIPE, SIG_IGN);
     return 0;
+}
+
+int evloop_catch_sigchld(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    return sigaction(SIGCHLD, &sa, NULL) ? errno : 0;
 }
 
 int evloop_fd(void) { return pipe_fds[0]; }

@@ -1,11 +1,16 @@
-/* Process-wide signal plumbing for the event loop: SIGCHLD, SIGINT and SIGTERM
- * handlers only set counters and write a byte to a self-pipe, which every wait
- * polls. Plain C, no Lua. */
+/* Process-wide signal plumbing for the event loop: SIGINT, SIGTERM and SIGHUP (and
+ * SIGCHLD where children cannot be watched through pidfds) handlers only set
+ * counters and write a byte to a self-pipe, which every wait polls. Plain C, no
+ * Lua. */
 #ifndef HPLUA_EVLOOP_H
 #define HPLUA_EVLOOP_H
 
-/* Installs the handlers and the self-pipe; returns 0 or an errno value. */
+/* Installs the handlers (not SIGCHLD's) and the self-pipe; returns 0 or an errno value. */
 int evloop_init(void);
+/* Installs SIGCHLD's handler, for an engine without pidfds: a handled SIGCHLD cuts
+ * short whatever sleep or poll the code is in (EINTR), test code's C calls too, so
+ * it is caught only where nothing else tells of a child's end. */
+int evloop_catch_sigchld(void);
 /* Read end of the self-pipe (nonblocking), or -1 before evloop_init. */
 int evloop_fd(void);
 /* Empties the self-pipe (what came is in the counters). */

@@ -1,12 +1,15 @@
 /* Guarded calls of test code: a per-test deadline and Ctrl-C/SIGTERM stop even a
  * busy `while true do end`, at no cost while nothing is due.
  *
- * No hook runs while test code computes. The monitor's timer (monitor.c) ticks when
- * something is due (a deadline passed, an interrupt pending) or every 5 ms while
- * children are live; the tick arms a count hook on the Lua thread running now
- * (coroutine.resume/wrap/close are wrapped to track it). The hook drains the
- * children's pipes and raises the timeout or interrupt error; once fired it stays
- * on every instruction, so a test's pcall cannot swallow it. The guard stays armed
+ * No hook runs while test code computes, but a sparse one while the test's children
+ * are live: every DRAIN_COUNT instructions it drains their pipes (at most every
+ * DRAIN_INTERVAL), so a child writing a lot never stalls while the test computes,
+ * and no signal is needed for it (a signal would cut short a driver's usleep or
+ * poll in C). The monitor's timer (monitor.c) ticks only when something is due (a
+ * deadline passed, an interrupt pending); the tick arms a count-1 hook on the Lua
+ * thread running now (coroutine.resume/wrap/close are wrapped to track it). The hook
+ * raises the timeout or interrupt error; once fired it stays on every instruction,
+ * so a test's pcall cannot swallow it. The guard stays armed
  * until the guarded lua_pcall returns: the message handler, __close and the error
  * object's __tostring run under it, and an overrun is a failure however the call
  * ended. The message handler only records (keyed by the error object) and returns
@@ -118,16 +121,35 @@ static uhook *push_user_hook(lua_State *L, lua_State *co)
     return lua_touserdata(L, -1);
 }
 
-/* Thread L's hook as the test set it (u), plus a count-1 hook when tick is set. */
+/* While children are live, the hook drains their pipes every DRAIN_COUNT
+ * instructions (or at the test's own count hook, if it has one). */
+#define DRAIN_COUNT 100000
+
+static int draining(void) { return guard.armed && loop_live(); }
+
+/* Thread L's hook as the test set it (u), plus a count-1 hook when tick is set, or
+ * the sparse drain count while children are live. */
 static void set_real(lua_State *L, const uhook *u, int tick)
 {
     int mask = u ? u->mask : 0;
     if (tick)
         lua_sethook(L, hook, mask | LUA_MASKCOUNT, 1);
+    else if (draining())
+        lua_sethook(L, hook, mask | LUA_MASKCOUNT, (mask & LUA_MASKCOUNT) ? u->count : DRAIN_COUNT);
     else if (mask)
         lua_sethook(L, hook, mask, u->count);
     else
         lua_sethook(L, NULL, 0, 0);
+}
+
+/* Puts the drain count on thread L unless a count hook of ours is on it already (a
+ * tick, the test's own count, the drain), or a C module's hook is. */
+static void ensure_drain(lua_State *L)
+{
+    lua_Hook h = lua_gethook(L);
+    if (!draining() || (h && h != hook) || (h == hook && (lua_gethookmask(L) & LUA_MASKCOUNT)))
+        return;
+    lua_sethook(L, hook, lua_gethookmask(L) | LUA_MASKCOUNT, DRAIN_COUNT);
 }
 
 /* Raises the timeout or interrupt error, located at stack level `level` (0 in the
@@ -188,11 +210,15 @@ static void hook(lua_State *L, lua_Debug *ar)
                 lua_settop(L, top);
                 raise_fired(L, why, 0);
             }
+        } else if (guard.armed) {
+            drain_children();
         }
         int base = lua_gethookcount(L);
         int user_count = u && (u->mask & LUA_MASKCOUNT);
         if (base == 1 && !(user_count && u->count == 1) && !guard.fired)
             set_real(L, u, 0); /* the tick is served */
+        else if (!user_count && base == DRAIN_COUNT && !draining())
+            set_real(L, u, 0); /* the children have ended */
         if (user_count) {
             if (base == u->count) {
                 call_user(L, ar, ud);
@@ -245,11 +271,9 @@ void guard_check(lua_State *L)
 
 static void guard_child_started(void)
 {
-    if (guard.armed)
-        monitor_kick(); /* the ticks drain its pipes while test code computes */
+    if (guard.running)
+        ensure_drain(guard.running); /* its pipes are drained while test code computes */
 }
-
-static void guard_waiting(int on) { monitor_waiting(on); }
 
 int guard_armed(void) { return guard.armed && !guard.suspend; }
 
@@ -275,6 +299,7 @@ static int auxresume(lua_State *L, lua_State *co, int narg)
     lua_xmove(L, co, narg);
     lua_State *prev = guard.running;
     guard.running = co;
+    ensure_drain(co);
     int nres, status = lua_resume(co, L, narg, &nres);
     guard.running = prev;
     int r;
@@ -640,7 +665,7 @@ static void start_monitor(lua_State *L)
     if (tried)
         return;
     tried = 1;
-    monitor_config c = {TICK_SIGNAL, &loop_engine()->running, arm_running, guard_rescue};
+    monitor_config c = {TICK_SIGNAL, arm_running, guard_rescue};
     int err = monitor_init(&c);
     if (err)
         luaL_error(L, "cannot set up the guard's timer: %s", strerror(err));
@@ -661,6 +686,7 @@ static void arm(lua_State *L, double timeout)
     guard.running = L;
     tick_pending = 0;
     guard.armed = 1;
+    ensure_drain(L); /* children of earlier tests may still run */
     monitor_arm(guard.deadline, guard.interrupts_at_arm);
 }
 
@@ -889,7 +915,7 @@ void guard_install(lua_State *L)
 {
     /* the loop bounds its waits by our deadline, checks us after each, pauses our
      * ticks while it waits, and tells us when a child starts */
-    static const loop_guard hooks = {guard_deadline, guard_check, guard_waiting, guard_child_started};
+    static const loop_guard hooks = {guard_deadline, guard_check, guard_child_started};
     loop_set_guard(&hooks);
     guard.main = guard.running = L;
     evloop_on_interrupt(on_interrupt);

@@ -122,11 +122,7 @@ bool loop_turn(lua_State *L, double timeout, int fd, short events, short *revent
         if (timeout < 0 || left < timeout)
             timeout = left;
     }
-    if (guard.waiting)
-        guard.waiting(1);
     bool ready = proc_poll(&engine, timeout, fd, events, revents);
-    if (guard.waiting)
-        guard.waiting(0);
     deliver_lines(L);
     loop_announce_ends(L);
     guard_check(L);

@@ -12,12 +12,11 @@
 proc_engine *loop_engine(void);
 
 /* The guard's part in every turn: the running test's monotonic deadline (0:
- * none) bounds the wait; check(L) raises the timeout or interrupt error; waiting(1)
- * and waiting(0) bracket the blocking poll; child_started() after each start. */
+ * none) bounds the wait; check(L) raises the timeout or interrupt error;
+ * child_started() after each start. */
 typedef struct loop_guard {
     double (*deadline)(void);
     void (*check)(lua_State *L);
-    void (*waiting)(int on);
     void (*child_started)(void);
 } loop_guard;
 void loop_set_guard(const loop_guard *g);

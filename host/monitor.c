@@ -16,7 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TICK_CHILDREN 0.005 /* pipes drained this often while test code computes */
 #define TICK_PENDING 0.010  /* the hook re-armed this often while a stop is due */
 #define RESCUE_WAIT 2.0     /* the forked child writing the reports */
 #define TERM_GRACE 0.5      /* descendants between SIGTERM and SIGKILL */
@@ -26,9 +25,9 @@ static struct {
     timer_t timer;
     monitor_config cfg;
     /* written by the main code, read by the handler (same thread) */
-    volatile sig_atomic_t armed, waiting, skipped, child_tick;
+    volatile sig_atomic_t armed;
     volatile unsigned gen, interrupts_at_arm, steps;
-    volatile double deadline, next_other;
+    volatile double deadline;
     /* the handler's own */
     unsigned seen_gen;
     double int_seen, first_int;
@@ -236,7 +235,7 @@ static void last_resort(int reason, const char *why)
 static void step(void)
 {
     mon.steps++;
-    double now = clock_mono(), other = 0, child = 0;
+    double now = clock_mono(), other = 0;
     unsigned ints = evloop_interrupts();
     if (ints && !mon.first_int)
         mon.first_int = now;
@@ -259,17 +258,8 @@ static void step(void)
             if (now - since >= MONITOR_GRACE)
                 last_resort(ints ? MONITOR_INTERRUPT : MONITOR_TIMEOUT,
                             ints ? "an interrupt went unanswered for 2 s" : "a timeout went unanswered for 2 s");
-        } else {
-            if (mon.cfg.children && *mon.cfg.children) {
-                if (mon.waiting) {
-                    mon.skipped = 1; /* the wait drains them; ticks resume after it */
-                } else {
-                    mon.cfg.tick();
-                    child = now + TICK_CHILDREN;
-                }
-            }
-            if (dl > 0)
-                other = dl;
+        } else if (dl > 0) {
+            other = dl;
         }
     }
     if (mon.first_int) {
@@ -279,9 +269,7 @@ static void step(void)
         if (!other || cap < other)
             other = cap;
     }
-    mon.next_other = other;
-    mon.child_tick = child && (!other || child < other);
-    schedule(mon.child_tick ? child : other);
+    schedule(other);
 }
 
 static void on_timer(int sig)
@@ -331,31 +319,9 @@ void monitor_arm(double deadline, unsigned interrupts_at_arm)
     mon.interrupts_at_arm = interrupts_at_arm;
     mon.gen++;
     mon.armed = 1;
-    /* The step schedules itself; with no deadline and no child it is not needed. */
-    if (deadline > 0 || (mon.cfg.children && *mon.cfg.children) || mon.first_int)
+    /* The step schedules itself; with no deadline it is not needed. */
+    if (deadline > 0 || mon.first_int)
         monitor_kick();
 }
 
 void monitor_disarm(void) { mon.armed = 0; }
-
-void monitor_waiting(int on)
-{
-    if (on) {
-        mon.waiting = 1;
-        if (mon.child_tick) { /* the timer is set for a drain tick: not during the wait */
-            unsigned steps = mon.steps;
-            mon.child_tick = 0;
-            mon.skipped = 1;
-            schedule(mon.next_other);
-            if (mon.steps != steps)
-                monitor_kick(); /* a step ran meanwhile: let it decide again */
-        }
-    } else {
-        mon.waiting = 0;
-        if (mon.skipped) {
-            mon.skipped = 0;
-            mon.child_tick = 1;
-            schedule(clock_mono() + TICK_CHILDREN); /* the step then decides again */
-        }
-    }
-}

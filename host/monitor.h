@@ -2,9 +2,11 @@
  * signal handler runs a short step on the (only) thread. Plain C. No thread: a
  * second thread would make every malloc of the Lua heap take a lock (glibc).
  *
- * - While a guarded call runs with live children, or once its deadline has passed
- *   or an interrupt is pending, the step calls the tick callback every few ms (the
- *   guard then arms its Lua hook); otherwise the timer is idle and no hook runs.
+ * - Once a guarded call's deadline has passed or an interrupt is pending, the step
+ *   calls the tick callback every few ms (the guard then arms its Lua hook);
+ *   otherwise the timer is idle: no signal reaches test code before its deadline
+ *   (a driver's usleep or poll in C is not cut short; the children's pipes are
+ *   drained by a sparse count hook of the guard's, lguard.c).
  * - The last resort: when a deadline or an interrupt stays unanswered for
  *   MONITOR_GRACE seconds (test code stuck in a C call or a finalizer, where no hook
  *   reaches), or the run is still alive MONITOR_HARD_CAP seconds after the first
@@ -23,7 +25,6 @@ enum { MONITOR_TIMEOUT = 1, MONITOR_INTERRUPT = 2 };
 
 typedef struct monitor_config {
     int signal;                 /* the timer's signal (its handler belongs to the monitor) */
-    const size_t *children;     /* number of live children */
     void (*tick)(void);         /* in the signal handler: stop at the next instruction */
     void (*rescue)(int reason); /* in the forked child of the last resort */
 } monitor_config;
@@ -35,10 +36,7 @@ void monitor_stop(void);
 /* A guarded call begins (deadline: monotonic seconds, 0 none) / ends. */
 void monitor_arm(double deadline, unsigned interrupts_at_arm);
 void monitor_disarm(void);
-/* The main thread waits in the event loop (on) / is back (off): no ticks meanwhile,
- * the wait itself drains the children's pipes. */
-void monitor_waiting(int on);
-/* Runs a step now (an interrupt arrived, a child started); async-signal-safe. */
+/* Runs a step now (an interrupt arrived); async-signal-safe. */
 void monitor_kick(void);
 
 #endif

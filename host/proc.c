@@ -35,11 +35,15 @@
 #define STREAM_LIMIT 65536 /* a stream's unread stdout before the engine stops reading it */
 #define MAX_EVENTS 256
 /* A wait4(-1) walks every child we have (~0.1 us each, more once they outgrow the
- * caches; and every child of ours sends SIGCHLD, exec resets its exit signal). With
- * REAP_EAGER children running, the walk after a SIGCHLD waits until the loop is
- * about to sleep and REAP_INTERVAL has passed since the last one (at the latest
- * 2 x REAP_INTERVAL), unless a child without a pidfd runs: the pidfds report the
- * engine's children at once, the walk is for orphans. */
+ * caches). With pidfds, SIGCHLD is not caught (a caught signal would cut short a
+ * driver's usleep or poll in test code): the pidfds report the engine's children
+ * at once, and the walk, for orphans we adopted, runs at most every REAP_INTERVAL
+ * (every turn while a child without a pidfd runs, whose end then wakes no wait:
+ * waits are cut to REAP_INTERVAL). Without pidfds (valgrind), SIGCHLD is caught
+ * (every child of ours sends it, exec resets its exit signal) and starts the walk;
+ * with REAP_EAGER children running, the walk waits until the loop is about to
+ * sleep and REAP_INTERVAL has passed since the last one (at the latest
+ * 2 x REAP_INTERVAL). */
 #define REAP_EAGER 64
 #define REAP_INTERVAL 0.05
 #define NOT_LISTED SIZE_MAX
@@ -59,12 +63,18 @@ void proc_engine_init(proc_engine *e)
     e->epfd = -1;
 }
 
+static bool pidfds(void);
+
 int proc_global_init(void)
 {
     /* Orphaned grandchildren are re-parented to us, so the final clean-up finds them. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     int rc = orphans_init();
-    return rc ? rc : evloop_init();
+    if (!rc)
+        rc = evloop_init();
+    if (!rc && !pidfds())
+        rc = evloop_catch_sigchld();
+    return rc;
 }
 
 static void close_fd(int *fd)
@@ -805,8 +815,16 @@ static void reap_pidfd(proc_engine *e, proc *p)
     }
 }
 
-/* Is a wait4(-1) walk pending after a SIGCHLD? */
-static bool reap_pending(proc_engine *e) { return evloop_sigchld() != e->sigchld_seen || evloop_fd() < 0; }
+/* Is a wait4(-1) walk pending: after a SIGCHLD, or (SIGCHLD not caught) while a
+ * child without a pidfd runs or REAP_INTERVAL after the last walk? */
+static bool reap_pending(proc_engine *e)
+{
+    if (evloop_fd() < 0)
+        return true;
+    if (!pidfds())
+        return evloop_sigchld() != e->sigchld_seen;
+    return e->without_pidfd || clock_mono() >= e->reap_after;
+}
 
 /* After a SIGCHLD: every child of ours that ended and was not reaped through its
  * pidfd: the descendants we adopted as their subreaper (no zombie is left for

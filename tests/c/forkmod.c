@@ -1,12 +1,34 @@
-/* A native module that starts a process behind the engine's back (as a vendor's
- * driver might): daemon(argv) double-forks argv in a session of its own, so the
- * process is re-parented to hplua (its subreaper) with no handle. The end-of-run
- * sweep must still find it. Plain Lua C API, no hplua.h. */
+/* A native module that does what a vendor's driver might, plain Lua C API, no
+ * hplua.h:
+ * - daemon(argv) double-forks argv in a session of its own, so the process is
+ *   re-parented to hplua (its subreaper) with no handle; the end-of-run sweep must
+ *   still find it.
+ * - nap(seconds) -> seconds slept, errno: a settling delay with usleep, which any
+ *   signal cuts short (EINTR); hplua must not send one into it. */
+#include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int l_nap(lua_State *L)
+{
+    double s = luaL_checknumber(L, 1);
+    double t0 = now();
+    int err = usleep((useconds_t)(s * 1e6)) == 0 ? 0 : errno;
+    lua_pushnumber(L, now() - t0);
+    lua_pushinteger(L, err);
+    return 2;
+}
 
 static int l_daemon(lua_State *L)
 {
@@ -40,5 +62,7 @@ int luaopen_forkmod(lua_State *L)
     lua_newtable(L);
     lua_pushcfunction(L, l_daemon);
     lua_setfield(L, -2, "daemon");
+    lua_pushcfunction(L, l_nap);
+    lua_setfield(L, -2, "nap");
     return 1;
 }

@@ -36,6 +36,38 @@ hp.test("a test that overran its timeout fails, however it ended", function()
   end
 end)
 
+-- A driver's settling delay in C (usleep) while the test's children run, and one
+-- of them ends, and its deadline is far: no signal of hplua's may cut it short (the
+-- reading after it would be taken before the instrument settled). Ten naps of 0.1 s.
+hp.test("a C call that sleeps while the test's children run and end is not cut short", function()
+  local dir = run.tmpdir()
+  local f = assert(io.open(dir .. "/nap.lua", "w"))
+  f:write([[
+local hp = require "hplua"
+hp.test("settles while a child runs", { timeout = 60 }, function()
+  hp.process.start("chatty", { "sh", "-c", "while :; do echo line; sleep 0.001; done" }, { scope = "test" })
+  hp.process.start("quiet", { "sleep", "30" }, { scope = "test" })
+  local forkmod = require "forkmod"
+  for i = 1, 10 do
+    hp.process.start("short" .. i, { "sleep", "0.05" }) -- ends during the nap
+    local took, err = forkmod.nap(0.1)
+    print(string.format("nap %.4f %d", took, err))
+  end
+end)
+]])
+  f:close()
+  local r = hp.process.start("nap", { run.exe, "--no-history", dir .. "/nap.lua" }):wait(120)
+  hp.expect(r.exit_code, r.stdout .. r.stderr).to_equal(0)
+  local naps = 0
+  for took, err in r.stdout:gmatch("nap (%S+) (%d+)") do
+    naps = naps + 1
+    hp.expect(tonumber(err), "errno of usleep").to_equal(0)
+    hp.expect(tonumber(took)).to_be_greater_than(0.099)
+  end
+  hp.expect(naps).to_equal(10)
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
 hp.test("--max-memory holds after load errors, in __close and after caught errors", function()
   local res, rep = run.run({ "--max-memory", "8", "guard/memory" })
   hp.expect(res.exit_code).to_equal(1)
