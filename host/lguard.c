@@ -125,7 +125,7 @@ static uhook *push_user_hook(lua_State *L, lua_State *co)
  * instructions (or at the test's own count hook, if it has one). */
 #define DRAIN_COUNT 100000
 
-static int draining(void) { return guard.armed && loop_live(); }
+static int draining(void) { return guard.armed && loop_piped(); }
 
 /* Thread L's hook as the test set it (u), plus a count-1 hook when tick is set, or
  * the sparse drain count while children are live. */
@@ -135,19 +135,21 @@ static void set_real(lua_State *L, const uhook *u, int tick)
     if (tick)
         lua_sethook(L, hook, mask | LUA_MASKCOUNT, 1);
     else if (draining())
-        lua_sethook(L, hook, mask | LUA_MASKCOUNT, (mask & LUA_MASKCOUNT) ? u->count : DRAIN_COUNT);
+        lua_sethook(L, hook, mask | LUA_MASKCOUNT,
+                    (mask & LUA_MASKCOUNT) && u->count < DRAIN_COUNT ? u->count : DRAIN_COUNT);
     else if (mask)
         lua_sethook(L, hook, mask, u->count);
     else
         lua_sethook(L, NULL, 0, 0);
 }
 
-/* Puts the drain count on thread L unless a count hook of ours is on it already (a
- * tick, the test's own count, the drain), or a C module's hook is. */
+/* Puts the drain count on thread L unless a count hook of ours at least as frequent
+ * is on it already (a tick, the test's own count, the drain), or a C module's hook is. */
 static void ensure_drain(lua_State *L)
 {
     lua_Hook h = lua_gethook(L);
-    if (!draining() || (h && h != hook) || (h == hook && (lua_gethookmask(L) & LUA_MASKCOUNT)))
+    if (!draining() || (h && h != hook) ||
+        (h == hook && (lua_gethookmask(L) & LUA_MASKCOUNT) && lua_gethookcount(L) <= DRAIN_COUNT))
         return;
     lua_sethook(L, hook, lua_gethookmask(L) | LUA_MASKCOUNT, DRAIN_COUNT);
 }
@@ -217,12 +219,12 @@ static void hook(lua_State *L, lua_Debug *ar)
         int user_count = u && (u->mask & LUA_MASKCOUNT);
         if (base == 1 && !(user_count && u->count == 1) && !guard.fired)
             set_real(L, u, 0); /* the tick is served */
-        else if (!user_count && base == DRAIN_COUNT && !draining())
+        else if (base == DRAIN_COUNT && !(user_count && u->count == DRAIN_COUNT) && !draining())
             set_real(L, u, 0); /* the children have ended */
         if (user_count) {
             if (base == u->count) {
                 call_user(L, ar, ud);
-            } else if (--u->left <= 0) { /* counted here while the guard's count-1 hook runs */
+            } else if ((u->left -= base) <= 0) { /* counted here while a tick or the drain runs */
                 u->left = u->count;
                 call_user(L, ar, ud);
             }
@@ -302,6 +304,7 @@ static int auxresume(lua_State *L, lua_State *co, int narg)
     ensure_drain(co);
     int nres, status = lua_resume(co, L, narg, &nres);
     guard.running = prev;
+    ensure_drain(L); /* a child started in the coroutine: the resumer computes on */
     int r;
     if (status == LUA_OK || status == LUA_YIELD) {
         if (!lua_checkstack(L, nres + 1)) {
@@ -341,6 +344,7 @@ static int close_thread(lua_State *L, lua_State *co)
     guard.running = co; /* its __close handlers run on co */
     int status = lua_resetthread(co);
     guard.running = prev;
+    ensure_drain(L); /* a child started by a __close handler */
     fired_check(L);
     return status;
 }

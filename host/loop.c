@@ -146,4 +146,6 @@ void loop_drain(void) { proc_poll(&engine, 0, -1, 0, NULL); }
 
 bool loop_live(void) { return engine.running > 0; }
 
+bool loop_piped(void) { return engine.piped > 0; }
+
 void loop_shutdown(void) { proc_engine_free(&engine); }

@@ -35,6 +35,9 @@ int loop_wait(lua_State *L, int fd, short events, double timeout);
 void loop_drain(void);
 /* Is any child running? */
 bool loop_live(void);
+/* Is any live child's stdout or stderr read by the engine (its pipes must be drained
+ * while test code computes)? */
+bool loop_piped(void);
 
 /* Starts a child (proc_start) for the current attempt and announces it
  * (process_started). Returns 0 or an errno with a reason in err. */

@@ -25,7 +25,7 @@ static struct {
     timer_t timer;
     monitor_config cfg;
     /* written by the main code, read by the handler (same thread) */
-    volatile sig_atomic_t armed;
+    volatile sig_atomic_t armed, sched; /* sched: the timer is set */
     volatile unsigned gen, interrupts_at_arm, steps;
     volatile double deadline;
     /* the handler's own */
@@ -44,6 +44,7 @@ static void schedule(double at)
 {
     if (!mon.ready)
         return;
+    mon.sched = at > 0;
     struct itimerspec its;
     memset(&its, 0, sizeof its);
     if (at > 0) {
@@ -235,6 +236,7 @@ static void last_resort(int reason, const char *why)
 static void step(void)
 {
     mon.steps++;
+    mon.sched = 0; /* it fired */
     double now = clock_mono(), other = 0;
     unsigned ints = evloop_interrupts();
     if (ints && !mon.first_int)
@@ -319,9 +321,12 @@ void monitor_arm(double deadline, unsigned interrupts_at_arm)
     mon.interrupts_at_arm = interrupts_at_arm;
     mon.gen++;
     mon.armed = 1;
-    /* The step schedules itself; with no deadline it is not needed. */
+    /* The step schedules itself; with no deadline it is not needed, and a timer an
+     * earlier call set for its deadline must not reach this one's code. */
     if (deadline > 0 || mon.first_int)
         monitor_kick();
+    else if (mon.sched)
+        schedule(0);
 }
 
 void monitor_disarm(void) { mon.armed = 0; }

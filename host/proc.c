@@ -39,13 +39,15 @@
  * driver's usleep or poll in test code): the pidfds report the engine's children
  * at once, and the walk, for orphans we adopted, runs at most every REAP_INTERVAL
  * (every turn while a child without a pidfd runs, whose end then wakes no wait:
- * waits are cut to REAP_INTERVAL). Without pidfds (valgrind), SIGCHLD is caught
+ * waits are cut to REAP_INTERVAL), and at least every ORPHAN_WALK while children
+ * run (a wait wakes for it). Without pidfds (valgrind), SIGCHLD is caught
  * (every child of ours sends it, exec resets its exit signal) and starts the walk;
  * with REAP_EAGER children running, the walk waits until the loop is about to
  * sleep and REAP_INTERVAL has passed since the last one (at the latest
  * 2 x REAP_INTERVAL). */
 #define REAP_EAGER 64
 #define REAP_INTERVAL 0.05
+#define ORPHAN_WALK 1.0
 #define NOT_LISTED SIZE_MAX
 
 #ifndef P_PIDFD
@@ -645,6 +647,10 @@ int proc_start(proc_engine *e, const proc_spec *s, proc **out, char *err, size_t
     p->fd_pid = park(pidfd);
     pin[1] = pout[0] = perr[0] = pidfd = -1;
     index_proc(e, p); /* room was made before the spawn */
+    if (p->fd_out >= 0 || p->fd_err >= 0) {
+        p->piped = true;
+        e->piped++;
+    }
     if (p->fd_out >= 0) {
         fcntl(p->fd_out, F_SETFL, O_NONBLOCK);
         watch(e, p, PIPE_OUT, p->fd_out, EPOLLIN, EPOLL_CTL_ADD);
@@ -777,6 +783,10 @@ static void mark_exited(proc_engine *e, proc *p, int exit_code, int term_signal,
         e->without_pidfd--;
     unwatch_close(e, &p->fd_pid);
     p->kill_at = 0;
+    if (p->piped) {
+        p->piped = false;
+        e->piped--;
+    }
     live_remove(e, p);
     timed_remove(e, p);
     pid_remove(e, p);
@@ -913,6 +923,10 @@ bool proc_poll(proc_engine *e, double timeout, int extra_fd, short extra_events,
     double now = clock_mono(), next = check_deadlines(e, now);
     if (reap_pending(e) && e->reap_after > now && (!next || e->reap_after < next))
         next = e->reap_after;
+    /* with pidfds (SIGCHLD not caught), nothing tells of an adopted orphan's end:
+     * while children run, a wait wakes for the walk at least every ORPHAN_WALK */
+    if (pidfds() && e->running && (!next || next > now + ORPHAN_WALK))
+        next = now + ORPHAN_WALK;
     if (next && (timeout < 0 || next - now < timeout))
         timeout = next - now;
     int ms = timeout < 0 ? -1 : (int)(timeout * 1000.0 + 0.999);

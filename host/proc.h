@@ -67,6 +67,7 @@ typedef struct proc {
     struct proc *line_next; /* list of children with an on_line callback */
     /* the engine's */
     size_t live_idx, timed_idx; /* positions in live[] and timed[] (SIZE_MAX: not there) */
+    bool piped;                 /* counted in the engine's piped */
     struct proc *pid_next, *name_next;
     struct proc *ended_next; /* queue of ended children the binding has not taken yet */
 } proc;
@@ -85,6 +86,7 @@ typedef struct proc_engine {
     unsigned sigchld_seen;          /* evloop_sigchld() when wait4(-1) last found nothing more */
     double reap_after;              /* the next wait4(-1) walk is not due before (monotonic) */
     size_t without_pidfd;           /* running children that only wait4(-1) reaps */
+    size_t piped;                   /* running children whose stdout or stderr the engine reads */
     /* Bytes kept free before every buffer's data: room for the header of the
      * object the binding turns a finished output into without copying it. Set
      * before the first start (0 after proc_engine_init). */

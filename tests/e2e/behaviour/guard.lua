@@ -38,8 +38,9 @@ end)
 
 -- A driver's settling delay in C (usleep) while the test's children run, and one
 -- of them ends, and its deadline is far: no signal of hplua's may cut it short (the
--- reading after it would be taken before the instrument settled). Ten naps of 0.1 s.
-hp.test("a C call that sleeps while the test's children run and end is not cut short", function()
+-- reading after it would be taken before the instrument settled), nor a deadline an
+-- earlier test had. Fifteen naps of 0.1 s.
+hp.test("a C call that sleeps is not cut short: children run and end, an earlier deadline passes", function()
   local dir = run.tmpdir()
   local f = assert(io.open(dir .. "/nap.lua", "w"))
   f:write([[
@@ -54,6 +55,15 @@ hp.test("settles while a child runs", { timeout = 60 }, function()
     print(string.format("nap %.4f %d", took, err))
   end
 end)
+-- an earlier test's deadline (0.3 s) passes while this one, with none, naps
+hp.test("a short deadline", { timeout = 0.3 }, function() end)
+hp.test("no deadline of its own", function()
+  local forkmod = require "forkmod"
+  for _ = 1, 5 do
+    local took, err = forkmod.nap(0.1)
+    print(string.format("nap %.4f %d", took, err))
+  end
+end)
 ]])
   f:close()
   local r = hp.process.start("nap", { run.exe, "--no-history", dir .. "/nap.lua" }):wait(120)
@@ -64,7 +74,7 @@ end)
     hp.expect(tonumber(err), "errno of usleep").to_equal(0)
     hp.expect(tonumber(took)).to_be_greater_than(0.099)
   end
-  hp.expect(naps).to_equal(10)
+  hp.expect(naps).to_equal(15)
   os.execute("rm -rf '" .. dir .. "'")
 end)
 

@@ -260,6 +260,45 @@ hp.test("output is drained while the test computes without waiting", function()
   hp.expect(#r.stdout).to_equal(4194304)
 end)
 
+-- The same where the child starts in a coroutine and the resumer computes, and where
+-- the test has a count hook of its own that fires seldom: the pipes are still read.
+hp.test("output is drained while the test computes: coroutines and the test's own hooks", function()
+  local dir = run.tmpdir()
+  local f = assert(io.open(dir .. "/drain.lua", "w"))
+  f:write([[
+local hp = require "hplua"
+local N = 4194304
+local function spin() local t = hp.clock() + 1 local x = 0 while hp.clock() < t do x = x + 1 end end
+local function check(name)
+  local r = hp.process.collect(name)
+  hp.expect(r, name .. " did not finish while the test computed").never.to_be_nil()
+  hp.expect(#r.stdout).to_equal(N)
+end
+hp.test("started in a coroutine", function()
+  coroutine.wrap(function() hp.process.start("a", "head -c 4194304 /dev/zero") end)()
+  spin() check("a")
+end)
+hp.test("started in a coroutine that yields", function()
+  local co = coroutine.create(function() hp.process.start("b", "head -c 4194304 /dev/zero") coroutine.yield() end)
+  coroutine.resume(co)
+  spin() check("b")
+end)
+hp.test("the test's count hook fires seldom", function()
+  local calls = 0
+  debug.sethook(function() calls = calls + 1 end, "", 1e9)
+  hp.process.start("c", "head -c 4194304 /dev/zero")
+  spin()
+  debug.sethook()
+  check("c")
+end)
+]])
+  f:close()
+  local r = hp.process.start("drain", { run.exe, "--no-history", dir .. "/drain.lua" }):wait(60)
+  hp.expect(r.exit_code, r.stdout .. r.stderr).to_equal(0)
+  hp.expect(r.stdout).to_match("3 passed")
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
 hp.test("retries restart a named process; scope = \"test\" children end with their attempt", function()
   local marker = run.unique_marker()
   local res, rep = run.run({ "scopes" }, { env = { HPLUA_MARKER = marker } })
