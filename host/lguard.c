@@ -1,8 +1,8 @@
 /* Guarded calls of test code: a per-test deadline and Ctrl-C/SIGTERM stop even a
- * busy `while true do end`, at no cost while nothing is due.
+ * busy `while true do end`, at no cost while nothing is due and no child is read.
  *
- * No hook runs while test code computes, but a sparse one while the test's children
- * are live: every DRAIN_COUNT instructions it drains their pipes (at most every
+ * No hook runs while test code computes, but a sparse one while a child whose output
+ * the engine reads is live (Lua 5.4 then checks every instruction: about 2x): every DRAIN_COUNT instructions it drains their pipes (at most every
  * DRAIN_INTERVAL), so a child writing a lot never stalls while the test computes,
  * and no signal is needed for it (a signal would cut short a driver's usleep or
  * poll in C). The monitor's timer (monitor.c) ticks only when something is due (a
@@ -121,8 +121,8 @@ static uhook *push_user_hook(lua_State *L, lua_State *co)
     return lua_touserdata(L, -1);
 }
 
-/* While children are live, the hook drains their pipes every DRAIN_COUNT
- * instructions (or at the test's own count hook, if it has one). */
+/* While a child whose output is read is live, the hook drains the pipes every
+ * DRAIN_COUNT instructions (or at the test's own count hook, if more often). */
 #define DRAIN_COUNT 100000
 
 static int draining(void) { return guard.armed && loop_piped(); }
@@ -917,8 +917,8 @@ static int caller(lua_State *L)
 
 void guard_install(lua_State *L)
 {
-    /* the loop bounds its waits by our deadline, checks us after each, pauses our
-     * ticks while it waits, and tells us when a child starts */
+    /* the loop bounds its waits by our deadline, checks us after each, and tells us
+     * when a child starts */
     static const loop_guard hooks = {guard_deadline, guard_check, guard_child_started};
     loop_set_guard(&hooks);
     guard.main = guard.running = L;

@@ -26,7 +26,7 @@ static struct {
     monitor_config cfg;
     /* written by the main code, read by the handler (same thread) */
     volatile sig_atomic_t armed, sched; /* sched: the timer is set */
-    volatile unsigned gen, interrupts_at_arm, steps;
+    volatile unsigned gen, interrupts_at_arm;
     volatile double deadline;
     /* the handler's own */
     unsigned seen_gen;
@@ -235,7 +235,6 @@ static void last_resort(int reason, const char *why)
 
 static void step(void)
 {
-    mon.steps++;
     mon.sched = 0; /* it fired */
     double now = clock_mono(), other = 0;
     unsigned ints = evloop_interrupts();
