@@ -394,8 +394,16 @@ function M.prepare_store(store, opts)
     store.readonly = true
   end
   -- The first read of the file: a file of another kind or a broken one fails here.
+  -- Switching a file to write-ahead logging takes it whole, and SQLite answers BUSY at
+  -- once (no busy timeout) while another process holds it: several runs creating one
+  -- history at the same moment. Try again for as long as a write would wait.
   local row
-  row, err, code = store:stmt("PRAGMA journal_mode = WAL"):first()
+  local give_up = sys.clock() + BUSY_MS / 1000
+  repeat
+    row, err, code = store:stmt("PRAGMA journal_mode = WAL"):first()
+    local again = not row and code == "SQLITE_BUSY" and sys.clock() < give_up
+    if again then sys.sleep(0.005) end
+  until not again
   if not row then return bail(M.explain(path, err, code), code) end
   if row.journal_mode ~= "wal" and row.journal_mode ~= "memory" and not store.readonly then
     return bail(M.explain(path, "cannot use write-ahead logging (journal mode " .. tostring(row.journal_mode) .. ")", "SQLITE_CANTOPEN"), "SQLITE_CANTOPEN")
