@@ -50,6 +50,10 @@ static struct {
 } guard;
 
 static volatile sig_atomic_t tick_pending;
+/* > 0: the host records what test code did (an event and the record it goes in,
+ * sys.atomic): a stop that comes meanwhile waits for the step to end, so every
+ * output has it or none does. */
+static int atomic_depth;
 static volatile long long first_interrupt_us; /* written by the signal handler only */
 
 /* Registry keys. */
@@ -204,7 +208,9 @@ static void hook(lua_State *L, lua_Debug *ar)
     uhook *u = push_user_hook(L, L);
     int ud = lua_gettop(L);
     if (ar->event == LUA_HOOKCOUNT) {
-        if (guard.armed && (tick_pending || guard.fired)) {
+        if (guard.armed && (tick_pending || guard.fired) && atomic_depth) {
+            tick_pending = 0; /* the stop comes when the host's step ends (sys_atomic) */
+        } else if (guard.armed && (tick_pending || guard.fired)) {
             tick_pending = 0;
             drain_children();
             int why = guard_due();
@@ -230,7 +236,7 @@ static void hook(lua_State *L, lua_Debug *ar)
             }
         }
     } else {
-        if (guard.armed && guard.fired) {
+        if (guard.armed && guard.fired && !atomic_depth) {
             lua_settop(L, top);
             raise_fired(L, guard.fired, 0);
         }
@@ -930,9 +936,35 @@ void guard_install(lua_State *L)
     replace(L, "debug", "gethook", db_gethook);
 }
 
+/* sys.atomic(fn, ...) -> fn's results: fn (host code only: a step of the host's own
+ * bookkeeping, short and bounded) runs to its end before a timeout or an interrupt
+ * stops the test, which then stops right after it. Errors pass through. */
+static int sys_atomic(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_Debug ar;
+    lua_pushvalue(L, 1);
+    lua_getinfo(L, ">S", &ar);
+    if (strncmp(ar.source, "@hplua:", 7) != 0)
+        return luaL_error(L, "hplua.sys.atomic is private to the host");
+    int n = lua_gettop(L);
+    atomic_depth++;
+    int status = lua_pcall(L, n - 1, LUA_MULTRET, 0);
+    atomic_depth--;
+    if (status != LUA_OK)
+        return lua_error(L);
+    if (!atomic_depth && guard.armed) {
+        int why = guard_due();
+        if (why)
+            raise_fired(L, why, 1);
+    }
+    return lua_gettop(L);
+}
+
 void guard_register(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"run_guarded", run_guarded},
+                                   {"atomic", sys_atomic},
                                    {"interrupted", interrupted},
                                    {"caller", caller},
                                    {"set_rescue", set_rescue},

@@ -40,10 +40,18 @@ function M.collection_error(message, file, line)
 end
 
 -- A message on the running test, else on the run. A keyed message replaces the
--- earlier one of the same key in place (O(1): the holder indexes its keys).
+-- earlier one of the same key in place (O(1): the holder indexes its keys). Event and
+-- record are one step (sys.atomic): a timeout that comes meanwhile stops the test
+-- after it, so the events file and the report both have the message or neither does.
+local atomic = require("hplua.sys").atomic
+local message
+
 function M.message(text, key)
+  return atomic(message, tostring(text), key)
+end
+
+function message(text, key)
   local cur = M.current
-  text = tostring(text)
   local ev = emit("message", { test = cur and cur.test.id or json.null, attempt = cur and cur.attempt or nil,
     text = text, key = key })
   local holder = cur or M.run_messages

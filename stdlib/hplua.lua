@@ -254,6 +254,12 @@ end
 -- Measurements: recorded on the running test, checked against limits (hplua.measure).
 local measure = require "hplua.measure"
 
+local atomic = require("hplua.sys").atomic
+local function record(list, rec, ev)
+  list[#list + 1] = rec
+  ctx.emit("measurement", ev)
+end
+
 function hp.measure(m)
   if type(m) ~= "table" then error("hp.measure: a table expected, got " .. type(m), 2) end
   local name, unit, v = m.name, m.unit, m.value
@@ -307,8 +313,7 @@ function hp.measure(m)
     end
   end
   if status == "failed" then rec.file, rec.line = ctx.caller() end
-  list[#list + 1] = rec
-  ctx.emit("measurement", ev)
+  atomic(record, list, rec, ev) -- the record and its event, or neither (lua/context.lua)
   return status ~= "failed"
 end
 

@@ -142,6 +142,49 @@ end)
   os.execute("rm -rf '" .. dir .. "'")
 end)
 
+-- A timeout that comes while the host records a message or a measurement (its event
+-- and its place in the test's record) stops the test after that step: the events file
+-- and the report agree. 30 tests record in a loop until their timeout (before, about
+-- one in four ended with a message in one output and not the other).
+hp.test("a test stopped while it records: the events file and the report agree", function()
+  local dir = run.tmpdir()
+  local f = assert(io.open(dir .. "/rec.lua", "w"))
+  f:write([[
+local hp = require "hplua"
+for i = 1, 30 do
+  hp.test("records until its timeout " .. i, { timeout = 0.05 }, function()
+    local n = 0
+    while true do
+      n = n + 1
+      hp.set_message("m" .. n)
+      hp.measure { name = "v" .. n, value = 1, min = 0, max = 2 }
+    end
+  end)
+end
+]])
+  f:close()
+  local r = hp.process.start("rec", { run.exe, "-q", "--no-history", "--json", dir .. "/r.json", "--events",
+    dir .. "/e.ndjson", dir .. "/rec.lua" }):wait(120)
+  hp.expect(r.stdout).to_match("30 failed")
+  local rep = json.decode(run.read(dir .. "/r.json"))
+  local messages, measurements = {}, {}
+  for _, e in ipairs(read_events(dir .. "/e.ndjson")) do
+    if e.type == "message" and e.test ~= json.null then messages[e.test] = (messages[e.test] or 0) + 1 end
+    if e.type == "measurement" then measurements[e.test] = (measurements[e.test] or 0) + 1 end
+  end
+  local n = 0
+  for _, m in ipairs(rep.modules) do
+    for _, t in ipairs(m.tests) do
+      n = n + 1
+      hp.expect(t.error.message).to_equal("timeout after 0.05 s")
+      hp.expect(messages[t.id] or 0, t.id .. " messages").to_equal(#t.messages)
+      hp.expect(measurements[t.id] or 0, t.id .. " measurements").to_equal(#t.measurements)
+    end
+  end
+  hp.expect(n).to_equal(30)
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
 hp.test("--events fd:N writes to an inherited descriptor", function()
   local events = os.tmpname()
   local r = hp.process.start("fd3", { "sh", "-c", '"$0" --events fd:3 -q pass 3>"$1"', run.exe, events },
