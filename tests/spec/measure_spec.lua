@@ -101,4 +101,14 @@ describe("hp.measure limits", function()
       name = "v", value = 3.21, unit = "V", min = 3.2, max = 3.4, marginal_min = 3.22, marginal_max = 3.38,
       passed = true, status = "marginal" })
   end)
+
+  it("keeps sys.atomic (a step a timeout waits for) to the host: test code is refused", function()
+    local sys = require "hplua.sys"
+    local ok, err = pcall(sys.atomic, function() end)
+    assert.is_false(ok)
+    assert.matches("private to the host", tostring(err), 1, true)
+    ok, err = pcall(function() return sys.atomic(require("hplua").set_message, "x") end)
+    assert.is_false(ok)
+    assert.matches("private to the host", tostring(err), 1, true)
+  end)
 end)
