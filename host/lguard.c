@@ -272,6 +272,8 @@ static void on_interrupt(int sig)
 
 void guard_check(lua_State *L)
 {
+    if (atomic_depth)
+        return; /* the stop comes when the host's step ends (sys_atomic) */
     int why = guard_due();
     if (why)
         raise_fired(L, why, 1);

@@ -28,9 +28,13 @@ M.reset()
 -- Location of the caller of an API function: the nearest frame outside the host.
 M.caller = require("hplua.sys").caller
 
+-- An event goes to every output or to none: a stop that comes while the bus hands it
+-- round waits for the end of it (sys.atomic).
+local atomic = require("hplua.sys").atomic
+
 local function emit(kind, ev)
   local bus = M.bus
-  if bus then return bus:emit(kind, ev) end
+  if bus then return atomic(bus.emit, bus, kind, ev) end
 end
 M.emit = emit
 
@@ -43,7 +47,6 @@ end
 -- earlier one of the same key in place (O(1): the holder indexes its keys). Event and
 -- record are one step (sys.atomic): a timeout that comes meanwhile stops the test
 -- after it, so the events file and the report both have the message or neither does.
-local atomic = require("hplua.sys").atomic
 local message
 
 function M.message(text, key)
