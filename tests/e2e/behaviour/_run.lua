@@ -29,6 +29,13 @@ function M.tmpdir()
   return d
 end
 
+-- Writes text to path (a suite a test makes for itself).
+function M.write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
 -- A file's whole contents, or nil when it cannot be opened.
 function M.read(path)
   local f = io.open(path, "rb")

@@ -148,8 +148,7 @@ end)
 -- one in four ended with a message in one output and not the other).
 hp.test("a test stopped while it records: the events file and the report agree", function()
   local dir = run.tmpdir()
-  local f = assert(io.open(dir .. "/rec.lua", "w"))
-  f:write([[
+  run.write(dir .. "/rec.lua", [[
 local hp = require "hplua"
 for i = 1, 30 do
   hp.test("records until its timeout " .. i, { timeout = 0.05 }, function()
@@ -162,11 +161,8 @@ for i = 1, 30 do
   end)
 end
 ]])
-  f:close()
-  local r = hp.process.start("rec", { run.exe, "-q", "--no-history", "--json", dir .. "/r.json", "--events",
-    dir .. "/e.ndjson", dir .. "/rec.lua" }):wait(120)
+  local r, rep = run.run({ "-q", "--no-history", "--events", dir .. "/e.ndjson", dir .. "/rec.lua" })
   hp.expect(r.stdout).to_match("30 failed")
-  local rep = json.decode(run.read(dir .. "/r.json"))
   local messages, measurements = {}, {}
   for _, e in ipairs(read_events(dir .. "/e.ndjson")) do
     if e.type == "message" and e.test ~= json.null then messages[e.test] = (messages[e.test] or 0) + 1 end

@@ -42,8 +42,7 @@ end)
 -- earlier test had. Fifteen naps of 0.1 s.
 hp.test("a C call that sleeps is not cut short: children run and end, an earlier deadline passes", function()
   local dir = run.tmpdir()
-  local f = assert(io.open(dir .. "/nap.lua", "w"))
-  f:write([[
+  run.write(dir .. "/nap.lua", [[
 local hp = require "hplua"
 hp.test("settles while a child runs", { timeout = 60 }, function()
   hp.process.start("chatty", { "sh", "-c", "while :; do echo line; sleep 0.001; done" }, { scope = "test" })
@@ -65,8 +64,7 @@ hp.test("no deadline of its own", function()
   end
 end)
 ]])
-  f:close()
-  local r = hp.process.start("nap", { run.exe, "--no-history", dir .. "/nap.lua" }):wait(120)
+  local r = run.run({ "--no-history", dir .. "/nap.lua" })
   hp.expect(r.exit_code, r.stdout .. r.stderr).to_equal(0)
   local naps = 0
   for took, err in r.stdout:gmatch("nap (%S+) (%d+)") do

@@ -131,16 +131,14 @@ end)
 hp.test("a daemon started by a native module, behind the engine's back", function()
   local marker = run.unique_marker()
   local dir = run.tmpdir()
-  local f = assert(io.open(dir .. "/native.lua", "w"))
-  f:write(string.format([[
+  run.write(dir .. "/native.lua", string.format([[
 local hp = require "hplua"
 hp.test("a driver starts a daemon", function()
   local forkmod = require "forkmod"
   hp.expect(forkmod.daemon({ "sleep", %q })).to_be(true)
 end)
 ]], marker))
-  f:close()
-  local r = hp.process.start("native-daemon", { run.exe, "-q", "--no-history", dir .. "/native.lua" }):wait(60)
+  local r = run.run({ "-q", "--no-history", dir .. "/native.lua" })
   hp.expect(r.exit_code, r.stdout .. r.stderr).to_equal(0)
   hp.expect(run.survivors(marker, 0.5)).to_equal({})
   os.execute("rm -rf '" .. dir .. "'")
