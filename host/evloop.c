@@ -30,33 +30,36 @@ static void on_signal(int sig)
     errno = saved;
 }
 
-int evloop_init(void)
+/* Sends sig to on_signal (restarting what the kernel restarts); 0 or an errno value. */
+static int catch_signal(int sig)
 {
     struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    return sigaction(sig, &sa, NULL) ? errno : 0;
+}
+
+int evloop_init(void)
+{
     if (pipe_fds[0] >= 0)
         return 0;
     if (pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0)
         return errno;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
     /* SIGHUP (the terminal went away) ends a run like SIGTERM does. */
-    if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL) || sigaction(SIGHUP, &sa, NULL))
-        return errno;
+    int err = catch_signal(SIGINT);
+    if (!err)
+        err = catch_signal(SIGTERM);
+    if (!err)
+        err = catch_signal(SIGHUP);
+    if (err)
+        return err;
     signal(SIGPIPE, SIG_IGN);
     return 0;
 }
 
-int evloop_catch_sigchld(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
-    return sigaction(SIGCHLD, &sa, NULL) ? errno : 0;
-}
+int evloop_catch_sigchld(void) { return catch_signal(SIGCHLD); }
 
 int evloop_fd(void) { return pipe_fds[0]; }
 
