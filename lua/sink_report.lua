@@ -98,6 +98,10 @@ end
 
 local RANK = { passed = 1, skipped = 0, failed = 2, stopped = 3 }
 
+-- A test's record and its only attempt, filled for each test in turn (Report:test_finished)
+local RECORD = {}
+local ONE_ATTEMPT = arr({ { attempt = 1 } })
+
 function Report:close_module()
   local m = self.module
   if not m then return end
@@ -118,27 +122,40 @@ function Report:test_finished(ev)
     self.module = m
   end
   local msgs, meas = ev.messages or NONE, measurements(ev.measurements or NONE)
-  local attempts = arr()
+  local attempts
   if ev.attempt_results then
+    attempts = arr()
     for i, a in ipairs(ev.attempt_results) do
       attempts[i] = { attempt = a.attempt, status = a.status, duration = a.duration, error = a.error,
         messages = a.messages, measurements = measurements(a.measurements) }
     end
   elseif ev.attempts == 1 then -- the test's own fields are its only attempt
-    attempts[1] = { attempt = 1, status = ev.status, duration = ev.duration, error = ev.error, messages = msgs,
-      measurements = meas }
+    attempts = ONE_ATTEMPT
+    local a = attempts[1]
+    a.status, a.duration, a.error, a.messages, a.measurements = ev.status, ev.duration, ev.error, msgs, meas
+  else
+    attempts = NONE
   end
-  local rec = { id = ev.test, name = ev.name, status = ev.status, started_at = ev.started_at, ended_at = ev.ended_at,
-    duration = ev.duration, attempts = ev.attempts, error = ev.error, skip_reason = ev.skip_reason,
-    messages = msgs, measurements = meas, artifacts = ev.artifacts or NO_ARTIFACTS, attachments = ev.attachments or NONE,
-    attempt_results = attempts }
+  -- the record is encoded at once and not kept: one table serves every test
+  local rec = RECORD
+  rec.id, rec.name, rec.status, rec.started_at, rec.ended_at = ev.test, ev.name, ev.status, ev.started_at, ev.ended_at
+  rec.duration, rec.attempts, rec.error, rec.skip_reason = ev.duration, ev.attempts, ev.error, ev.skip_reason
+  rec.messages, rec.measurements, rec.artifacts = msgs, meas, ev.artifacts or NO_ARTIFACTS
+  rec.attachments, rec.attempt_results = ev.attachments or NONE, attempts
   local text, err = json.encode(rec, false, math.huge)
   if not text then
     rec.artifacts = { error = "not encodable: " .. tostring(err) }
     text = assert(json.encode(rec, false, math.huge))
   end
+  -- what the record holds belongs to the event: let it go with the event
+  rec.error, rec.messages, rec.measurements, rec.artifacts, rec.attachments, rec.attempt_results = nil
+  if attempts == ONE_ATTEMPT then
+    local a = attempts[1]
+    a.error, a.messages, a.measurements = nil
+  end
   m.count = m.count + 1
-  self.spool:append(m.count > 1 and "," .. text or text)
+  if m.count > 1 then self.spool:append(",") end
+  self.spool:append(text)
   m.ended_at = ev.ended_at
   m.duration = m.duration + (ev.duration or 0)
   local st = ev.status
