@@ -1147,6 +1147,10 @@ function M.main(args)
     io.stdout:write(M.USAGE)
     return EXIT_OK
   end
+  -- the station's heap is modules, the runs' replays and a little state; its garbage
+  -- is each event's short-lived strings and tables: a generational collector frees
+  -- those young, without letting the heap grow to twice what it keeps
+  collectgarbage("generational")
   local s
   s, err = settings(cli)
   if not s then
