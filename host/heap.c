@@ -1,77 +1,159 @@
 #include "heap.h"
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
 
 #include "bigmem.h"
 
 /* Small blocks (most of Lua's: tables, strings, closures, table parts) come from
- * a pool of size classes, POOL_STEP bytes apart: each class a LIFO list of freed
- * blocks, new ones carved from SLAB-sized chunks of malloc. Lua tells the size of
- * every block it frees or resizes, so a block needs no header, and taking one is
- * a pop off its list. malloc alone spent a fifth of a long run's time walking its
- * bins (a heap of 100,000 tests' records, fragmented by the collector). The pool
- * keeps what it has carved for the life of the process (a freed block serves the
- * next of its class). The sanitizer build uses malloc for every block, so that
- * ASan still checks each one. */
+ * slabs of one size class each (classes POOL_STEP bytes apart): malloc alone spent
+ * a fifth of a long run's time walking its bins (a heap of 100,000 tests' records,
+ * fragmented by the collector). Lua tells the size of every block it frees or
+ * resizes, so a block needs no header: its slab is found by aligning its address
+ * down, and taking a block is a pop off its slab's list of freed ones. A slab whose
+ * blocks are all free again (but the last one of its class) is free for any class
+ * to take, so memory a test filled and let go is not kept for that size alone.
+ * Slabs are cut from 2 MiB chunks on huge-page boundaries (mmap, asking for
+ * transparent huge pages: one page fault per chunk where the kernel gives them).
+ * Off in the sanitizer build and under valgrind, whose checks see malloc's blocks
+ * only. */
 #if defined(__SANITIZE_ADDRESS__)
 #define POOL_MAX 0
 #else
 #define POOL_MAX 512
 #endif
 #define POOL_STEP 16
-#define SLAB ((size_t)64 << 10)
+#define POOL_CLASSES (POOL_MAX / POOL_STEP + 1)
+#define SLAB ((size_t)64 << 10)  /* its size and its alignment */
+#define CHUNK ((size_t)2 << 20) /* what is mapped at once: SLAB-sized slabs */
+
+typedef struct slab {
+    struct slab *prev, *next; /* in its class's list of slabs with room */
+    void *free;               /* its freed blocks, each one's first word the next */
+    char *fresh, *end;        /* its blocks never handed out yet */
+    unsigned live, size;      /* blocks handed out; their size */
+    bool listed;
+} slab;
+#define SLAB_HEAD ((sizeof(slab) + POOL_STEP - 1) / POOL_STEP * POOL_STEP)
 
 static struct {
-    void *free[POOL_MAX / POOL_STEP + 1]; /* by class: the first freed block (its first word: the next) */
-    char *cur, *end;                      /* what is left of the slab being carved */
-    void *slabs;                          /* every slab, linked through its first word */
+    slab *room[POOL_CLASSES]; /* by class: the slabs with a block to give */
+    void *spare;              /* empty slabs of no class, each one's first word the next */
+    int on;                   /* 1: in use, 0: not decided yet, -1: off (valgrind) */
 } pool;
 
+/* An empty slab: a spare one, or the first of a new chunk (the rest become spares). */
+static void *new_slab(void)
+{
+    if (!pool.spare) {
+        char *p = mmap(NULL, 2 * CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return NULL;
+        char *a = (char *)(((uintptr_t)p + CHUNK - 1) & ~(uintptr_t)(CHUNK - 1));
+        if (a > p)
+            munmap(p, (size_t)(a - p));
+        munmap(a + CHUNK, (size_t)(p + CHUNK - a));
+        madvise(a, CHUNK, MADV_HUGEPAGE);
+        for (size_t off = CHUNK; off > 0; off -= SLAB) {
+            void **sl = (void **)(a + off - SLAB);
+            *sl = pool.spare;
+            pool.spare = sl;
+        }
+    }
+    void *s = pool.spare;
+    pool.spare = *(void **)s;
+    return s;
+}
+
 static inline size_t pool_class(size_t n) { return (n + POOL_STEP - 1) / POOL_STEP; }
+
+static void unlist(slab *s, size_t c)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        pool.room[c] = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+    s->listed = false;
+}
+
+static void list(slab *s, size_t c)
+{
+    s->prev = NULL;
+    s->next = pool.room[c];
+    if (s->next)
+        s->next->prev = s;
+    pool.room[c] = s;
+    s->listed = true;
+}
 
 static void *pool_get(size_t n)
 {
     size_t c = pool_class(n);
-    void **b = pool.free[c];
-    if (b) {
-        pool.free[c] = *b;
-        return b;
-    }
-    size_t sz = c * POOL_STEP;
-    if ((size_t)(pool.end - pool.cur) < sz) {
-        char *s = malloc(SLAB);
+    slab *s = pool.room[c];
+    if (!s) {
+        s = new_slab();
         if (!s)
             return NULL;
-        if (pool.end > pool.cur) { /* the old slab's rest (a multiple of POOL_STEP): a block of its class */
-            void **rest = (void **)pool.cur;
-            size_t rc = (size_t)(pool.end - pool.cur) / POOL_STEP;
-            *rest = pool.free[rc];
-            pool.free[rc] = rest;
-        }
-        *(void **)s = pool.slabs;
-        pool.slabs = s;
-        pool.cur = s + POOL_STEP;
-        pool.end = s + SLAB;
+        memset(s, 0, sizeof *s);
+        s->size = (unsigned)(c * POOL_STEP);
+        s->fresh = (char *)s + SLAB_HEAD;
+        s->end = (char *)s + SLAB;
+        list(s, c);
     }
-    void *p = pool.cur;
-    pool.cur += sz;
-    return p;
+    void *b;
+    if (s->free) {
+        b = s->free;
+        s->free = *(void **)b;
+    } else {
+        b = s->fresh;
+        s->fresh += s->size;
+    }
+    s->live++;
+    if (!s->free && s->end - s->fresh < (ptrdiff_t)s->size)
+        unlist(s, c); /* full */
+    return b;
 }
 
-static void pool_put(void *p, size_t n)
+static void pool_put(void *b, size_t n)
 {
     size_t c = pool_class(n);
-    *(void **)p = pool.free[c];
-    pool.free[c] = p;
+    slab *s = (slab *)((uintptr_t)b & ~(uintptr_t)(SLAB - 1));
+    *(void **)b = s->free;
+    s->free = b;
+    s->live--;
+    if (!s->listed)
+        list(s, c);
+    if (s->live == 0 && (s->prev || s->next)) { /* empty, and not its class's last: a spare */
+        unlist(s, c);
+        *(void **)s = pool.spare;
+        pool.spare = s;
+    }
+}
+
+static bool pool_on(void)
+{
+    if (!pool.on)
+        pool.on = RUNNING_ON_VALGRIND ? -1 : 1;
+    return pool.on > 0;
 }
 
 /* realloc over the pool (blocks up to POOL_MAX) and bigmem (the rest). */
 static void *block_realloc(void *ptr, size_t old, size_t nsize)
 {
     bool small_old = ptr && old <= POOL_MAX, small_new = nsize && nsize <= POOL_MAX;
-    if (!small_old && !small_new)
+    if ((!small_old && !small_new) || !pool_on())
         return bigmem_realloc(ptr, old, nsize);
     if (small_old && small_new && pool_class(old) == pool_class(nsize))
         return ptr;

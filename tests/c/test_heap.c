@@ -1,0 +1,167 @@
+/* Unit tests of heap.c (the Lua heap) without Lua: blocks are aligned for any
+ * object and keep their contents across moves between size classes and to big
+ * blocks; memory freed in one size class is taken again by another (a test that
+ * fills the heap with one kind of object and lets it go leaves no memory that
+ * only that kind can use); the --max-memory limit refuses growth past it. */
+#include "heap.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
+
+static int failures;
+#define CHECK(cond)                                                                                                    \
+    do {                                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                                   \
+            failures++;                                                                                                \
+        }                                                                                                              \
+    } while (0)
+
+static int enforce_always(void) { return 1; }
+static const heap_policy enforced = {enforce_always};
+
+static void *h_alloc(size_t n) { return heap_alloc(NULL, NULL, 5 /* a type tag, as Lua passes */, n); }
+static void *h_resize(void *p, size_t o, size_t n) { return heap_alloc(NULL, p, o, n); }
+static void h_free(void *p, size_t n) { heap_alloc(NULL, p, n, 0); }
+
+static long rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+static void fill(unsigned char *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)(seed * 31 + i);
+}
+
+static int intact(const unsigned char *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (unsigned char)(seed * 31 + i))
+            return 0;
+    return 1;
+}
+
+/* Random sizes from 1 byte to 2 KiB, resized at random, across every class and past
+ * the small blocks: each aligned to 16 and holding what was written. */
+static void test_align_and_contents(void)
+{
+    enum { N = 4000 };
+    static unsigned char *blk[N];
+    static size_t len[N];
+    unsigned misaligned = 0, damaged = 0;
+    srand(7);
+    for (int i = 0; i < N; i++) {
+        len[i] = (size_t)(rand() % 2048) + 1;
+        blk[i] = h_alloc(len[i]);
+        CHECK(blk[i] != NULL);
+        misaligned += ((uintptr_t)blk[i] & 15) != 0;
+        fill(blk[i], len[i], (unsigned)i);
+    }
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            size_t n = (size_t)(rand() % 2048) + 1;
+            unsigned char *p = h_resize(blk[i], len[i], n);
+            CHECK(p != NULL);
+            damaged += !intact(p, len[i] < n ? len[i] : n, (unsigned)i);
+            misaligned += ((uintptr_t)p & 15) != 0;
+            blk[i] = p;
+            len[i] = n;
+            fill(p, n, (unsigned)i);
+        }
+        for (int i = 0; i < N; i += 2) { /* half freed and taken again */
+            h_free(blk[i], len[i]);
+            blk[i] = h_alloc(len[i]);
+            fill(blk[i], len[i], (unsigned)i);
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        damaged += !intact(blk[i], len[i], (unsigned)i);
+        h_free(blk[i], len[i]);
+    }
+    CHECK(misaligned == 0);
+    CHECK(damaged == 0);
+}
+
+/* 64 MiB of 48-byte blocks, all freed, then 64 MiB of 304-byte ones: the second
+ * fill takes the first one's memory (the process grows by far less than 64 MiB). */
+static void test_memory_goes_round(void)
+{
+    const size_t total = (size_t)64 << 20;
+    size_t na = total / 48, nb = total / 304;
+    void **a = malloc(na * sizeof *a), **b = malloc(nb * sizeof *b);
+    CHECK(a && b);
+    if (!a || !b)
+        return;
+    for (size_t i = 0; i < na; i++) {
+        a[i] = h_alloc(48);
+        memset(a[i], 1, 48);
+    }
+    for (size_t i = 0; i < na; i++)
+        h_free(a[i], 48);
+    long before = rss_kb();
+    for (size_t i = 0; i < nb; i++) {
+        b[i] = h_alloc(304);
+        memset(b[i], 2, 304);
+    }
+    long grown = rss_kb() - before;
+    for (size_t i = 0; i < nb; i++)
+        h_free(b[i], 304);
+    free(a);
+    free(b);
+#if defined(__SANITIZE_ADDRESS__)
+    (void)grown; /* malloc's blocks, held back in ASan's quarantine */
+#else
+    if (!RUNNING_ON_VALGRIND) {
+        if (grown >= 16 * 1024)
+            fprintf(stderr, "the second fill grew the process by %ld KiB\n", grown);
+        CHECK(grown < 16 * 1024);
+    }
+#endif
+}
+
+/* The limit: growth past it is refused (NULL) while the policy enforces it, and a
+ * refused resize leaves the block as it was. */
+static void test_limit(void)
+{
+    heap_set_limit((size_t)1 << 20);
+    void *small = heap_alloc((void *)&enforced, NULL, 4, 100);
+    CHECK(small != NULL);
+    void *big = heap_alloc((void *)&enforced, NULL, 4, (size_t)2 << 20);
+    CHECK(big == NULL);
+    fill(small, 100, 3);
+    void *grown = heap_alloc((void *)&enforced, small, 100, (size_t)2 << 20);
+    CHECK(grown == NULL);
+    CHECK(intact(small, 100, 3));
+    heap_alloc((void *)&enforced, small, 100, 0);
+    heap_set_limit(0);
+}
+
+int main(void)
+{
+    test_align_and_contents();
+    test_memory_goes_round();
+    test_limit();
+    if (failures) {
+        fprintf(stderr, "%d check(s) failed\n", failures);
+        return 1;
+    }
+    puts("heap: all checks passed");
+    return 0;
+}
