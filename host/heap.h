@@ -1,7 +1,8 @@
 /* The Lua heap: sizes are tracked for --max-memory, which is enforced only while
  * the policy says so (test code runs), so the runner can still record the
- * failure; big blocks come from mmap with huge pages (bigmem.c). Plain C: the
- * allocator has lua_Alloc's shape without including lua.h. */
+ * failure; small blocks come from size-class slabs (heap.c), big ones from mmap
+ * with huge pages (bigmem.c). Plain C: the allocator has lua_Alloc's shape
+ * without including lua.h. */
 #ifndef HPLUA_HEAP_H
 #define HPLUA_HEAP_H
 #include <stddef.h>
