@@ -22,8 +22,9 @@
  * down, and taking a block is a pop off its slab's list of freed ones. A slab whose
  * blocks are all free again (but the last one of its class) is free for any class
  * to take, so memory a test filled and let go is not kept for that size alone.
- * Slabs are cut from 2 MiB chunks on huge-page boundaries (mmap, asking for
- * transparent huge pages: one page fault per chunk where the kernel gives them).
+ * Slabs are cut from 2 MiB chunks on huge-page boundaries (mmap; from the third
+ * on, asking for transparent huge pages: one page fault per chunk where the kernel
+ * gives them, and a small run does not hold 2 MiB for a few blocks).
  * Off in the sanitizer build and under valgrind, whose checks see malloc's blocks
  * only. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -35,6 +36,7 @@
 #define POOL_CLASSES (POOL_MAX / POOL_STEP + 1)
 #define SLAB ((size_t)64 << 10)  /* its size and its alignment */
 #define CHUNK ((size_t)2 << 20) /* what is mapped at once: SLAB-sized slabs */
+#define SMALL_CHUNKS 2          /* the chunks mapped without huge pages */
 
 typedef struct slab {
     struct slab *prev, *next; /* in its class's list of slabs with room */
@@ -48,6 +50,7 @@ typedef struct slab {
 static struct {
     slab *room[POOL_CLASSES]; /* by class: the slabs with a block to give */
     void *spare;              /* empty slabs of no class, each one's first word the next */
+    unsigned chunks;          /* mapped so far */
     int on;                   /* 1: in use, 0: not decided yet, -1: off (valgrind) */
 } pool;
 
@@ -62,7 +65,8 @@ static void *new_slab(void)
         if (a > p)
             munmap(p, (size_t)(a - p));
         munmap(a + CHUNK, (size_t)(p + CHUNK - a));
-        madvise(a, CHUNK, MADV_HUGEPAGE);
+        if (++pool.chunks > SMALL_CHUNKS) /* a small run stays small: 2 MiB resident for a few blocks */
+            madvise(a, CHUNK, MADV_HUGEPAGE);
         for (size_t off = CHUNK; off > 0; off -= SLAB) {
             void **sl = (void **)(a + off - SLAB);
             *sl = pool.spare;

@@ -329,6 +329,11 @@ local function subscribe_outputs(run, bus, opts)
 end
 
 local function run_tests(opts)
+  -- a run's heap is mostly what it keeps (the plan, every test's result), its
+  -- garbage each test's short-lived tables and strings: a generational collector
+  -- frees those young and leaves the kept ones alone, where an incremental one
+  -- goes over all of them again and again (100,000 trivial tests: 1.7 s -> 1.2 s)
+  collectgarbage("generational")
   local ctx = require "hplua.context"
   if opts.answers then
     local answers, err = load_answers(opts.answers)

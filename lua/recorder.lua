@@ -156,6 +156,7 @@ local COMMIT_EVERY = 0.010 -- seconds
 local GATHER, GATHER_WAIT = 16384, 0.002
 
 function M.main(args)
+  collectgarbage("generational") -- its garbage is each event's, short-lived
   local path, upload = args[1], args[2] == "--upload"
   local function say(text)
     sys.write(1, text .. "\n")
