@@ -53,8 +53,11 @@ int main(int argc, char **argv)
     evloop_init(); /* first: a SIGTERM during start-up must end the run like any other */
     /* The watchdog (orphans.c) is forked now, while this process is small: forked later,
      * from a Lua heap of megabytes, it would share every page copy-on-write, and each
-     * later write to one would cost a fault and a copy for as long as the run lasts. */
-    orphans_watchdog_start();
+     * later write to one would cost a fault and a copy for as long as the run lasts.
+     * Not for `hplua history` (a run's recorder among them), which starts no child: a
+     * first child would start it then (proc_start). */
+    if (argc < 2 || strcmp(argv[1], "history") != 0)
+        orphans_watchdog_start();
     static const heap_policy policy = {guard_armed}; /* --max-memory holds in test code only */
     lua_State *L = lua_newstate(heap_alloc, (void *)&policy);
     if (!L) {

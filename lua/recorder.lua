@@ -154,6 +154,7 @@ end
 local READ_SIZE = 1 << 20
 local COMMIT_EVERY = 0.010 -- seconds
 local GATHER, GATHER_WAIT = 16384, 0.002
+local CHECKPOINT_AT = 4 << 20 -- bytes of write-ahead log
 
 function M.main(args)
   collectgarbage("generational") -- its garbage is each event's, short-lived
@@ -174,8 +175,10 @@ function M.main(args)
   -- the run committed its start, naming this process its owner (Forward:attach)
   sink.batch = true
   -- what earlier runs left in the write-ahead log goes into the database now, beside
-  -- the run, not at its end
-  store.db:exec("PRAGMA wal_checkpoint(PASSIVE)")
+  -- the run, not at its end: once the log has grown past CHECKPOINT_AT (a checkpoint
+  -- per run, with its three syncs, took a short run's recorder longer than its records)
+  local wal = sys.stat(path .. "-wal")
+  if wal and wal.size >= CHECKPOINT_AT then store.db:exec("PRAGMA wal_checkpoint(PASSIVE)") end
   local report = require("hplua.sink_report").new()
   local failure
   local run = {

@@ -77,6 +77,28 @@ hp.test("8 runs writing one history at once: all complete, nothing lost", functi
   os.execute("rm -rf '" .. dir .. "'")
 end)
 
+-- Each connection leaves the write-ahead log to the next (no checkpoint at close); a
+-- run's recorder moves it into the database once it has grown past 4 MiB. Ten runs
+-- that log about 40 MiB between them: the log never holds much more than 4 MiB and a
+-- run's own (without that, SQLite's own checkpoint comes at 32 MiB).
+hp.test("the write-ahead log stays bounded over many runs", function()
+  local dir = tmpdir()
+  local file = suite(dir, 200, 'hp.set_message(string.rep("x", 8000) .. i)')
+  local db = dir .. "/h.db"
+  local biggest = 0
+  for i = 1, 10 do
+    local r = hplua({ "-q", "--history", db, file }, { timeout = 120 }):wait()
+    hp.expect(r.exit_code, r.stdout .. r.stderr).to_equal(0)
+    local st = require("hplua.sys").stat(db .. "-wal")
+    if st then biggest = math.max(biggest, st.size) end
+  end
+  hp.expect(#query(db, "SELECT run_id FROM runs")).to_equal(10)
+  hp.expect(integrity(db)).to_equal("ok")
+  hp.set_message(string.format("largest log %.1f MiB", biggest / 1048576))
+  hp.expect(biggest).to_be_less_than(12 * 1048576)
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
 hp.test("SIGKILL at random moments: every test the events call finished is recorded; the run ends aborted", function()
   math.randomseed(tonumber(os.getenv("HPLUA_FAULT_SEED") or "13"))
   local dir = tmpdir()
