@@ -1,6 +1,5 @@
 /* hplua: main only creates the Lua state and runs everything else protected,
  * in pmain, as lua.c does. The CLI itself is Lua (lua/cli.lua). */
-#include "bigmem.h"
 #include "evloop.h"
 #include "heap.h"
 #include "host.h"
@@ -10,7 +9,6 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,11 +51,6 @@ static int traceback(lua_State *L)
 int main(int argc, char **argv)
 {
     evloop_init(); /* first: a SIGTERM during start-up must end the run like any other */
-    /* Fresh memory is dear (on the VMs measured, a page fault costs 10-20 us): malloc
-     * keeps what it frees for the next block rather than mapping and unmapping each
-     * block of 128 KiB and more (blocks of BIGMEM_THRESHOLD and more are bigmem's). */
-    mallopt(M_MMAP_THRESHOLD, (int)BIGMEM_THRESHOLD);
-    mallopt(M_TRIM_THRESHOLD, 64 << 20);
     /* The watchdog (orphans.c) is forked now, while this process is small: forked later,
      * from a Lua heap of megabytes, it would share every page copy-on-write, and each
      * later write to one would cost a fault and a copy for as long as the run lasts.
