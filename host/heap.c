@@ -21,7 +21,8 @@
  * resizes, so a block needs no header: its slab is found by aligning its address
  * down, and taking a block is a pop off its slab's list of freed ones. A slab whose
  * blocks are all free again (but the last one of its class) is free for any class
- * to take, so memory a test filled and let go is not kept for that size alone.
+ * to take, and past 4 MiB of such spares its pages go back to the system: memory a
+ * test filled and let go is not kept for one size, nor for the pool alone.
  * Slabs are cut from 2 MiB chunks on huge-page boundaries (mmap; from the third
  * on, asking for transparent huge pages: one page fault per chunk where the kernel
  * gives them, and a small run does not hold 2 MiB for a few blocks).
@@ -37,6 +38,7 @@
 #define SLAB ((size_t)64 << 10)  /* its size and its alignment */
 #define CHUNK ((size_t)2 << 20) /* what is mapped at once: SLAB-sized slabs */
 #define SMALL_CHUNKS 2          /* the chunks mapped without huge pages */
+#define SPARES_KEPT 64          /* empty slabs kept with their pages (4 MiB) */
 
 typedef struct slab {
     struct slab *prev, *next; /* in its class's list of slabs with room */
@@ -50,13 +52,19 @@ typedef struct slab {
 static struct {
     slab *room[POOL_CLASSES]; /* by class: the slabs with a block to give */
     void *spare;              /* empty slabs of no class, each one's first word the next */
-    unsigned chunks;          /* mapped so far */
+    void *given_back;         /* the same, whose pages went back to the system */
+    unsigned spares, chunks;  /* in spare; chunks mapped so far */
     int on;                   /* 1: in use, 0: not decided yet, -1: off (valgrind) */
 } pool;
 
 /* An empty slab: a spare one, or the first of a new chunk (the rest become spares). */
 static void *new_slab(void)
 {
+    if (!pool.spare && pool.given_back) {
+        void *s = pool.given_back;
+        pool.given_back = *(void **)s;
+        return s;
+    }
     if (!pool.spare) {
         char *p = mmap(NULL, 2 * CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED)
@@ -71,11 +79,35 @@ static void *new_slab(void)
             void **sl = (void **)(a + off - SLAB);
             *sl = pool.spare;
             pool.spare = sl;
+            pool.spares++;
         }
     }
     void *s = pool.spare;
     pool.spare = *(void **)s;
+    pool.spares--;
     return s;
+}
+
+/* An empty slab becomes a spare. When more than half of all slabs are spares (a
+ * test filled memory with small objects and let it go), the pages of all but
+ * SPARES_KEPT of them go back to the system (their addresses stay ours): that
+ * memory is then there for malloc's blocks too. The collector's everyday garbage
+ * never comes near half, so its slabs are taken again without a page fault. */
+static void drop_slab(slab *s)
+{
+    *(void **)s = pool.spare;
+    pool.spare = s;
+    pool.spares++;
+    if (pool.spares <= SPARES_KEPT || pool.spares <= pool.chunks * (CHUNK / SLAB) / 2)
+        return;
+    while (pool.spares > SPARES_KEPT) {
+        void *x = pool.spare;
+        pool.spare = *(void **)x;
+        pool.spares--;
+        madvise(x, SLAB, MADV_DONTNEED);
+        *(void **)x = pool.given_back;
+        pool.given_back = x;
+    }
 }
 
 static inline size_t pool_class(size_t n) { return (n + POOL_STEP - 1) / POOL_STEP; }
@@ -141,8 +173,7 @@ static void pool_put(void *b, size_t n)
         list(s, c);
     if (s->live == 0 && (s->prev || s->next)) { /* empty, and not its class's last: a spare */
         unlist(s, c);
-        *(void **)s = pool.spare;
-        pool.spare = s;
+        drop_slab(s);
     }
 }
 
