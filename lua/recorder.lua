@@ -156,6 +156,23 @@ local COMMIT_EVERY = 0.010 -- seconds
 local GATHER, GATHER_WAIT = 16384, 0.002
 local CHECKPOINT_AT = 4 << 20 -- bytes of write-ahead log
 
+-- The bytes of write-ahead log not yet in the database (0 when that cannot be read).
+-- The log's file is reused, never shrunk, so its size says nothing; the WAL index
+-- (the -shm file, its layout documented in SQLite's walformat.html) holds, in the
+-- writer's byte order, the page size (u16 at 14), the frames in the log (mxFrame,
+-- u32 at 16) and those already copied into the database (nBackfill, u32 at 96).
+function M.log_behind(path)
+  local f = io.open(path .. "-shm", "rb")
+  if not f then return 0 end
+  local head = f:read(100)
+  f:close()
+  if not head or #head < 100 then return 0 end
+  local size = string.unpack("=I2", head, 15)
+  local frames, backfilled = string.unpack("=I4", head, 17), string.unpack("=I4", head, 97)
+  if size == 1 then size = 65536 end -- 65536 does not fit in 16 bits
+  return frames > backfilled and (frames - backfilled) * size or 0
+end
+
 function M.main(args)
   collectgarbage("generational") -- its garbage is each event's, short-lived
   local path, upload = args[1], args[2] == "--upload"
@@ -177,8 +194,7 @@ function M.main(args)
   -- what earlier runs left in the write-ahead log goes into the database now, beside
   -- the run, not at its end: once the log has grown past CHECKPOINT_AT (a checkpoint
   -- per run, with its three syncs, took a short run's recorder longer than its records)
-  local wal = sys.stat(path .. "-wal")
-  if wal and wal.size >= CHECKPOINT_AT then store.db:exec("PRAGMA wal_checkpoint(PASSIVE)") end
+  if M.log_behind(path) >= CHECKPOINT_AT then store.db:exec("PRAGMA wal_checkpoint(PASSIVE)") end
   local report = require("hplua.sink_report").new()
   local failure
   local run = {
