@@ -97,6 +97,35 @@ hp.test("debug hooks, coroutines, load and error values behave as in lua5.4", fu
   hp.expect(ours.stdout).to_equal(plain.stdout)
 end)
 
+-- The run's collector is generational; test code still sees collectgarbage as in
+-- lua5.4 (incremental there): a step loop ends, a mode it sets is kept.
+hp.test("collectgarbage in a test behaves as in lua5.4", function()
+  local dir = run.tmpdir()
+  run.write(dir .. "/gc.lua", [[
+local hp = require "hplua"
+hp.test("a step loop ends", { timeout = 10 }, function()
+  local t = {}
+  for i = 1, 10000 do t[i] = { i } end
+  t = nil
+  local n = 0
+  repeat n = n + 1 until collectgarbage("step")
+  hp.expect(n).to_be_less_than(1000)
+  hp.expect(math.type(collectgarbage("count"))).to_equal("float")
+  hp.expect(collectgarbage()).to_equal(0)
+end)
+hp.test("a mode test code sets holds", { timeout = 10 }, function()
+  collectgarbage("incremental")
+  local n = 0
+  repeat n = n + 1 until collectgarbage("step")
+  hp.expect(collectgarbage("generational")).to_equal("incremental")
+  repeat until collectgarbage("step")
+end)
+]])
+  local res, rep = run.run({ dir })
+  hp.expect(res.exit_code, res.stdout .. res.stderr).to_equal(0)
+  hp.expect(rep.summary.passed).to_equal(2)
+end)
+
 -- Runs the stuck fixture in `mode`; with a signal, sends it once the test is stuck.
 -- Returns the result, the report, the seconds from the signal (or the start) to
 -- the end, and the survivors.
