@@ -26,10 +26,32 @@ end
 local HELD = { test_started = true, test_finished = true }
 local HOLD, HOLD_LINES = 0.005, 256
 
+-- The event with each member JSON cannot hold (a function or a coroutine that test
+-- code put among a test's artifacts, say) replaced by what says so, of the same JSON
+-- type where it was a table (an object, as the JSON report does for artifacts; an
+-- empty array for a list): the rest (a test's id, its status, its error) still
+-- reaches every reader.
+local function encodable(ev)
+  local copy = {}
+  for k, v in pairs(ev) do
+    if type(k) == "string" then
+      local kind = type(v)
+      if kind == "table" and not json.encode(v, false, math.huge) then
+        v = rawequal(next(v), 1) and json.array() or { error = "not encodable: a table holding what JSON cannot" }
+      elseif kind == "function" or kind == "thread" or (kind == "userdata" and v ~= json.null) then
+        v = "not encodable: a " .. kind
+      end
+      copy[k] = v
+    end
+  end
+  return copy
+end
+
 function Events:write(ev, run)
   if not self.fd then return end
   local lines = self.lines
   local ok, err = lines:add(ev)
+  if not ok then ok = lines:add(encodable(ev)) end
   if not ok then
     lines:add({ v = 1, seq = ev.seq, run_id = ev.run_id, type = ev.type, time = ev.time,
       error = "event not encodable: " .. tostring(err) })

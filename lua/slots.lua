@@ -272,7 +272,7 @@ function Sup:on_event(slot, line)
     if ev.type == "run_started" then
       self:log(string.format("%s: started, %d test%s", self:label(slot), slot.total, slot.total == 1 and "" or "s"))
     elseif what == "test" and (self.verbose or ev.status ~= "passed") then
-      self:log(string.format("%s: %s %s (%.2f s)", self:label(slot), ev.status:upper(), esc(ev.test),
+      self:log(string.format("%s: %s %s (%.2f s)", self:label(slot), tostring(ev.status):upper(), esc(tostring(ev.test)),
         tonumber(ev.duration) or 0))
     end
   end
