@@ -157,6 +157,7 @@ local GATHER, GATHER_WAIT = 16384, 0.002
 local CHECKPOINT_AT = 4 << 20 -- bytes of write-ahead log
 
 -- The bytes of write-ahead log not yet in the database (0 when that cannot be read).
+-- Only before this process opens the database (see M.main).
 -- The log's file is reused, never shrunk, so its size says nothing; the WAL index
 -- (the -shm file, its layout documented in SQLite's walformat.html) holds, in the
 -- writer's byte order, the page size (u16 at 14), the frames in the log (mxFrame,
@@ -185,6 +186,11 @@ function M.main(args)
   -- frames come (the run has made it by then); none at all: the run did not start
   local first = sys.read(0, READ_SIZE)
   if not first or first == "" then return 0 end
+  -- read before the database is opened: closing a descriptor of the -shm file drops
+  -- every lock this process holds on it (POSIX), SQLite's among them, and another
+  -- opener would then take the WAL index for unused and rebuild it under SQLite's
+  -- mapping of it (the recorder died of SIGBUS when it next touched it)
+  local behind = M.log_behind(path)
   local history = require "hplua.history"
   local store, err = history.open(path)
   if not store then return say(err) end
@@ -194,7 +200,7 @@ function M.main(args)
   -- what earlier runs left in the write-ahead log goes into the database now, beside
   -- the run, not at its end: once the log has grown past CHECKPOINT_AT (a checkpoint
   -- per run, with its three syncs, took a short run's recorder longer than its records)
-  if M.log_behind(path) >= CHECKPOINT_AT then store.db:exec("PRAGMA wal_checkpoint(PASSIVE)") end
+  if behind >= CHECKPOINT_AT then store.db:exec("PRAGMA wal_checkpoint(PASSIVE)") end
   local report = require("hplua.sink_report").new()
   local failure
   local run = {
