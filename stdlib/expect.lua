@@ -84,8 +84,13 @@ local function string_diff(actual, expected)
   return table.concat(out, "\n")
 end
 
-local function new(actual, negated)
+-- note: hp.expect's optional second argument, said after any failure (as pytest's
+-- `assert x, note`), on the lines after the failure's own message.
+local function new(actual, negated, note)
   local e = {}
+  local fail = note == nil and fail or function(message, level, detail)
+    return fail(message .. "\n" .. tostring(note), level + 1, detail)
+  end
   local function check(ok, message)
     if negated then ok = not ok; message = "not " .. message end
     if not ok then fail("expected " .. message, 3) end
@@ -148,8 +153,8 @@ local function new(actual, negated)
     end
     return err
   end
-  if not negated then e.never = new(actual, true) end
+  if not negated then e.never = new(actual, true, note) end
   return e
 end
 
-return setmetatable({ format = fmt, diff = diff }, { __call = function(_, actual) return new(actual, false) end })
+return setmetatable({ format = fmt, diff = diff }, { __call = function(_, actual, note) return new(actual, false, note) end })

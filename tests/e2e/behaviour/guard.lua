@@ -19,7 +19,15 @@ end
 
 hp.test("a test that overran its timeout fails, however it ended", function()
   local res, rep = run.run({ "guard/verdicts" })
-  hp.expect(res.exit_code).to_equal(1)
+  -- on a failure, the run's own words and what its report says of each test (a last
+  -- resort's report names the test that did not answer)
+  local seen = {}
+  for _, m in ipairs(rep and rep.modules or {}) do
+    for _, t in ipairs(m.tests) do
+      seen[#seen + 1] = string.format("%s: %s %s", t.name, t.status, t.error and t.error.message or "")
+    end
+  end
+  hp.expect(res.exit_code, res.stdout .. res.stderr .. table.concat(seen, "\n")).to_equal(1)
   hp.expect(rep.summary).to_equal({ total = 15, passed = 1, failed = 14, skipped = 0, stopped = 0 })
   for _, m in ipairs(rep.modules) do
     for _, t in ipairs(m.tests) do
