@@ -24,7 +24,7 @@ hp.test("SIGINT/SIGTERM/SIGKILL at random points: no survivor, report complete o
     local p, report = run.start({ "-q", "faults" }, { env = { HPLUA_MARKER = marker } })
     run.wait_for(function() return catches_term(p.pid) or not p:alive() end, 20, "hplua's signal handlers")
     hp.sleep(math.random() * 0.8)
-    if p:alive() then run.kill(p.pid, sig) end
+    if p:alive() then run.kill(p.pid, sig, false, true) end -- it may end meanwhile
     local res = p:wait(20)
     hp.expect(res).never.to_be_nil()
     hp.expect(run.survivors(marker, sig == "KILL" and 5 or 1)).to_equal({})
