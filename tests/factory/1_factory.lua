@@ -251,7 +251,11 @@ hp.test("8 stations x 500 runs uploading at once, server restarted once: exactly
       { env = { PGPASSWORD = pg.PASSWORD }, timeout = 120 })
   end
   for i = 1, 8 do ups[i] = start_upload(i) end
-  wait_for(function() return server:count("SELECT count(*) FROM hplua_runs", db) > 0 end, 60, "the first runs")
+  -- (the first uploader to connect makes the tables: until then the query fails)
+  wait_for(function()
+    local ok, count = pcall(server.count, server, "SELECT count(*) FROM hplua_runs", db)
+    return ok and count > 0
+  end, 60, "the first runs")
   server:restart()
   local failed = 0
   for _, u in ipairs(ups) do
