@@ -21,8 +21,9 @@
  * resizes, so a block needs no header: its slab is found by aligning its address
  * down, and taking a block is a pop off its slab's list of freed ones. A slab whose
  * blocks are all free again (but the last one of its class) is free for any class
- * to take, and past 4 MiB of such spares its pages go back to the system: memory a
- * test filled and let go is not kept for one size, nor for the pool alone.
+ * to take, and when more than half of all slabs are such spares the pages of all
+ * but 4 MiB of them go back to the system: memory a test filled and let go is not
+ * kept for one size, nor for the pool alone.
  * Slabs are cut from 2 MiB chunks on huge-page boundaries (mmap; from the third
  * on, asking for transparent huge pages: one page fault per chunk where the kernel
  * gives them, and a small run does not hold 2 MiB for a few blocks).
