@@ -205,6 +205,47 @@ hp.test("the run SIGKILLed while its recorder is behind: no other opener aborts 
   os.execute("rm -rf '" .. dir .. "'")
 end)
 
+-- SQLite's locks on the WAL index (the -shm file) tell other openers that it is in
+-- use. A process that opens and closes a descriptor of that file drops every POSIX
+-- lock it holds on it; a later opener then rebuilt the index under the recorder's
+-- mapping (the recorder died of SIGBUS, its run's records lost). While the run goes
+-- on, the recorder holds a lock on the -shm file (/proc/locks).
+hp.test("the recorder keeps SQLite's lock on the WAL index while it records", function()
+  local dir = tmpdir()
+  local file = suite(dir, 300, "hp.sleep(0.01)")
+  local db = dir .. "/h.db"
+  local p = hplua({ "-q", "--history", db, file }, { timeout = 120 })
+  local owner = recorder_of(db, p)
+  local sys = require "hplua.sys"
+  -- the recorder opens the database when the run's first frames come
+  run.wait_for(function()
+    for _, fd in ipairs(sys.listdir("/proc/" .. owner .. "/fd") or {}) do
+      local target = sys.realpath("/proc/" .. owner .. "/fd/" .. fd)
+      if target and target:sub(-8) == "h.db-shm" then return true end
+    end
+    return not p:alive()
+  end, 30, "the recorder to open the database")
+  local st = assert(sys.stat(db .. "-shm"))
+  local function holds()
+    for line in io.lines("/proc/locks") do
+      local pid, ino = line:match("^%d+:%s+POSIX%s+%S+%s+%S+%s+(%d+)%s+%x+:%x+:(%d+)")
+      if tonumber(pid) == owner and tonumber(ino) == st.ino then return true end
+    end
+    return false
+  end
+  local seen = 0
+  for _ = 1, 5 do
+    if p:alive() and holds() then seen = seen + 1 end
+    hp.sleep(0.05)
+  end
+  local alive = p:alive()
+  if alive then run.kill(p.pid, "KILL", false, true) end
+  p:wait(20)
+  hp.expect(alive, "the run ended before the check").to_be(true)
+  hp.expect(seen, "of 5 looks at /proc/locks").to_equal(5)
+  os.execute("rm -rf '" .. dir .. "'")
+end)
+
 hp.test("the recorder killed mid-run: the run goes on, fails naming the history, the database consistent", function()
   local dir = tmpdir()
   local file = suite(dir, 300, "hp.sleep(0.01)")
