@@ -89,7 +89,7 @@ end
 local function new(actual, negated, note)
   local e = {}
   local fail = note == nil and fail or function(message, level, detail)
-    return fail(message .. "\n" .. tostring(note), level + 1, detail)
+    fail(message .. "\n" .. tostring(note), level + 1, detail) -- not a tail call: level counts this frame
   end
   local function check(ok, message)
     if negated then ok = not ok; message = "not " .. message end
