@@ -208,15 +208,15 @@ static void hook(lua_State *L, lua_Debug *ar)
     uhook *u = push_user_hook(L, L);
     int ud = lua_gettop(L);
     if (ar->event == LUA_HOOKCOUNT) {
-        if (guard.armed && (tick_pending || guard.fired) && atomic_depth) {
-            tick_pending = 0; /* the stop comes when the host's step ends (sys_atomic) */
-        } else if (guard.armed && (tick_pending || guard.fired)) {
+        if (guard.armed && (tick_pending || guard.fired)) {
             tick_pending = 0;
-            drain_children();
-            int why = guard_due();
-            if (why) {
-                lua_settop(L, top);
-                raise_fired(L, why, 0);
+            if (!atomic_depth) { /* else the stop comes when the host's step ends (sys_atomic) */
+                drain_children();
+                int why = guard_due();
+                if (why) {
+                    lua_settop(L, top);
+                    raise_fired(L, why, 0);
+                }
             }
         } else if (guard.armed) {
             drain_children();
@@ -958,11 +958,7 @@ static int sys_atomic(lua_State *L)
     atomic_depth--;
     if (status != LUA_OK)
         return lua_error(L);
-    if (!atomic_depth && guard.armed) {
-        int why = guard_due();
-        if (why)
-            raise_fired(L, why, 1);
-    }
+    guard_check(L); /* the stop that waited for the step (the outermost one) */
     return lua_gettop(L);
 }
 
