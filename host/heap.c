@@ -44,8 +44,8 @@
 typedef struct slab {
     struct slab *prev, *next; /* in its class's list of slabs with room */
     void *free;               /* its freed blocks, each one's first word the next */
-    char *fresh, *end;        /* its blocks never handed out yet */
-    unsigned live, size;      /* blocks handed out; their size */
+    char *fresh;              /* its blocks never handed out yet, from here to its end */
+    unsigned live;            /* blocks handed out */
     bool listed;
 } slab;
 #define SLAB_HEAD ((sizeof(slab) + POOL_STEP - 1) / POOL_STEP * POOL_STEP)
@@ -137,16 +137,14 @@ static void list(slab *s, size_t c)
 
 static void *pool_get(size_t n)
 {
-    size_t c = pool_class(n);
+    size_t c = pool_class(n), size = c * POOL_STEP;
     slab *s = pool.room[c];
     if (!s) {
         s = new_slab();
         if (!s)
             return NULL;
         memset(s, 0, sizeof *s);
-        s->size = (unsigned)(c * POOL_STEP);
         s->fresh = (char *)s + SLAB_HEAD;
-        s->end = (char *)s + SLAB;
         list(s, c);
     }
     void *b;
@@ -155,10 +153,10 @@ static void *pool_get(size_t n)
         s->free = *(void **)b;
     } else {
         b = s->fresh;
-        s->fresh += s->size;
+        s->fresh += size;
     }
     s->live++;
-    if (!s->free && s->end - s->fresh < (ptrdiff_t)s->size)
+    if (!s->free && (size_t)((char *)s + SLAB - s->fresh) < size)
         unlist(s, c); /* full */
     return b;
 }
