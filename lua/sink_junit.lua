@@ -64,15 +64,14 @@ function Junit:test_finished(ev)
   end
   s.tests = s.tests + 1
   s.time = s.time + (ev.duration or 0)
+  local head = string.format('%s    <testcase classname="%s" name="%s" time="%.3f">', s.tests > 1 and "\n" or "",
+    s.classname, xml(ev.name), ev.duration or 0)
   local msgs, meas = ev.messages, ev.measurements
   if ev.status == "passed" and (not msgs or #msgs == 0) and (not meas or #meas == 0) then
-    -- the common case in one piece
-    self.spool:append(string.format('%s    <testcase classname="%s" name="%s" time="%.3f">\n    </testcase>',
-      s.tests > 1 and "\n" or "", s.classname, xml(ev.name), ev.duration or 0))
+    self.spool:append(head .. "\n    </testcase>") -- the common case, without a table of lines
     return
   end
-  local lines = { string.format('    <testcase classname="%s" name="%s" time="%.3f">', s.classname, xml(ev.name),
-    ev.duration or 0) }
+  local lines = { head }
   if ev.status == "failed" or ev.status == "stopped" then
     s.failures = s.failures + 1
     local e = ev.error ~= null and ev.error or { message = ev.status }
@@ -88,7 +87,6 @@ function Junit:test_finished(ev)
   for _, m in ipairs(meas or {}) do out[#out + 1] = format.measurement(m) end
   if #out > 0 then lines[#lines + 1] = "      <system-out>" .. xml_text(table.concat(out, "\n")) .. "</system-out>" end
   lines[#lines + 1] = "    </testcase>"
-  if s.tests > 1 then lines[1] = "\n" .. lines[1] end
   self.spool:append(table.concat(lines, "\n"))
 end
 
