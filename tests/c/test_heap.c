@@ -15,14 +15,7 @@
 #define RUNNING_ON_VALGRIND 0
 #endif
 
-static int failures;
-#define CHECK(cond)                                                                                                    \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                                   \
-            failures++;                                                                                                \
-        }                                                                                                              \
-    } while (0)
+#include "check.h"
 
 static int enforce_always(void) { return 1; }
 static const heap_policy enforced = {enforce_always};
@@ -159,10 +152,5 @@ int main(void)
     test_align_and_contents();
     test_memory_goes_round();
     test_limit();
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    puts("heap: all checks passed");
-    return 0;
+    return checks_done("heap");
 }

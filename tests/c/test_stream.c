@@ -16,14 +16,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-static int failures;
-#define CHECK(cond)                                                                                                    \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                                   \
-            failures++;                                                                                                \
-        }                                                                                                              \
-    } while (0)
+#include "check.h"
 
 /* A pty pair; the slave's path in path. The master stays open. */
 static int make_pty(char *path, size_t len)
@@ -235,10 +228,5 @@ int main(void)
     test_open_errors();
     test_tcp();
     test_names();
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("stream: all checks passed\n");
-    return 0;
+    return checks_done("stream");
 }
