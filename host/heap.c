@@ -36,7 +36,7 @@
 #endif
 #define POOL_STEP 16
 #define POOL_CLASSES (POOL_MAX / POOL_STEP + 1)
-#define SLAB ((size_t)64 << 10)  /* its size and its alignment */
+#define SLAB ((size_t)64 << 10) /* its size and its alignment */
 #define CHUNK ((size_t)2 << 20) /* what is mapped at once: SLAB-sized slabs */
 #define SMALL_CHUNKS 2          /* the chunks mapped without huge pages */
 #define SPARES_KEPT 64          /* empty slabs kept with their pages (4 MiB) */
