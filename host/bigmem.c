@@ -12,6 +12,37 @@
 #endif
 
 #define HUGE_PAGE ((size_t)2 << 20)
+#define PAGE ((size_t)4096)
+
+void bigmem_populate(void *p, size_t len)
+{
+    if (RUNNING_ON_VALGRIND)
+        return; /* valgrind 3.19 does not know this advice */
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(PAGE - 1);
+    (void)madvise((void *)a, (uintptr_t)p + len - a, 23 /* MADV_POPULATE_WRITE, Linux 5.14 */);
+}
+
+/* malloc's heap grows at its top (brk) by what a block needs and 128 KiB more:
+ * those pages are populated at once. sbrk(0) only reads glibc's note of the top. */
+static void *heap_grown(void *top, void *block)
+{
+    char *now = sbrk(0);
+    if (block && (char *)top != (char *)-1 && now > (char *)top)
+        bigmem_populate(top, (size_t)(now - (char *)top));
+    return block;
+}
+
+void *bigmem_malloc(size_t n)
+{
+    void *top = sbrk(0);
+    return heap_grown(top, malloc(n));
+}
+
+static void *heap_realloc(void *ptr, size_t n)
+{
+    void *top = sbrk(0);
+    return heap_grown(top, realloc(ptr, n));
+}
 
 /* The length of the mapping that holds n bytes: whole huge pages from 2 MiB on.
  * A mapping that ended inside a huge page would get small pages there, and keep
@@ -76,7 +107,7 @@ void *bigmem_realloc(void *ptr, size_t osize, size_t nsize)
         return NULL;
     }
     if (!is_big(nsize) && !is_big(osize))
-        return realloc(ptr, nsize);
+        return heap_realloc(ptr, nsize);
     if (is_big(nsize) && is_big(osize)) {
         if (map_len(nsize) == map_len(osize))
             return ptr;
@@ -86,10 +117,12 @@ void *bigmem_realloc(void *ptr, size_t osize, size_t nsize)
         return np == MAP_FAILED ? NULL : np;
     }
     /* crossing the threshold: move between malloc and mmap */
-    void *np = is_big(nsize) ? map(nsize) : malloc(nsize);
+    void *np = is_big(nsize) ? map(nsize) : bigmem_malloc(nsize);
     if (!np)
         return NULL;
     if (ptr) {
+        if (is_big(nsize))
+            bigmem_populate(np, osize); /* written now */
         memcpy(np, ptr, osize < nsize ? osize : nsize);
         bigmem_realloc(ptr, osize, 0);
     }

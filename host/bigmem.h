@@ -12,4 +12,13 @@
  * exact old size, which tells which allocator owns the block. */
 void *bigmem_realloc(void *ptr, size_t osize, size_t nsize);
 
+/* Fills the pages of [p, p + len) in one call (MADV_POPULATE_WRITE) rather than
+ * one page fault at a time: 1 us a page against 20 on a paravirtualised machine,
+ * a few times less on bare metal. Only for memory about to be written. Best effort:
+ * a kernel before 5.14 refuses, and the pages come by faults as before. */
+void bigmem_populate(void *p, size_t len);
+
+/* malloc and realloc, with the pages by which malloc's heap grew populated. */
+void *bigmem_malloc(size_t n);
+
 #endif

@@ -36,56 +36,64 @@
 #endif
 #define POOL_STEP 16
 #define POOL_CLASSES (POOL_MAX / POOL_STEP + 1)
-#define SLAB ((size_t)64 << 10) /* its size and its alignment */
-#define CHUNK ((size_t)2 << 20) /* what is mapped at once: SLAB-sized slabs */
-#define SMALL_CHUNKS 2          /* the chunks mapped without huge pages */
-#define SPARES_KEPT 64          /* empty slabs kept with their pages (4 MiB) */
+#define SLAB ((size_t)64 << 10)       /* its size and its alignment */
+#define CHUNK ((size_t)2 << 20)       /* what is mapped at once: SLAB-sized slabs */
+#define SMALL_CHUNKS 2                /* the chunks mapped without huge pages */
+#define SPARES_KEPT 64                /* empty slabs kept with their pages (4 MiB) */
+#define READY_STEP ((size_t)16 << 10) /* a slab's pages are populated this many at a time */
 
 typedef struct slab {
     struct slab *prev, *next; /* in its class's list of slabs with room */
     void *free;               /* its freed blocks, each one's first word the next */
     char *fresh;              /* its blocks never handed out yet, from here to its end */
+    char *ready;              /* its pages are populated up to here (bigmem_populate) */
     unsigned live;            /* blocks handed out */
     bool listed;
 } slab;
 #define SLAB_HEAD ((sizeof(slab) + POOL_STEP - 1) / POOL_STEP * POOL_STEP)
 
 static struct {
-    slab *room[POOL_CLASSES]; /* by class: the slabs with a block to give */
-    void *spare;              /* empty slabs of no class, each one's first word the next */
-    void *given_back;         /* the same, whose pages went back to the system */
-    unsigned spares, chunks;  /* in spare; chunks mapped so far */
-    int on;                   /* 1: in use, 0: not decided yet, -1: off (valgrind) */
+    slab *room[POOL_CLASSES];  /* by class: the slabs with a block to give */
+    void *spare;               /* empty slabs of no class, each one's first word the next */
+    void *given_back;          /* the same, whose pages went back to the system */
+    char *unused, *unused_end; /* the last chunk's slabs never used yet */
+    unsigned spares, chunks;   /* in spare; chunks mapped so far */
+    int on;                    /* 1: in use, 0: not decided yet, -1: off (valgrind) */
 } pool;
 
-/* An empty slab: a spare one, or the first of a new chunk (the rest become spares). */
+/* An empty slab: a spare one, else one whose pages went back, else one never used
+ * (the next of the last chunk mapped, or of a new chunk). A chunk's slabs are not
+ * linked as spares when it is mapped: writing a link into each would fault in a
+ * page of each. */
 static void *new_slab(void)
 {
-    if (!pool.spare && pool.given_back) {
-        void *s = pool.given_back;
-        pool.given_back = *(void **)s;
+    void *s;
+    if (pool.spare) {
+        s = pool.spare;
+        pool.spare = *(void **)s;
+        pool.spares--;
         return s;
     }
-    if (!pool.spare) {
-        char *p = mmap(NULL, 2 * CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED)
-            return NULL;
-        char *a = (char *)(((uintptr_t)p + CHUNK - 1) & ~(uintptr_t)(CHUNK - 1));
-        if (a > p)
-            munmap(p, (size_t)(a - p));
-        munmap(a + CHUNK, (size_t)(p + CHUNK - a));
-        if (++pool.chunks > SMALL_CHUNKS) /* a small run stays small: 2 MiB resident for a few blocks */
-            madvise(a, CHUNK, MADV_HUGEPAGE);
-        for (size_t off = CHUNK; off > 0; off -= SLAB) {
-            void **sl = (void **)(a + off - SLAB);
-            *sl = pool.spare;
-            pool.spare = sl;
-            pool.spares++;
+    if (pool.given_back) {
+        s = pool.given_back;
+        pool.given_back = *(void **)s;
+    } else {
+        if (pool.unused == pool.unused_end) {
+            char *p = mmap(NULL, 2 * CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p == MAP_FAILED)
+                return NULL;
+            char *a = (char *)(((uintptr_t)p + CHUNK - 1) & ~(uintptr_t)(CHUNK - 1));
+            if (a > p)
+                munmap(p, (size_t)(a - p));
+            munmap(a + CHUNK, (size_t)(p + CHUNK - a));
+            if (++pool.chunks > SMALL_CHUNKS) /* a small run stays small: 2 MiB resident for a few blocks */
+                madvise(a, CHUNK, MADV_HUGEPAGE);
+            pool.unused = a;
+            pool.unused_end = a + CHUNK;
         }
+        s = pool.unused;
+        pool.unused += SLAB;
     }
-    void *s = pool.spare;
-    pool.spare = *(void **)s;
-    pool.spares--;
     return s;
 }
 
@@ -143,8 +151,10 @@ static void *pool_get(size_t n)
         s = new_slab();
         if (!s)
             return NULL;
+        bigmem_populate(s, READY_STEP);
         memset(s, 0, sizeof *s);
         s->fresh = (char *)s + SLAB_HEAD;
+        s->ready = (char *)s + READY_STEP;
         list(s, c);
     }
     void *b;
@@ -154,6 +164,10 @@ static void *pool_get(size_t n)
     } else {
         b = s->fresh;
         s->fresh += size;
+        if (s->fresh > s->ready) { /* the next pages of the slab, in one call */
+            bigmem_populate(s->ready, READY_STEP);
+            s->ready += READY_STEP;
+        }
     }
     s->live++;
     if (!s->free && (size_t)((char *)s + SLAB - s->fresh) < size)
@@ -187,13 +201,21 @@ static bool pool_on(void)
 static void *block_realloc(void *ptr, size_t old, size_t nsize)
 {
     bool small_old = ptr && old <= POOL_MAX, small_new = nsize && nsize <= POOL_MAX;
-    if ((!small_old && !small_new) || !pool_on())
-        return bigmem_realloc(ptr, old, nsize);
+    if ((!small_old && !small_new) || !pool_on()) {
+        void *np = bigmem_realloc(ptr, old, nsize);
+        /* Lua writes what it asked for (a string, a table's parts, a buffer's
+         * next half at most): mapped pages are populated, not faulted in */
+        if (np && nsize > old && nsize >= BIGMEM_THRESHOLD)
+            bigmem_populate((char *)np + old, nsize - old);
+        return np;
+    }
     if (small_old && small_new && pool_class(old) == pool_class(nsize))
         return ptr;
     void *np = NULL;
     if (nsize) {
         np = small_new ? pool_get(nsize) : bigmem_realloc(NULL, 0, nsize);
+        if (np && nsize >= BIGMEM_THRESHOLD)
+            bigmem_populate(np, nsize);
         if (!np)
             return NULL;
         if (ptr)

@@ -208,25 +208,40 @@ static int sys_write(lua_State *L)
 }
 
 /* read(fd, [max]) -> data ("" at end of file) | nil, message, code ("EAGAIN": nothing yet) */
+#define READ_KEPT ((size_t)1 << 20)
 static int sys_read(lua_State *L)
 {
     int fd = (int)luaL_checkinteger(L, 1);
     lua_Integer max = luaL_optinteger(L, 2, 65536);
     luaL_argcheck(L, max > 0 && max <= (1 << 24), 2, "max must be between 1 and 16 MiB");
-    /* small reads (a supervisor's FIFO, often empty) need no buffer from the heap */
+    /* small reads (a supervisor's FIFO, often empty) need no buffer from the heap;
+     * larger ones up to READ_KEPT go through one buffer kept in the registry, the
+     * largest asked for so far (a fresh one per read would have its pages
+     * populated, or faulted in, each time for the few kilobytes a pipe holds) */
     char small[16384];
     luaL_Buffer b;
-    char *p = (size_t)max <= sizeof small ? small : luaL_buffinitsize(L, &b, (size_t)max);
+    char *p = small;
+    if ((size_t)max > READ_KEPT) {
+        p = luaL_buffinitsize(L, &b, (size_t)max);
+    } else if ((size_t)max > sizeof small) {
+        lua_getfield(L, LUA_REGISTRYINDEX, "hplua.sys.read");
+        p = lua_touserdata(L, -1);
+        if (!p || lua_rawlen(L, -1) < (size_t)max) {
+            p = lua_newuserdatauv(L, (size_t)max, 0);
+            lua_setfield(L, LUA_REGISTRYINDEX, "hplua.sys.read");
+        }
+        lua_pop(L, 1);
+    }
     ssize_t n;
     do
         n = read(fd, p, (size_t)max);
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return push_fail(L, "read", errno);
-    if (p == small)
-        lua_pushlstring(L, small, (size_t)n);
-    else
+    if ((size_t)max > READ_KEPT)
         luaL_pushresultsize(&b, (size_t)n);
+    else
+        lua_pushlstring(L, p, (size_t)n); /* the kept buffer: anchored by the registry */
     return 1;
 }
 

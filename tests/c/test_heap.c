@@ -92,6 +92,27 @@ static void test_align_and_contents(void)
     CHECK(damaged == 0);
 }
 
+/* A small run stays small: a block of each size class populates (heap.c) the first
+ * pages of its class's slab, not the whole 64 KiB of it; 32 classes holding a
+ * block each take well under the 2 MiB whole slabs would. Run first, on a fresh
+ * heap. */
+static void test_small_stays_small(void)
+{
+    void *blk[32];
+    long before = rss_kb();
+    for (int i = 0; i < 32; i++) {
+        blk[i] = h_alloc((size_t)(i + 1) * 16);
+        CHECK(blk[i] != NULL);
+        memset(blk[i], 1, (size_t)(i + 1) * 16);
+    }
+    long grown = rss_kb() - before;
+    for (int i = 0; i < 32; i++)
+        h_free(blk[i], (size_t)(i + 1) * 16);
+    if (grown >= 1024)
+        fprintf(stderr, "a block of each class grew the process by %ld KiB\n", grown);
+    CHECK(grown < 1024);
+}
+
 /* 64 MiB of 48-byte blocks, all freed, then 64 MiB of 304-byte ones: the second
  * fill takes the first one's memory (the process ends it not much bigger than it
  * was at the end of the first, not 64 MiB bigger). */
@@ -149,6 +170,7 @@ static void test_limit(void)
 
 int main(void)
 {
+    test_small_stays_small();
     test_align_and_contents();
     test_memory_goes_round();
     test_limit();
