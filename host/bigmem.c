@@ -55,11 +55,69 @@ static size_t map_len(size_t n)
 
 static int is_big(size_t n) { return n >= BIGMEM_THRESHOLD; }
 
-/* Fresh memory starting at a huge-page boundary: a transparent huge page fills
- * only an aligned 2 MiB of a mapping, and mmap and mremap align to 4 KiB only. */
+/* Mappings of freed blocks, kept for the next big blocks: their pages stay (a
+ * fresh page costs a fault, or a populate and a first touch, ~10-20 us on a
+ * paravirtualised machine), so a big string or buffer made and dropped over and
+ * over (a file read back a MiB at a time) reuses the same memory. At most
+ * KEPT_BYTES in all, none under valgrind (whose checks should see every free). */
+#define KEPT_SLOTS 4
+#define KEPT_BYTES ((size_t)16 << 20)
+static struct {
+    char *p[KEPT_SLOTS];
+    size_t len[KEPT_SLOTS];
+    size_t total;
+} kept;
+
+static void unmap(void *p, size_t len)
+{
+    if (!RUNNING_ON_VALGRIND && len <= KEPT_BYTES / 2) {
+        while (kept.total + len > KEPT_BYTES) { /* room: kept ones go, first slots first */
+            for (int i = 0; i < KEPT_SLOTS; i++)
+                if (kept.p[i]) {
+                    munmap(kept.p[i], kept.len[i]);
+                    kept.total -= kept.len[i];
+                    kept.p[i] = NULL;
+                    break;
+                }
+        }
+        for (int i = 0; i < KEPT_SLOTS; i++)
+            if (!kept.p[i]) {
+                kept.p[i] = p;
+                kept.len[i] = len;
+                kept.total += len;
+                return;
+            }
+    }
+    munmap(p, len);
+}
+
+/* A kept mapping of at least len bytes (the smallest), cut to len; or NULL. */
+static void *reuse(size_t len)
+{
+    int best = -1;
+    for (int i = 0; i < KEPT_SLOTS; i++)
+        if (kept.p[i] && kept.len[i] >= len && (best < 0 || kept.len[i] < kept.len[best]))
+            best = i;
+    if (best < 0)
+        return NULL;
+    char *p = kept.p[best];
+    size_t have = kept.len[best];
+    kept.p[best] = NULL;
+    kept.total -= have;
+    if (have > len)
+        munmap(p + len, have - len);
+    return p;
+}
+
+/* Memory starting at a huge-page boundary (a transparent huge page fills only an
+ * aligned 2 MiB of a mapping, and mmap and mremap align to 4 KiB only): a kept
+ * mapping, else a fresh one. */
 static void *map(size_t n)
 {
     size_t len = map_len(n);
+    void *again = reuse(len);
+    if (again)
+        return again;
     char *p = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
@@ -101,7 +159,7 @@ void *bigmem_realloc(void *ptr, size_t osize, size_t nsize)
         osize = 0;
     if (nsize == 0) {
         if (ptr && is_big(osize))
-            munmap(ptr, map_len(osize));
+            unmap(ptr, map_len(osize));
         else
             free(ptr);
         return NULL;
