@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <lauxlib.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,7 +311,10 @@ static int db_tostring(lua_State *L)
 
 /* ---- statements ---- */
 
-static void bind_value(lua_State *L, lstmt *s, int param, int idx, int argn)
+/* still: the text stays where it is until the statement is reset and its bindings
+ * cleared (a value on the Lua stack of the call that steps it): SQLite need not
+ * copy it (a run's report is hundreds of KiB, and a copy costs fresh pages) */
+static void bind_value(lua_State *L, lstmt *s, int param, int idx, int argn, bool still)
 {
     int rc;
     switch (lua_type(L, idx)) {
@@ -326,20 +330,29 @@ static void bind_value(lua_State *L, lstmt *s, int param, int idx, int argn)
     case LUA_TSTRING: {
         size_t len;
         const char *v = lua_tolstring(L, idx, &len);
-        rc = sqlite3_bind_text64(s->stmt, param, v, (sqlite3_uint64)len, SQLITE_TRANSIENT, SQLITE_UTF8);
+        rc = sqlite3_bind_text64(s->stmt, param, v, (sqlite3_uint64)len, still ? SQLITE_STATIC : SQLITE_TRANSIENT,
+                                 SQLITE_UTF8);
         break;
     }
     default:
+        if (still) /* nothing stays bound to text of a call that ends here */
+            sqlite3_clear_bindings(s->stmt);
         luaL_argerror(L, argn, lua_pushfstring(L, "cannot bind a %s (parameter %d)", luaL_typename(L, idx), param));
         return;
     }
-    if (rc != SQLITE_OK)
+    if (rc != SQLITE_OK) {
+        if (still)
+            sqlite3_clear_bindings(s->stmt);
         luaL_error(L, "sqlite: cannot bind parameter %d: %s", param, sqlite3_errstr(rc));
+    }
 }
 
 /* Resets the statement and binds args from index first: values by position, or
- * one table by parameter name (":name", "@name", "$name" read t.name; "?N" reads t[N]). */
-static void bind_args(lua_State *L, lstmt *s, int first)
+ * one table by parameter name (":name", "@name", "$name" read t.name; "?N" reads t[N]).
+ * still: the caller steps the statement and unbinds it (unbind) before it returns,
+ * so text passed by position is bound where it is (a table's fields are copied: a
+ * field read through __index may be a string nothing else holds). */
+static void bind_args(lua_State *L, lstmt *s, int first, bool still)
 {
     int n = lua_gettop(L) - first + 1;
     int count = sqlite3_bind_parameter_count(s->stmt);
@@ -352,7 +365,7 @@ static void bind_args(lua_State *L, lstmt *s, int first)
                 lua_getfield(L, first, name + 1);
             else
                 lua_geti(L, first, i);
-            bind_value(L, s, i, -1, first);
+            bind_value(L, s, i, -1, first, false);
             lua_pop(L, 1);
         }
         return;
@@ -360,12 +373,19 @@ static void bind_args(lua_State *L, lstmt *s, int first)
     if (n > count)
         luaL_argerror(L, first + count, lua_pushfstring(L, "%d values for %d parameters", n, count));
     for (int i = 0; i < n; i++)
-        bind_value(L, s, i + 1, first + i, first + i);
+        bind_value(L, s, i + 1, first + i, first + i, still);
+}
+
+/* Resets the statement and lets go of text bound where it was (bind_args, still). */
+static void unbind(lstmt *s)
+{
+    sqlite3_reset(s->stmt);
+    sqlite3_clear_bindings(s->stmt);
 }
 
 static int st_bind(lua_State *L)
 {
-    bind_args(L, check_stmt(L, 1), 2);
+    bind_args(L, check_stmt(L, 1), 2, false);
     lua_settop(L, 1);
     return 1;
 }
@@ -444,16 +464,16 @@ static int st_reset(lua_State *L)
 static int st_exec(lua_State *L)
 {
     lstmt *s = check_stmt(L, 1);
-    bind_args(L, s, 2);
+    bind_args(L, s, 2, true);
     int rc;
     while ((rc = sqlite3_step(s->stmt)) == SQLITE_ROW) {
     }
     if (rc != SQLITE_DONE) {
         push_failure(L, s->owner->db, rc);
-        sqlite3_reset(s->stmt);
+        unbind(s);
         return 3;
     }
-    sqlite3_reset(s->stmt);
+    unbind(s);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -462,7 +482,7 @@ static int st_exec(lua_State *L)
 static int st_first(lua_State *L)
 {
     lstmt *s = check_stmt(L, 1);
-    bind_args(L, s, 2);
+    bind_args(L, s, 2, true);
     int rc = sqlite3_step(s->stmt);
     if (rc == SQLITE_ROW)
         push_row(L, s->stmt);
@@ -470,10 +490,10 @@ static int st_first(lua_State *L)
         lua_pushboolean(L, 0);
     else {
         push_failure(L, s->owner->db, rc);
-        sqlite3_reset(s->stmt);
+        unbind(s);
         return 3;
     }
-    sqlite3_reset(s->stmt);
+    unbind(s);
     return 1;
 }
 
@@ -500,7 +520,7 @@ static int st_rows(lua_State *L)
 {
     lstmt *s = check_stmt(L, 1);
     if (lua_gettop(L) > 1)
-        bind_args(L, s, 2);
+        bind_args(L, s, 2, false);
     else
         sqlite3_reset(s->stmt);
     lua_pushcfunction(L, rows_iter);
@@ -559,7 +579,7 @@ static int st_copy_text(lua_State *L)
 {
     lstmt *s = check_stmt(L, 1);
     if (lua_gettop(L) > 1)
-        bind_args(L, s, 2);
+        bind_args(L, s, 2, false);
     else
         sqlite3_reset(s->stmt);
     luaL_Buffer b;

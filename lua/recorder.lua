@@ -201,7 +201,9 @@ function M.main(args)
   -- the run, not at its end: once the log has grown past CHECKPOINT_AT (a checkpoint
   -- per run, with its three syncs, took a short run's recorder longer than its records)
   if behind >= CHECKPOINT_AT then store.db:exec("PRAGMA wal_checkpoint(PASSIVE)") end
-  local report = require("hplua.sink_report").new()
+  -- the report's records in memory: this process's own, and read back from a
+  -- temporary file they would be copied into fresh memory twice more at the end
+  local report = require("hplua.sink_report").new { memory = true }
   local failure
   local run = {
     report_text = function() return report:report_text() end,

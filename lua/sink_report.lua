@@ -15,8 +15,9 @@ local NO_ARTIFACTS = {} -- the same, as an object
 local Report = {}
 Report.__index = Report
 
-function M.new()
-  return setmetatable({ parts = {}, spool = spool.new(), module = nil, processes = {}, messages = arr(), keyed = {}, errors = arr(),
+-- opts.memory: the spool in memory (hplua.spool)
+function M.new(opts)
+  return setmetatable({ parts = {}, spool = spool.new(opts), module = nil, processes = {}, messages = arr(), keyed = {}, errors = arr(),
     collection_errors = arr(), dut = {}, stand = {}, instruments = arr() }, Report)
 end
 

@@ -14,8 +14,11 @@ local CHUNK = 1 << 20
 local Spool = {}
 Spool.__index = Spool
 
-function M.new()
-  local f = sys.tmpfile() -- io.tmpfile, not inherited by children
+-- opts.memory: kept in memory from the start (a process whose memory is its own,
+-- the history's recorder: read back from a file, the text would be copied twice
+-- more into fresh memory at the end, where the run waits for it).
+function M.new(opts)
+  local f = not (opts and opts.memory) and sys.tmpfile() -- io.tmpfile, not inherited by children
   if f then f:setvbuf("full", 1 << 16) end
   local s = setmetatable({ file = f, size = 0 }, Spool)
   if not f then s.pieces, s.ends = {}, {} end

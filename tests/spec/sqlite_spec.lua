@@ -43,6 +43,31 @@ describe("hplua.sqlite", function()
     db:close()
   end)
 
+  it("binds text of exec and first where it is, and keeps nothing of it bound after", function()
+    local db = assert(sqlite.open(":memory:"))
+    local sel = assert(db:prepare("SELECT ? AS v"))
+    local big = string.rep("r", 300000) .. "end"
+    assert.are.same({ v = big }, sel:first(big))
+    -- a step without new bindings sees none (not text of a call that has returned)
+    big = nil
+    collectgarbage()
+    collectgarbage()
+    assert.is_true(sel:step())
+    assert.is_nil(sel:get(1))
+    assert(db:exec("CREATE TABLE t (v)"))
+    local ins = assert(db:prepare("INSERT INTO t VALUES (?)"))
+    assert(ins:exec(string.rep("s", 200000) .. "!"))
+    assert.is_false(ins:step() == nil) -- stepped again: a NULL row, not the text
+    local rows = {}
+    for r in db:prepare("SELECT v FROM t ORDER BY rowid"):rows() do rows[#rows + 1] = r.v or "NULL" end
+    assert.are.same({ string.rep("s", 200000) .. "!", "NULL" }, rows)
+    -- a field read through __index is copied (nothing else holds that string)
+    local named = assert(db:prepare("SELECT :a AS a"))
+    local t = setmetatable({}, { __index = function(_, k) return k .. string.rep("x", 1000) end })
+    assert.are.same({ a = "a" .. string.rep("x", 1000) }, named:first(t))
+    db:close()
+  end)
+
   it("round-trips every byte of a string, as text and as a blob", function()
     local db = assert(sqlite.open(":memory:"))
     assert(db:exec("CREATE TABLE t (v)"))
