@@ -1548,6 +1548,11 @@ static int json_utf8_repair(lua_State *L)
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
     while (i < len) {
+        uint64_t w;
+        if (i + 8 <= len && (memcpy(&w, u + i, 8), !((w & HIGHS) | ((w - 0x20 * ONES) & ~w & HIGHS)))) {
+            i += 8; /* eight printable ASCII bytes */
+            continue;
+        }
         if (u[i] >= 0x20 && u[i] < 0x80) {
             i++;
             continue;
