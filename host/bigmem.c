@@ -12,13 +12,15 @@
 #endif
 
 #define HUGE_PAGE ((size_t)2 << 20)
-#define PAGE ((size_t)4096)
 
 void bigmem_populate(void *p, size_t len)
 {
     if (RUNNING_ON_VALGRIND)
         return; /* valgrind 3.19 does not know this advice */
-    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(PAGE - 1);
+    static uintptr_t page;
+    if (!page)
+        page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p & ~(page - 1);
     (void)madvise((void *)a, (uintptr_t)p + len - a, 23 /* MADV_POPULATE_WRITE, Linux 5.14 */);
 }
 
@@ -59,7 +61,8 @@ static int is_big(size_t n) { return n >= BIGMEM_THRESHOLD; }
  * fresh page costs a fault, or a populate and a first touch, ~10-20 us on a
  * paravirtualised machine), so a big string or buffer made and dropped over and
  * over (a file read back a MiB at a time) reuses the same memory. At most
- * KEPT_BYTES in all, none under valgrind (whose checks should see every free). */
+ * KEPT_BYTES in all, none under valgrind or ASan (whose checks should see every
+ * free). */
 #define KEPT_SLOTS 4
 #define KEPT_BYTES ((size_t)16 << 20)
 static struct {
@@ -68,17 +71,28 @@ static struct {
     size_t total;
 } kept;
 
+#if defined(__SANITIZE_ADDRESS__)
+#define KEEP 0 /* ASan's checks should see every free too */
+#else
+#define KEEP (!RUNNING_ON_VALGRIND)
+#endif
+
 static void unmap(void *p, size_t len)
 {
-    if (!RUNNING_ON_VALGRIND && len <= KEPT_BYTES / 2) {
+    if (KEEP && len <= KEPT_BYTES / 2) {
         while (kept.total + len > KEPT_BYTES) { /* room: kept ones go, first slots first */
-            for (int i = 0; i < KEPT_SLOTS; i++)
+            int gone = 0;
+            for (int i = 0; i < KEPT_SLOTS && !gone; i++)
                 if (kept.p[i]) {
                     munmap(kept.p[i], kept.len[i]);
                     kept.total -= kept.len[i];
                     kept.p[i] = NULL;
-                    break;
+                    gone = 1;
                 }
+            if (!gone) { /* none kept: the count is wrong (never, but never loop) */
+                kept.total = 0;
+                break;
+            }
         }
         for (int i = 0; i < KEPT_SLOTS; i++)
             if (!kept.p[i]) {

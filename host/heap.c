@@ -61,13 +61,15 @@ static struct {
     int on;                    /* 1: in use, 0: not decided yet, -1: off (valgrind) */
 } pool;
 
-/* An empty slab: a spare one, else one whose pages went back, else one never used
- * (the next of the last chunk mapped, or of a new chunk). A chunk's slabs are not
- * linked as spares when it is mapped: writing a link into each would fault in a
- * page of each. */
-static void *new_slab(void)
+/* An empty slab: a spare one (*resident: its pages as its last use left them, its
+ * header's ready mark still true), else one whose pages went back, else one never
+ * used (the next of the last chunk mapped, or of a new chunk). A chunk's slabs are
+ * not linked as spares when it is mapped: writing a link into each would fault in
+ * a page of each. */
+static void *new_slab(bool *resident)
 {
     void *s;
+    *resident = pool.spare != NULL;
     if (pool.spare) {
         s = pool.spare;
         pool.spare = *(void **)s;
@@ -148,13 +150,18 @@ static void *pool_get(size_t n)
     size_t c = pool_class(n), size = c * POOL_STEP;
     slab *s = pool.room[c];
     if (!s) {
-        s = new_slab();
+        bool resident;
+        s = new_slab(&resident);
         if (!s)
             return NULL;
-        bigmem_populate(s, READY_STEP);
+        char *ready = resident ? s->ready : NULL; /* a spare's pages are populated again only past it */
+        if (!ready) {
+            bigmem_populate(s, READY_STEP);
+            ready = (char *)s + READY_STEP;
+        }
         memset(s, 0, sizeof *s);
         s->fresh = (char *)s + SLAB_HEAD;
-        s->ready = (char *)s + READY_STEP;
+        s->ready = ready;
         list(s, c);
     }
     void *b;
@@ -197,16 +204,21 @@ static bool pool_on(void)
     return pool.on > 0;
 }
 
+/* The first pages of a big block Lua has just been given (or of what it grew by),
+ * at most POPULATE_MAX: a string, a table's parts or a vector are written whole as
+ * they are made, but a buffer reserved for a read (f:read(n), luaL_Buffer) may be
+ * written in its first bytes only, and no more than this is filled in for it. */
+#define POPULATE_MAX ((size_t)2 << 20)
+static void populate_some(char *p, size_t n) { bigmem_populate(p, n < POPULATE_MAX ? n : POPULATE_MAX); }
+
 /* realloc over the pool (blocks up to POOL_MAX) and bigmem (the rest). */
 static void *block_realloc(void *ptr, size_t old, size_t nsize)
 {
     bool small_old = ptr && old <= POOL_MAX, small_new = nsize && nsize <= POOL_MAX;
     if ((!small_old && !small_new) || !pool_on()) {
         void *np = bigmem_realloc(ptr, old, nsize);
-        /* Lua writes what it asked for (a string, a table's parts, a buffer's
-         * next half at most): mapped pages are populated, not faulted in */
         if (np && nsize > old && nsize >= BIGMEM_THRESHOLD)
-            bigmem_populate((char *)np + old, nsize - old);
+            populate_some((char *)np + old, nsize - old);
         return np;
     }
     if (small_old && small_new && pool_class(old) == pool_class(nsize))
@@ -214,8 +226,8 @@ static void *block_realloc(void *ptr, size_t old, size_t nsize)
     void *np = NULL;
     if (nsize) {
         np = small_new ? pool_get(nsize) : bigmem_realloc(NULL, 0, nsize);
-        if (np && nsize >= BIGMEM_THRESHOLD)
-            bigmem_populate(np, nsize);
+        if (np && !small_new && nsize >= BIGMEM_THRESHOLD)
+            populate_some(np, nsize);
         if (!np)
             return NULL;
         if (ptr)
