@@ -61,10 +61,10 @@ static int is_big(size_t n) { return n >= BIGMEM_THRESHOLD; }
  * fresh page costs a fault, or a populate and a first touch, ~10-20 us on a
  * paravirtualised machine), so a big string or buffer made and dropped over and
  * over (a file read back a MiB at a time) reuses the same memory. At most
- * KEPT_BYTES in all, none under valgrind or ASan (whose checks should see every
- * free). */
+ * KEPT_BYTES in all (a station's RSS counts them), none under valgrind or ASan
+ * (whose checks should see every free). */
 #define KEPT_SLOTS 4
-#define KEPT_BYTES ((size_t)16 << 20)
+#define KEPT_BYTES ((size_t)4 << 20)
 static struct {
     char *p[KEPT_SLOTS];
     size_t len[KEPT_SLOTS];
