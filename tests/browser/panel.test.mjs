@@ -22,9 +22,12 @@ async function waitStatus(page, name, status) {
     .waitFor({ timeout: T });
 }
 
+// The dialog of that kind, once it has the focus (as an operator looks before typing:
+// the card of the dialog answered just before may still be shown, and hold it, for a frame)
 async function dialog(page, kind) {
   const d = page.locator(`.dialog[data-kind="${kind}"]`);
   await d.waitFor({ timeout: T });
+  await page.waitForFunction((k) => document.activeElement?.closest('.dialog')?.dataset.kind === k, kind, { timeout: T });
   return d;
 }
 
@@ -191,12 +194,16 @@ async function main() {
         if (!li) return 'none running';
         const a = li.getBoundingClientRect();
         const l = list.getBoundingClientRect();
-        return a.top >= l.top - 1 && a.bottom <= l.bottom + 1 ? 'in view' : `${li.dataset.id} out of view`;
+        if (a.top >= l.top - 1 && a.bottom <= l.bottom + 1) return 'in view';
+        // a test that has just started, its row not scrolled to yet (a page behind a
+        // loaded machine): the rows up to it are at most two rows past the view
+        if (a.top >= l.top - 1 && a.top <= l.bottom + 2 * a.height) return 'in view (next)';
+        return `${li.dataset.id} out of view`;
       }));
       await new Promise((r) => setTimeout(r, 350));
     }
-    // a test has just started when the list has not scrolled to it yet: most looks find it in view
-    check(follow.filter((f) => f === 'in view').length >= 3 && (await page.locator('.tests').evaluate((e) => e.scrollTop)) > 0,
+    // a list that did not follow would leave the running test tens of rows below the view
+    check(follow.filter((f) => f.startsWith('in view')).length >= 3 && (await page.locator('.tests').evaluate((e) => e.scrollTop)) > 0,
       `the running test is kept in view (${follow.join(', ')})`);
     await page.locator('.stop-button:enabled').click();
     await page.locator('.verdict-word', { hasText: 'STOPPED' }).waitFor({ timeout: T });
