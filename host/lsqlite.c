@@ -9,7 +9,9 @@
  * nil, message, code with the SQLite name of the primary result code ("SQLITE_BUSY").
  * Misuse (a closed handle, a value that cannot be bound) raises. Strings are bound as
  * TEXT with their exact length (NUL bytes and any byte sequence round-trip); TEXT and
- * BLOB columns come back as Lua strings of their exact length. */
+ * BLOB columns come back as Lua strings of their exact length. st:exec binds text
+ * passed by position where it lies (SQLite does not copy a report of hundreds of KiB)
+ * and clears every binding before it returns. */
 #include "host.h"
 
 #include <errno.h>
@@ -350,8 +352,9 @@ static void bind_value(lua_State *L, lstmt *s, int param, int idx, int argn, boo
 /* Resets the statement and binds args from index first: values by position, or
  * one table by parameter name (":name", "@name", "$name" read t.name; "?N" reads t[N]).
  * still: the caller steps the statement and unbinds it (unbind) before it returns,
- * so text passed by position is bound where it is (a table's fields are copied: a
- * field read through __index may be a string nothing else holds). */
+ * with nothing in between that may raise, so text passed by position is bound where
+ * it is (a table's fields are copied: a field read through __index may be a string
+ * nothing else holds). */
 static void bind_args(lua_State *L, lstmt *s, int first, bool still)
 {
     int n = lua_gettop(L) - first + 1;
@@ -460,7 +463,9 @@ static int st_reset(lua_State *L)
     return 1;
 }
 
-/* exec(...) -> true | nil, message, code: binds, runs to the end, resets. */
+/* exec(...) -> true | nil, message, code: binds (text passed by position where it
+ * is), runs to the end, resets and clears the bindings. Nothing that may raise (an
+ * allocation: memory may be capped) comes between the binding and the clearing. */
 static int st_exec(lua_State *L)
 {
     lstmt *s = check_stmt(L, 1);
@@ -469,8 +474,12 @@ static int st_exec(lua_State *L)
     while ((rc = sqlite3_step(s->stmt)) == SQLITE_ROW) {
     }
     if (rc != SQLITE_DONE) {
-        push_failure(L, s->owner->db, rc);
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", s->owner->db ? sqlite3_errmsg(s->owner->db) : sqlite3_errstr(rc));
         unbind(s);
+        lua_pushnil(L);
+        lua_pushstring(L, msg);
+        lua_pushstring(L, code_name(rc));
         return 3;
     }
     unbind(s);
@@ -478,11 +487,12 @@ static int st_exec(lua_State *L)
     return 1;
 }
 
-/* first(...) -> row table | false (no row) | nil, message, code; binds and resets. */
+/* first(...) -> row table | false (no row) | nil, message, code; binds (copies) and
+ * resets. */
 static int st_first(lua_State *L)
 {
     lstmt *s = check_stmt(L, 1);
-    bind_args(L, s, 2, true);
+    bind_args(L, s, 2, false);
     int rc = sqlite3_step(s->stmt);
     if (rc == SQLITE_ROW)
         push_row(L, s->stmt);
@@ -490,10 +500,10 @@ static int st_first(lua_State *L)
         lua_pushboolean(L, 0);
     else {
         push_failure(L, s->owner->db, rc);
-        unbind(s);
+        sqlite3_reset(s->stmt);
         return 3;
     }
-    unbind(s);
+    sqlite3_reset(s->stmt);
     return 1;
 }
 

@@ -1,7 +1,8 @@
 -- hplua.sink_report: builds the JSON run report (API 4) from the run's events. Each
 -- test's record is encoded when the test finishes and appended to a spool (a
--- temporary file, hplua.spool), each module's head when the next module begins;
--- so the report is held as text outside the Lua heap, not as a tree of tables.
+-- temporary file, hplua.spool; in memory in the history's recorder), each module's
+-- head when the next module begins; so the report is held as text (outside the Lua
+-- heap in the run), not as a tree of tables.
 -- The JSON writer streams it into its file (Report:stream); the whole text is
 -- assembled only when asked for (run:report_text(), the history).
 local json = require "hplua.json"

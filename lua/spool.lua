@@ -1,7 +1,8 @@
 -- hplua.spool: text appended piece by piece and read back in ranges, kept in an
 -- unnamed temporary file (sys.tmpfile) so that a report of 100,000 tests does not
--- hold every record in memory until the run ends. Without a temporary file (no
--- writable /tmp, or a write to it fails) the text is kept in memory, as before.
+-- hold every record in the run's memory until the run ends. Without a temporary file
+-- (no writable /tmp, or a write to it fails), and in the history's recorder (a
+-- process of its own: new{memory = true}), the text is kept in memory.
 -- Marks are byte offsets: copy(from, to, write) hands the text between two marks
 -- to write in chunks of at most CHUNK bytes.
 local math, table, error, setmetatable = math, table, error, setmetatable -- test code may replace globals
@@ -18,7 +19,7 @@ Spool.__index = Spool
 -- the history's recorder: read back from a file, the text would be copied twice
 -- more into fresh memory at the end, where the run waits for it).
 function M.new(opts)
-  local f = not (opts and opts.memory) and sys.tmpfile() -- io.tmpfile, not inherited by children
+  local f = not (opts and opts.memory) and sys.tmpfile() or nil -- io.tmpfile, not inherited by children
   if f then f:setvbuf("full", 1 << 16) end
   local s = setmetatable({ file = f, size = 0 }, Spool)
   if not f then s.pieces, s.ends = {}, {} end

@@ -16,9 +16,13 @@ local function in_memory()
   return s
 end
 
+local function memory_from_start()
+  return spool.new { memory = true } -- the history recorder's: no temporary file at all
+end
+
 describe("hplua.spool", function()
-  for _, kind in ipairs { "file", "memory" } do
-    local make = kind == "file" and spool.new or in_memory
+  for _, kind in ipairs { "file", "memory", "memory from the start" } do
+    local make = kind == "file" and spool.new or kind == "memory" and in_memory or memory_from_start
 
     it("gives back the text between any two marks (" .. kind .. ")", function()
       local s = make()
