@@ -24,8 +24,9 @@ void bigmem_populate(void *p, size_t len)
     (void)madvise((void *)a, (uintptr_t)p + len - a, 23 /* MADV_POPULATE_WRITE, Linux 5.14 */);
 }
 
-/* malloc's heap grows at its top (brk) by what a block needs and 128 KiB more:
- * those pages are populated at once. sbrk(0) only reads glibc's note of the top. */
+/* malloc and realloc whose heap, when it grows at its top (brk) by what a block
+ * needs and 128 KiB more, has those pages populated at once. sbrk(0) only reads
+ * glibc's note of the top. */
 static void *heap_grown(void *top, void *block)
 {
     char *now = sbrk(0);
@@ -34,7 +35,7 @@ static void *heap_grown(void *top, void *block)
     return block;
 }
 
-void *bigmem_malloc(size_t n)
+static void *heap_malloc(size_t n)
 {
     void *top = sbrk(0);
     return heap_grown(top, malloc(n));
@@ -189,7 +190,7 @@ void *bigmem_realloc(void *ptr, size_t osize, size_t nsize)
         return np == MAP_FAILED ? NULL : np;
     }
     /* crossing the threshold: move between malloc and mmap */
-    void *np = is_big(nsize) ? map(nsize) : bigmem_malloc(nsize);
+    void *np = is_big(nsize) ? map(nsize) : heap_malloc(nsize);
     if (!np)
         return NULL;
     if (ptr) {

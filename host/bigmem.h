@@ -18,7 +18,4 @@ void *bigmem_realloc(void *ptr, size_t osize, size_t nsize);
  * a kernel before 5.14 refuses, and the pages come by faults as before. */
 void bigmem_populate(void *p, size_t len);
 
-/* malloc and realloc, with the pages by which malloc's heap grew populated. */
-void *bigmem_malloc(size_t n);
-
 #endif

@@ -76,14 +76,19 @@ static const char *code_name(int rc)
     }
 }
 
-/* nil, message, code for a failed call on db (the message is the connection's). */
-static int push_failure(lua_State *L, sqlite3 *db, int rc)
+/* nil, message, code */
+static int push_failure_text(lua_State *L, const char *message, int rc)
 {
     lua_pushnil(L);
-    lua_pushstring(L, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    lua_pushstring(L, message);
     lua_pushstring(L, code_name(rc));
     return 3;
 }
+
+static const char *failure_text(sqlite3 *db, int rc) { return db ? sqlite3_errmsg(db) : sqlite3_errstr(rc); }
+
+/* nil, message, code for a failed call on db (the message is the connection's). */
+static int push_failure(lua_State *L, sqlite3 *db, int rc) { return push_failure_text(L, failure_text(db, rc), rc); }
 
 static ldb *check_db(lua_State *L, int idx)
 {
@@ -474,13 +479,10 @@ static int st_exec(lua_State *L)
     while ((rc = sqlite3_step(s->stmt)) == SQLITE_ROW) {
     }
     if (rc != SQLITE_DONE) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", s->owner->db ? sqlite3_errmsg(s->owner->db) : sqlite3_errstr(rc));
+        char msg[1024]; /* copied: pushing it allocates, and may raise */
+        snprintf(msg, sizeof msg, "%s", failure_text(s->owner->db, rc));
         unbind(s);
-        lua_pushnil(L);
-        lua_pushstring(L, msg);
-        lua_pushstring(L, code_name(rc));
-        return 3;
+        return push_failure_text(L, msg, rc);
     }
     unbind(s);
     lua_pushboolean(L, 1);
