@@ -5,6 +5,7 @@
 #include "host.h"
 
 #include <cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
@@ -1182,6 +1183,193 @@ static int json_decode(lua_State *L)
     return 1;
 }
 
+/* ---- A few members of an object, without decoding the rest ----
+ * members(text, key, ...) -> true, value, ... | nil, err: the values of the top-level
+ * object's members named (in the order asked; nil for absent or null), decoded as
+ * decode would; the other members are skipped by a structural scan (strings and
+ * nesting), not converted. A reader that needs three fields of each of thousands of
+ * events (the station's fold) pays for those three. Refused: text that is not one
+ * object, an unterminated string, a control byte in a string, unbalanced nesting. */
+
+#define MEMBERS_MAX 16
+
+static const char *skip_ws(const char *p, const char *e)
+{
+    while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* p at an opening quote: -> past the closing one, NULL if unterminated or broken.
+ * *plain: no escape inside. */
+static const char *skip_string(const char *p, const char *e, int *plain)
+{
+    *plain = 1;
+    for (p++; p < e; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"')
+            return p + 1;
+        if (c < 0x20)
+            return NULL;
+        if (c == '\\') {
+            *plain = 0;
+            if (++p == e)
+                return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* p at a value: -> past it, NULL if broken. Nested values are skipped by their brackets. */
+static const char *skip_value(const char *p, const char *e)
+{
+    char stack[MAX_DEPTH + 2];
+    int depth = 0, plain;
+    do {
+        if (p >= e)
+            return NULL;
+        char c = *p;
+        if (c == '"') {
+            if (!(p = skip_string(p, e, &plain)))
+                return NULL;
+        } else if (c == '{' || c == '[') {
+            if (depth > MAX_DEPTH)
+                return NULL;
+            stack[depth++] = c == '{' ? '}' : ']';
+            p++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0 || stack[depth - 1] != c)
+                return NULL;
+            depth--;
+            p++;
+        } else if (c == ',' || c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            if (depth == 0)
+                return NULL;
+            p++;
+        } else {
+            /* a number or a literal: up to the next delimiter */
+            const char *q = p;
+            while (q < e && (isalnum((unsigned char)*q) || *q == '-' || *q == '+' || *q == '.'))
+                q++;
+            if (q == p)
+                return NULL;
+            p = q;
+        }
+    } while (depth > 0);
+    return p;
+}
+
+/* pushes the value at [v, ve) as decode would */
+static int push_span(lua_State *L, const char *v, const char *ve)
+{
+    size_t n = (size_t)(ve - v);
+    if (n >= 2 && v[0] == '"') {
+        int plain;
+        if (skip_string(v, ve, &plain) == ve && plain) {
+            lua_pushlstring(L, v + 1, n - 2);
+            return 1;
+        }
+    } else if (n > 0 && n < 16) {
+        lua_Integer i = 0;
+        size_t k = v[0] == '-';
+        size_t d = k;
+        while (d < n && v[d] >= '0' && v[d] <= '9')
+            i = i * 10 + (v[d++] - '0');
+        if (d == n && d > k && !(v[k] == '0' && n > k + 1)) {
+            lua_pushinteger(L, k ? -i : i);
+            return 1;
+        }
+        if (n == 4 && memcmp(v, "null", 4) == 0) {
+            lua_pushnil(L);
+            return 1;
+        }
+    }
+    cJSON *j = cJSON_ParseWithLength(v, n);
+    if (!j)
+        return 0;
+    from_json(L, j, 1);
+    cJSON_Delete(j);
+    return 1;
+}
+
+static int json_members(lua_State *L)
+{
+    size_t len, klen[MEMBERS_MAX];
+    const char *s = luaL_checklstring(L, 1, &len);
+    const char *key[MEMBERS_MAX];
+    const char *at[MEMBERS_MAX], *end[MEMBERS_MAX];
+    int nk = lua_gettop(L) - 1;
+    luaL_argcheck(L, nk <= MEMBERS_MAX, MEMBERS_MAX + 2, "too many keys");
+    for (int i = 0; i < nk; i++) {
+        key[i] = luaL_checklstring(L, i + 2, &klen[i]);
+        at[i] = NULL;
+    }
+    const char *e = s + len, *p = skip_ws(s, e);
+    const char *why = "not an object";
+    if (p == e || *p != '{')
+        goto bad;
+    p = skip_ws(p + 1, e);
+    if (p < e && *p == '}')
+        p++;
+    else
+        for (;;) {
+            int plain;
+            why = "a member's name";
+            if (p == e || *p != '"')
+                goto bad;
+            const char *k = p + 1, *ke = skip_string(p, e, &plain);
+            if (!ke)
+                goto bad;
+            p = skip_ws(ke, e);
+            if (p == e || *p != ':')
+                goto bad;
+            p = skip_ws(p + 1, e);
+            const char *v = p;
+            why = "a member's value";
+            if (!(p = skip_value(v, e))) {
+                p = v;
+                goto bad;
+            }
+            size_t kn = (size_t)(ke - 1 - k);
+            for (int i = 0; i < nk; i++)
+                if (klen[i] == kn && memcmp(key[i], k, kn) == 0 && plain) {
+                    at[i] = v; /* the last of a repeated name wins, as with decode */
+                    end[i] = p;
+                }
+            p = skip_ws(p, e);
+            why = "the object's end";
+            if (p < e && *p == ',') {
+                p = skip_ws(p + 1, e);
+                continue;
+            }
+            if (p < e && *p == '}') {
+                p++;
+                break;
+            }
+            goto bad;
+        }
+    why = "text after the object";
+    if ((p = skip_ws(p, e)) != e)
+        goto bad;
+    luaL_checkstack(L, nk + 1, "json.members");
+    lua_pushboolean(L, 1);
+    for (int i = 0; i < nk; i++) {
+        if (!at[i])
+            lua_pushnil(L);
+        else if (!push_span(L, at[i], end[i])) {
+            lua_settop(L, nk + 1);
+            why = "a member's value";
+            p = at[i];
+            goto bad;
+        }
+    }
+    return nk + 1;
+bad:
+    lua_pushnil(L);
+    lua_pushfstring(L, "invalid JSON: %s at byte %d", why, (int)(p - s) + 1);
+    return 2;
+}
+
 /* ---- Report files, written atomically ----
  * A temporary is created beside the target with O_EXCL|O_NOFOLLOW under an
  * unpredictable name, written, fsync'ed and renamed over the target, so a reader
@@ -1579,6 +1767,7 @@ int luaopen_hplua_json(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"encode", json_encode},
                                    {"decode", json_decode},
+                                   {"members", json_members},
                                    {"write_atomic", json_write_atomic},
                                    {"open_atomic", json_open_atomic},
                                    {"check_target", json_check_target},

@@ -621,27 +621,35 @@ local function test_entry(slot, id)
   return t
 end
 
--- Updates the slot's summary state from one event (the panel folds the full stream itself).
+-- Updates the slot's summary state from one event (the panel folds the full stream
+-- itself). The test events come as their few members (fold_test), the rest decoded.
+local function fold_test(slot, kind, test, name, status, duration, err, skip, text)
+  if type(test) ~= "string" then return end
+  if kind == "test_started" then
+    local e = test_entry(slot, test)
+    e.status, e.message, e.duration = "running", json.null, json.null
+    if name then e.name = name end
+    slot.current_test = test
+  elseif kind == "message" then
+    test_entry(slot, test).message = text
+  elseif kind == "test_finished" then
+    local e = test_entry(slot, test)
+    e.status, e.duration = status, duration
+    if type(err) == "table" and err.message then
+      e.message = err.message
+    elseif skip then
+      e.message = skip
+    end
+    if slot.current_test == test then slot.current_test = json.null end
+  end
+end
+
 function Station:fold(slot, ev)
   local t = ev.type
   if t == "run_started" then
     for _, id in ipairs(ev.selected or {}) do test_entry(slot, id) end
-  elseif t == "test_started" then
-    local e = test_entry(slot, ev.test)
-    e.status, e.message, e.duration = "running", json.null, json.null
-    if ev.name then e.name = ev.name end
-    slot.current_test = ev.test
-  elseif t == "message" and ev.test then
-    test_entry(slot, ev.test).message = ev.text
-  elseif t == "test_finished" then
-    local e = test_entry(slot, ev.test)
-    e.status, e.duration = ev.status, ev.duration
-    if ev.error and ev.error.message then
-      e.message = ev.error.message
-    elseif ev.skip_reason then
-      e.message = ev.skip_reason
-    end
-    if slot.current_test == ev.test then slot.current_test = json.null end
+  elseif t == "test_started" or t == "message" or t == "test_finished" then
+    fold_test(slot, t, ev.test, ev.name, ev.status, ev.duration, ev.error, ev.skip_reason, ev.text)
   elseif t == "dialog_requested" then
     if not slot.dialogs[ev.id] then slot.dialog_order[#slot.dialog_order + 1] = ev.id end
     slot.dialogs[ev.id] = ev
@@ -653,28 +661,53 @@ function Station:fold(slot, ev)
   end
 end
 
--- Adds one event line from the child (or the station) to the slot's stream.
-function Station:emit(slot, line, ev, out)
+-- Adds one event line to the slot's stream under its id (seq; the next one if it has
+-- none), with the slot's number in it. -> false for an id already sent.
+function Station:frame(slot, line, seq, has_slot, out)
   local run = slot.run
-  if type(ev) ~= "table" or type(ev.type) ~= "string" then return end
-  if math.type(ev.seq) ~= "integer" then
-    ev.seq = run.seq + 1
-  end
-  if ev.seq <= run.seq then return end -- never resend an id twice
-  run.seq = ev.seq
-  if ev.slot == nil then
-    ev.slot = slot.slot
-    line = line and ('{"slot":' .. slot.slot .. "," .. line:sub(2)) or encode(ev)
-  elseif not line then
-    line = encode(ev)
-  end
-  local frame = "id: " .. slot.slot .. ":" .. ev.seq .. "\ndata: " .. line .. "\n\n"
-  slot.frames[#slot.frames + 1] = { seq = ev.seq, frame = frame }
+  if math.type(seq) ~= "integer" then seq = run.seq + 1 end
+  if seq <= run.seq then return false end -- never resend an id twice
+  run.seq = seq
+  if not has_slot then line = '{"slot":' .. slot.slot .. "," .. line:sub(2) end
+  local frame = "id: " .. slot.slot .. ":" .. seq .. "\ndata: " .. line .. "\n\n"
+  slot.frames[#slot.frames + 1] = { seq = seq, frame = frame }
   self.version = (self.version or 0) + 1
-  if ev.type == "run_finished" then run.finished_event = ev end
-  if ev.type == "run_started" then run.started_event = ev end
-  self:fold(slot, ev)
   out[#out + 1] = frame
+  return true
+end
+
+-- Adds one event (a table) from the station itself, or decoded from the child's line.
+function Station:emit(slot, line, ev, out)
+  if type(ev) ~= "table" or type(ev.type) ~= "string" then return end
+  local had_slot = ev.slot ~= nil
+  if math.type(ev.seq) ~= "integer" then ev.seq = slot.run.seq + 1 end
+  if not had_slot then ev.slot = slot.slot end
+  if not line then line, had_slot = encode(ev), true end
+  if not self:frame(slot, line, ev.seq, had_slot, out) then return end
+  if ev.type == "run_finished" then slot.run.finished_event = ev end
+  if ev.type == "run_started" then slot.run.started_event = ev end
+  self:fold(slot, ev)
+end
+
+-- The events the station folds from a few members; the others it folds decode whole
+-- (a run's start and end, dialogs), and the rest (measurements, output, processes) it
+-- only passes on.
+local FROM_MEMBERS = { test_started = true, message = true, test_finished = true, measurement = true, info = true,
+  process_started = true, process_ended = true }
+
+-- Adds one event line from the child: most are read for a few members, not decoded.
+function Station:emit_line(slot, line, out)
+  local ok, seq, kind, sl, test, name, status, duration, err, skip, text = json.members(line, "seq", "type",
+    "slot", "test", "name", "status", "duration", "error", "skip_reason", "text")
+  if not ok or type(kind) ~= "string" then return end
+  if not FROM_MEMBERS[kind] then
+    local ev = json.decode(line)
+    if ev then self:emit(slot, line, ev, out) end
+    return
+  end
+  if self:frame(slot, line, seq, sl ~= nil, out) then
+    fold_test(slot, kind, test, name, status, duration, err, skip, text)
+  end
 end
 
 -- Lock and barrier requests from the slot's run (lua/coord.lua answers them).
@@ -729,10 +762,7 @@ function Station:pump(slot, now)
       if not nl then break end
       local line = run.buf:sub(pos, nl - 1)
       pos = nl + 1
-      if line:sub(1, 1) == "{" then
-        local ev = json.decode(line)
-        if ev then self:emit(slot, line, ev, out) end
-      end
+      if line:byte(1) == 123 then self:emit_line(slot, line, out) end -- "{"
     end
     run.buf = run.buf:sub(pos)
     got = got + #data

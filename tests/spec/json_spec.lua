@@ -369,3 +369,79 @@ describe("hplua.json report files", function()
     assert.are.equal("out", entries())
   end)
 end)
+
+describe("hplua.json.members", function()
+  local json = require "hplua.json"
+
+  -- every member as decode gives it, for the same text
+  local function same_as_decode(text, ...)
+    local got = table.pack(json.members(text, ...))
+    local whole = json.decode(text)
+    assert.is_true(got[1], text)
+    for i, k in ipairs { ... } do
+      assert.are.same(whole[k], got[i + 1], k .. " of " .. text)
+    end
+  end
+
+  it("gives the named top-level members as decode does, nested ones decoded", function()
+    same_as_decode('{"seq":12,"type":"test_finished","error":{"message":"x \\"q\\"","traceback":null},'
+      .. '"duration":2.5e-05,"ok":true,"no":false,"nothing":null,"list":[1,[2,{"seq":3}],"]"]}',
+      "seq", "type", "error", "duration", "ok", "no", "nothing", "list", "absent")
+    same_as_decode('{"t":"\\u00e9\\n\\ud83d\\ude00","n":-0,"big":12345678901234567890,"f":1.0,"e":-3E2}',
+      "t", "n", "big", "f", "e")
+    same_as_decode('  {  "a" : 1 ,  "b" : { } , "c" : [ ] }  ', "a", "b", "c")
+    same_as_decode('{}', "a")
+  end)
+
+  it("takes the last of a repeated member, as decode does", function()
+    same_as_decode('{"a":1,"b":2,"a":3}', "a", "b")
+  end)
+
+  it("skips a member it was not asked for without reading it as the one asked for", function()
+    -- a nested "seq", and a string holding what looks like a member
+    local ok, seq, kind = json.members('{"error":{"seq":99},"text":"\\",\\"seq\\":98","seq":5,"type":"t"}', "seq", "type")
+    assert.is_true(ok)
+    assert.are.equal(5, seq)
+    assert.are.equal("t", kind)
+  end)
+
+  it("refuses what is not one well-formed object, naming where", function()
+    for text, where in pairs {
+      ['[1]'] = "not an object at byte 1",
+      [''] = "not an object at byte 1",
+      ['{"a":1'] = "the object's end at byte 7",
+      ['{"a":1} x'] = "text after the object at byte 9",
+      ['{"a":"x\1"}'] = "a member's value at byte 6",
+      ['{"a":[1,2}'] = "a member's value at byte 6",
+      ['{"a":{"b":1]}'] = "a member's value at byte 6",
+      ['{"a" 1}'] = "a member's name at byte 6",
+      ['{a:1}'] = "a member's name at byte 2",
+      ['{"a":"open}'] = "a member's value at byte 6",
+      ['{"a":}'] = "a member's value at byte 6",
+    } do
+      local ok, err = json.members(text, "a")
+      assert.is_nil(ok, text)
+      assert.are.equal("invalid JSON: " .. where, err, text)
+    end
+    -- a member asked for whose value is no JSON value
+    local ok, err = json.members('{"a":tru}', "a")
+    assert.is_nil(ok)
+    assert.matches("a member's value", err)
+    -- one not asked for is skipped by its delimiters only
+    assert.is_true((json.members('{"b":tru,"a":1}', "a")))
+  end)
+
+  it("refuses nesting deeper than decode takes", function()
+    local deep = string.rep("[", 300) .. string.rep("]", 300)
+    assert.is_nil((json.members('{"a":' .. deep .. '}', "b")))
+    assert.is_true((json.members('{"a":' .. string.rep("[", 150) .. string.rep("]", 150) .. '}', "b")))
+  end)
+
+  it("checks its arguments", function()
+    assert.has_error(function() json.members({}, "a") end)
+    assert.has_error(function() json.members("{}", 1, {}) end)
+    local keys = {}
+    for i = 1, 17 do keys[i] = "k" .. i end
+    assert.has_error(function() json.members("{}", table.unpack(keys)) end)
+  end)
+end)
