@@ -1186,10 +1186,11 @@ static int json_decode(lua_State *L)
 /* ---- A few members of an object, without decoding the rest ----
  * members(text, key, ...) -> true, value, ... | nil, err: the values of the top-level
  * object's members named (in the order asked; nil for absent or null), decoded as
- * decode would; the other members are skipped by a structural scan (strings and
- * nesting), not converted. A reader that needs three fields of each of thousands of
- * events (the station's fold) pays for those three. Refused: text that is not one
- * object, an unterminated string, a control byte in a string, unbalanced nesting. */
+ * decode would; the others are checked against JSON's grammar as they are skipped,
+ * not converted. A reader that needs three fields of each of thousands of events (the
+ * station's fold) pays for those three. Refused, as decode refuses it: text that is
+ * not one JSON object. Stricter than decode (cJSON): a raw control byte in a string,
+ * a byte other than JSON's four as white space, nesting deeper than MAX_DEPTH. */
 
 #define MEMBERS_MAX 16
 
@@ -1200,8 +1201,8 @@ static const char *skip_ws(const char *p, const char *e)
     return p;
 }
 
-/* p at an opening quote: -> past the closing one, NULL if unterminated or broken.
- * *plain: no escape inside. */
+/* p at an opening quote: -> past the closing one, NULL if unterminated or not JSON (a
+ * control byte, an unknown escape). *plain: no escape inside. */
 static const char *skip_string(const char *p, const char *e, int *plain)
 {
     *plain = 1;
@@ -1213,50 +1214,131 @@ static const char *skip_string(const char *p, const char *e, int *plain)
             return NULL;
         if (c == '\\') {
             *plain = 0;
-            if (++p == e)
+            if (++p == e || !strchr("\"\\/bfnrtu", *p) || !*p)
                 return NULL;
+            if (*p == 'u') {
+                for (int i = 0; i < 4; i++)
+                    if (++p == e || !isxdigit((unsigned char)*p))
+                        return NULL;
+            }
         }
     }
     return NULL;
 }
 
-/* p at a value: -> past it, NULL if broken. Nested values are skipped by their brackets. */
+static const char *skip_digits(const char *p, const char *e)
+{
+    while (p < e && *p >= '0' && *p <= '9')
+        p++;
+    return p;
+}
+
+/* p at a number or a literal: -> past it, NULL if it is not one (JSON's grammar). */
+static const char *skip_scalar(const char *p, const char *e)
+{
+    static const char *const literals[] = {"true", "false", "null"};
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(literals[i]);
+        if ((size_t)(e - p) >= n && memcmp(p, literals[i], n) == 0)
+            return p + n;
+    }
+    const char *q = p;
+    if (q < e && *q == '-')
+        q++;
+    if (q < e && *q == '0')
+        q++;
+    else if (q < e && *q >= '1' && *q <= '9')
+        q = skip_digits(q, e);
+    else
+        return NULL;
+    if (q < e && *q == '.') {
+        const char *f = q + 1;
+        if ((q = skip_digits(f, e)) == f)
+            return NULL;
+    }
+    if (q < e && (*q == 'e' || *q == 'E')) {
+        q++;
+        if (q < e && (*q == '+' || *q == '-'))
+            q++;
+        const char *x = q;
+        if ((q = skip_digits(x, e)) == x)
+            return NULL;
+    }
+    return q;
+}
+
+/* p at a value: -> past it, NULL if it is not one. The grammar is checked throughout
+ * (a value asked for is then converted by cJSON; the others are only skipped). */
 static const char *skip_value(const char *p, const char *e)
 {
     char stack[MAX_DEPTH + 2];
     int depth = 0, plain;
-    do {
+    /* what may come next inside the innermost container: a value (or its end, when
+     * empty), a name, a colon, a comma or the end */
+    enum { VALUE, FIRST_VALUE, NAME, FIRST_NAME, COLON, AFTER } want = VALUE;
+    for (;;) {
+        p = skip_ws(p, e);
         if (p >= e)
             return NULL;
         char c = *p;
-        if (c == '"') {
-            if (!(p = skip_string(p, e, &plain)))
+        if (want == AFTER) {
+            if (depth == 0)
+                return p;
+            if (c == ',') {
+                want = stack[depth - 1] == '}' ? NAME : VALUE;
+                p++;
+            } else if (c == stack[depth - 1]) {
+                depth--;
+                p++;
+                want = AFTER;
+                if (depth == 0)
+                    return p;
+            } else {
                 return NULL;
+            }
+        } else if (want == COLON) {
+            if (c != ':')
+                return NULL;
+            p++;
+            want = VALUE;
+        } else if (want == NAME || want == FIRST_NAME) {
+            if (c == '}' && want == FIRST_NAME) {
+                depth--;
+                p++;
+                want = AFTER;
+                if (depth == 0)
+                    return p;
+            } else if (c == '"') {
+                if (!(p = skip_string(p, e, &plain)))
+                    return NULL;
+                want = COLON;
+            } else {
+                return NULL;
+            }
+        } else if (c == ']' && want == FIRST_VALUE) {
+            depth--;
+            p++;
+            want = AFTER;
+            if (depth == 0)
+                return p;
         } else if (c == '{' || c == '[') {
             if (depth > MAX_DEPTH)
                 return NULL;
             stack[depth++] = c == '{' ? '}' : ']';
+            want = c == '{' ? FIRST_NAME : FIRST_VALUE;
             p++;
-        } else if (c == '}' || c == ']') {
-            if (depth == 0 || stack[depth - 1] != c)
+        } else if (c == '"') {
+            if (!(p = skip_string(p, e, &plain)))
                 return NULL;
-            depth--;
-            p++;
-        } else if (c == ',' || c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\r') {
-            if (depth == 0)
-                return NULL;
-            p++;
+            want = AFTER;
         } else {
-            /* a number or a literal: up to the next delimiter */
-            const char *q = p;
-            while (q < e && (isalnum((unsigned char)*q) || *q == '-' || *q == '+' || *q == '.'))
-                q++;
-            if (q == p)
+            if (!(p = skip_scalar(p, e)))
                 return NULL;
-            p = q;
+            want = AFTER;
         }
-    } while (depth > 0);
-    return p;
+        if (want == AFTER && depth == 0)
+            return p;
+    }
 }
 
 /* pushes the value at [v, ve) as decode would */
@@ -1284,7 +1366,12 @@ static int push_span(lua_State *L, const char *v, const char *ve)
             return 1;
         }
     }
-    cJSON *j = cJSON_ParseWithLength(v, n);
+    const char *pe = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(v, n, &pe, 0);
+    if (j && pe != ve) { /* cJSON stops at the end of a value: the span must be all of it */
+        cJSON_Delete(j);
+        j = NULL;
+    }
     if (!j)
         return 0;
     from_json(L, j, 1);
@@ -1331,11 +1418,24 @@ static int json_members(lua_State *L)
                 goto bad;
             }
             size_t kn = (size_t)(ke - 1 - k);
+            cJSON *escaped = NULL; /* a name written with escapes, decoded (rare) */
+            if (!plain && nk > 0) {
+                escaped = cJSON_ParseWithLength(k - 1, (size_t)(ke - k + 1));
+                if (!escaped || !cJSON_IsString(escaped)) {
+                    cJSON_Delete(escaped);
+                    p = k - 1;
+                    why = "a member's name";
+                    goto bad;
+                }
+                k = escaped->valuestring;
+                kn = strlen(k);
+            }
             for (int i = 0; i < nk; i++)
-                if (klen[i] == kn && memcmp(key[i], k, kn) == 0 && plain) {
+                if (klen[i] == kn && memcmp(key[i], k, kn) == 0) {
                     at[i] = v; /* the last of a repeated name wins, as with decode */
                     end[i] = p;
                 }
+            cJSON_Delete(escaped);
             p = skip_ws(p, e);
             why = "the object's end";
             if (p < e && *p == ',') {

@@ -696,7 +696,10 @@ local FROM_MEMBERS = { test_started = true, message = true, test_finished = true
   process_started = true, process_ended = true }
 
 -- Adds one event line from the child: most are read for a few members, not decoded.
+-- A line with a carriage return (JSON white space, which hplua never writes) is
+-- dropped: an EventSource reader would take it for the end of the frame's line.
 function Station:emit_line(slot, line, out)
+  if line:find("\r", 1, true) then return end
   local ok, seq, kind, sl, test, name, status, duration, err, skip, text = json.members(line, "seq", "type",
     "slot", "test", "name", "status", "duration", "error", "skip_reason", "text")
   if not ok or type(kind) ~= "string" then return end

@@ -423,12 +423,29 @@ describe("hplua.json.members", function()
       assert.is_nil(ok, text)
       assert.are.equal("invalid JSON: " .. where, err, text)
     end
-    -- a member asked for whose value is no JSON value
-    local ok, err = json.members('{"a":tru}', "a")
-    assert.is_nil(ok)
-    assert.matches("a member's value", err)
-    -- one not asked for is skipped by its delimiters only
-    assert.is_true((json.members('{"b":tru,"a":1}', "a")))
+    -- what decode refuses, members refuses, whether the member is asked for or not:
+    -- a value with text after it, a bad literal, number or escape, a stray comma
+    for _, text in ipairs { '{"a":tru}', '{"a":1x}', '{"a":truex}', '{"a":nullx}', '{"a":0x10}', '{"a":1.2.3}',
+      '{"a":-}', '{"a":1e}', '{"a":"\\x"}', '{"a":[1,]}', '{"a":{"c"}}',
+      '{"a":{"c":1,}}', '{"a":[,1]}', '{"a":{,}}', '{"a":1,}' } do
+      for _, key in ipairs { "a", "other" } do
+        assert.is_nil(json.decode(text), text)
+        local ok, err = json.members(text, key)
+        assert.is_nil(ok, text .. " asking for " .. key)
+        assert.matches("^invalid JSON: ", err)
+      end
+    end
+  end)
+
+  it("keeps to JSON's grammar where cJSON's decode is lenient", function()
+    for _, text in ipairs { '{"a":01}', '{"a":1.}', '{"a":"\\u12g4"}', '{"a":"x\ty"}', '\1{"a":1}' } do
+      assert.is_nil((json.members(text, "a")), text)
+    end
+  end)
+
+  it("finds a member whose name is written with escapes, as decode does", function()
+    same_as_decode('{"\\u0061":1}', "a")
+    same_as_decode('{"a":1,"\\u0061":2,"q\\"":3}', "a", 'q"')
   end)
 
   it("refuses nesting deeper than decode takes", function()

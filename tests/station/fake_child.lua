@@ -2,7 +2,8 @@
 -- speaks the station's side of the contract (--events FIFO, --control FIFO,
 -- --run-id, --serial, --json) without running a suite. The serial says what to do:
 -- DIALOG-<kind> asks one dialog, CRASH-x dies by SIGKILL midway, SLOW-x sleeps
--- 1 s per test, FAIL-x fails the last test, N<count>-x runs <count> tests (default 3).
+-- 1 s per test, FAIL-x fails the last test, N<count>-x runs <count> tests (default 3),
+-- HOSTILE-x writes malformed event lines first.
 local http = require "hplua.http"
 local sys = require "hplua.sys"
 local json = require "hplua.json"
@@ -28,6 +29,22 @@ local dialog_kind = serial:match("^DIALOG%-(%a+)")
 local ids = json.array({})
 for k = 1, n do ids[k] = string.format("fake::t%04d", k) end
 emit { type = "run_started", serial = a.serial, selected = ids, paths = { a.path }, args = {}, stand = {} }
+if serial:match("^HOSTILE") then
+  -- lines the station must drop: a test "passed" by a malformed member, an id far
+  -- ahead in a line broken after it, a carriage return that would end an EventSource
+  -- line, text that is no object; then the run goes on with the next ids
+  local rid = a["run-id"]
+  for _, line in ipairs {
+    '{"duration":1x,"run_id":"' .. rid .. '","seq":2,"status":"passed","test":"fake::t0001","type":"test_finished","v":1}',
+    '{"run_id":"' .. rid .. '","seq":99,"test":"fake::t0001","text":"hi","type":"message","v":1,"x":[tru]}',
+    '{"run_id":"' .. rid .. '","seq":3,"text":"evil","type":"info",\r\r"data":1,"v":1}',
+    '{"run_id":"' .. rid .. '","seq":3,"test":"fake::t0001","text":"bad \\x escape","type":"message","v":1}',
+    '["not", "an", "object"]', 'text',
+  } do
+    out:write(line, "\n")
+  end
+  out:flush()
+end
 local passed, failed = 0, 0
 for k, id in ipairs(ids) do
   emit { type = "test_started", test = id, name = id:match("::(.*)"), module = "fake", attempt = 1 }

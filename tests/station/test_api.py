@@ -312,6 +312,22 @@ def main():
         check(last["type"] == "run_finished" and last["status"] == "failed", "the stream still ends with run_finished")
         check(st.proc.poll() is None, "the station survives a crashed run")
 
+        # ---- a child writing malformed event lines: they are dropped, and take no id
+        if MODE == "fake":
+            status, doc, _, _ = st.post("/api/start", {"serial": serial("HOSTILE")})
+            fin = st.wait_finished(doc["run_id"])
+            events, raw = sse_read(st, count=200, timeout=2)
+            mine = [(i, e) for i, e in events if e.get("run_id") == doc["run_id"]]
+            texts = [e.get("text") for _, e in mine]
+            check(b"\r" not in dechunk(raw) and "evil" not in texts and "hi" not in texts
+                  and not any("escape" in (t or "") for t in texts), "malformed event lines are not passed on")
+            seqs = [int(i.split(":")[1]) for i, _ in mine]
+            check(seqs == list(range(1, len(seqs) + 1)) and mine[-1][1]["type"] == "run_finished"
+                  and mine[1][1]["type"] == "test_started", "the events after them keep their ids: %s" % seqs[:6])
+            t1 = [t for t in fin["slots"][0]["tests"] if t["id"] == "fake::t0001"][0]
+            check(fin["slots"][0]["status"] == "passed" and t1["duration"] == 0.001,
+                  "the station's state comes from the well-formed events only")
+
         # ---- the previous run's report and a retest mark
         status, doc, _, _ = st.post("/api/start", {"serial": sn})
         fin = st.wait_state(lambda s: s["slots"][0]["run_id"] == doc["run_id"] and
