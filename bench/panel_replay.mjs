@@ -6,7 +6,7 @@
 // and the renderer's main-thread time by kind (Chromium's Performance.getMetrics).
 // The panel's files are served from web/ of the working tree, so a change to them is
 // measured without a rebuild.
-//   node bench/panel_replay.mjs HPLUA [--runs N] [--tests N] [--speed X] [--trace FILE]
+//   node bench/panel_replay.mjs HPLUA [--runs N] [--tests N] [--speed X] [--trace FILE] [--profile] [--smoke]
 import http from 'node:http';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
@@ -15,8 +15,9 @@ import { startStation, launch, api, HERE } from '../tests/browser/lib.mjs';
 const argv = process.argv.slice(2);
 const opt = (name, dflt) => { const i = argv.indexOf(name); return i >= 0 ? Number(argv[i + 1]) : dflt; };
 const HPLUA = path.resolve(argv[0] ?? 'build/hplua');
-const RUNS = opt('--runs', 3);
-const TESTS = opt('--tests', 2000);
+const SMOKE = argv.includes('--smoke'); // ctest: a 100-test run, once; every row must show its end
+const RUNS = SMOKE ? 1 : opt('--runs', 3);
+const TESTS = SMOKE ? 100 : opt('--tests', 2000);
 const SPEED = opt('--speed', 1); // 2: the run's events twice as fast
 const PROFILE = argv.includes('--profile'); // the panel's script functions by self time, first run
 const TRACE = argv.includes('--trace') ? argv[argv.indexOf('--trace') + 1] : null; // a Chromium trace of the first run
@@ -170,6 +171,12 @@ async function main() {
   console.log('median_ms p99_ms  task_ms script_ms layout_ms style_ms  (the renderer\'s main thread)');
   for (const r of rows) {
     console.log(`${String(r.median_ms).padStart(9)} ${String(r.p99_ms).padStart(6)} ${String(r.task_ms).padStart(8)} ${String(r.script_ms).padStart(9)} ${String(r.layout_ms).padStart(9)} ${String(r.style_ms).padStart(8)}  (${r.tests} rows)`);
+  }
+  // the suite's N quick tests and its 3 others: every row seen passing once
+  const bad = rows.filter((r) => r.tests !== TESTS + 3);
+  if (bad.length) {
+    console.log(`FAILED: ${bad.map((r) => r.tests).join(', ')} rows seen passing, not ${TESTS + 3}`);
+    process.exit(1);
   }
 }
 
