@@ -1117,7 +1117,7 @@ static void from_json(lua_State *L, const cJSON *j, int depth)
         lua_pushboolean(L, cJSON_IsTrue(j));
     else if (cJSON_IsNumber(j)) {
         double d = j->valuedouble;
-        if (d == (double)(lua_Integer)d && fabs(d) < 9007199254740992.0)
+        if (fabs(d) < 9007199254740992.0 && d == (double)(lua_Integer)d) /* the range first: a cast out of it is undefined */
             lua_pushinteger(L, (lua_Integer)d);
         else
             lua_pushnumber(L, d);

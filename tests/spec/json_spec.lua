@@ -462,3 +462,17 @@ describe("hplua.json.members", function()
     assert.has_error(function() json.members("{}", table.unpack(keys)) end)
   end)
 end)
+
+describe("hplua.json numbers out of an integer's range", function()
+  local json = require "hplua.json"
+  it("decodes them as floats (no cast out of range)", function()
+    for _, text in ipairs { "1e19", "-1e19", "1e400", "-1e400", "9007199254740993", "1.5e300" } do
+      local v = json.decode(text)
+      assert.are.equal("float", math.type(v), text)
+      local ok, w = json.members('{"a":' .. text .. '}', "a")
+      assert.is_true(ok)
+      assert.are.equal(v, w, text)
+    end
+    assert.are.equal("integer", math.type(json.decode("9007199254740991")))
+  end)
+end)
