@@ -51,9 +51,15 @@ async function record() {
     // the SSE body, chunked: its frames are "id: ...\ndata: {...}\n\n"
     const frames = [...text.matchAll(/id: [^\n]*\ndata: [^\n]*\n\n/g)].map((m) => m[0]);
     const first = frames.findIndex((f) => f.includes('"type":"run_started"'));
+    // the event's own time and run id become marks, set when the replay sends it (a
+    // test's record holds times of its own: only the top-level member is the event's)
     const events = frames.slice(first).map((frame) => {
-      const t = frame.match(/"time":"([^"]+)"/);
-      return { frame, at: t ? Date.parse(t[1]) : NaN };
+      const [, id, data] = frame.match(/^id: ([^\n]*)\ndata: ([^\n]*)\n\n$/);
+      const ev = JSON.parse(data);
+      const at = Date.parse(ev.time);
+      ev.time = '@TIME@';
+      ev.run_id = '@RUN@';
+      return { frame: `id: ${id}\ndata: ${JSON.stringify(ev)}\n\n`, at };
     });
     const t0 = events[0].at;
     for (const e of events) e.at = Number.isNaN(e.at) ? 0 : (e.at - t0) / SPEED;
@@ -99,7 +105,7 @@ function server(rec) {
       const stamp = new Date(now).toISOString().replace('Z', '+00:00');
       let out = '';
       while (i < rec.events.length && rec.events[i].at <= now - start) {
-        out += rec.events[i].frame.replace(/"time":"[^"]+"/, `"time":"${stamp}"`).replace(/"run_id":"[^"]+"/, `"run_id":"${runId}"`);
+        out += rec.events[i].frame.replace('@TIME@', stamp).replace('@RUN@', runId);
         i++;
       }
       if (out) for (const s of streams) s.write(out);
