@@ -1281,18 +1281,13 @@ static const char *skip_value(const char *p, const char *e)
         if (p >= e)
             return NULL;
         char c = *p;
-        if (want == AFTER) {
-            if (depth == 0)
-                return p;
+        if (want == AFTER) { /* inside a container (at depth 0 the value has ended) */
             if (c == ',') {
                 want = stack[depth - 1] == '}' ? NAME : VALUE;
                 p++;
             } else if (c == stack[depth - 1]) {
                 depth--;
                 p++;
-                want = AFTER;
-                if (depth == 0)
-                    return p;
             } else {
                 return NULL;
             }
@@ -1306,8 +1301,6 @@ static const char *skip_value(const char *p, const char *e)
                 depth--;
                 p++;
                 want = AFTER;
-                if (depth == 0)
-                    return p;
             } else if (c == '"') {
                 if (!(p = skip_string(p, e, &plain)))
                     return NULL;
@@ -1319,8 +1312,6 @@ static const char *skip_value(const char *p, const char *e)
             depth--;
             p++;
             want = AFTER;
-            if (depth == 0)
-                return p;
         } else if (c == '{' || c == '[') {
             if (depth > MAX_DEPTH)
                 return NULL;
@@ -1336,7 +1327,7 @@ static const char *skip_value(const char *p, const char *e)
                 return NULL;
             want = AFTER;
         }
-        if (want == AFTER && depth == 0)
+        if (want == AFTER && depth == 0) /* the value has ended */
             return p;
     }
 }
