@@ -266,6 +266,7 @@ function testRow(t) {
     const line = el('div', 'test-line');
     line.append(el('span', 'badge'), el('span', 'name'), el('span', 'duration'), el('span', 'message'));
     rowTemplate.append(line, el('ul', 'measurements'), el('ul', 'output'));
+    rowTemplate.setAttribute('role', 'listitem'); // of the tests' list: its chunk's ul has role none
   }
   const li = rowTemplate.cloneNode(true);
   li.setAttribute('data-id', t.id);
@@ -279,6 +280,125 @@ function testRow(t) {
   li.parts = { badge, name, duration, message: duration.nextElementSibling, measurements,
     output: measurements.nextElementSibling };
   return li;
+}
+
+// The rows sit in chunks of CHUNK tests. The browser skips the style and layout of a
+// chunk out of view (content-visibility on the chunk; on each of thousands of rows it
+// cost more than it saved), so a change to a row far from the view costs no rendering
+// work. A chunk's rows are made when one of its tests changes or it comes near the
+// view, and the rest when the page is idle or the run has ended: a run's first frame
+// makes the chunks, not its thousands of rows, and the events that come meanwhile do
+// not wait for them.
+const CHUNK = 50;
+const ROW_REM = 2.2; // a row's height before it is drawn (a chunk's placeholder height)
+let chunkTemplate = null;
+function chunkOf() {
+  if (!chunkTemplate) {
+    chunkTemplate = el('li', 'chunk');
+    chunkTemplate.setAttribute('role', 'none');
+    const ul = el('ul', 'chunk-rows');
+    ul.setAttribute('role', 'none');
+    chunkTemplate.append(ul);
+  }
+  return chunkTemplate.cloneNode(true);
+}
+
+// The list's chunks for the run's tests in order (s.order). In a new run (all) every
+// chunk is emptied: none keeps a row of another run. In the same run (a test that was
+// not in the plan has come) a chunk whose tests did not change keeps its rows, and the
+// view stays where it was.
+function layoutList(tile, s, list, all) {
+  if (!tile.near) {
+    tile.near = new IntersectionObserver((entries) => {
+      const slot = station.slots[station.tiles.indexOf(tile)];
+      for (const e of entries) if (e.isIntersecting && !e.target.filled && slot) fillChunk(tile, slot, e.target);
+    }, { root: list, rootMargin: '100% 0px' });
+  }
+  const old = tile.chunks ?? [];
+  const rows = tile.rows ?? new Map();
+  const chunks = [];
+  tile.rows = new Map();
+  tile.chunkAt = new Map();
+  tile.unfilled = 0;
+  for (let i = 0, k = 0; i < s.order.length; i += CHUNK, k++) {
+    const ids = s.order.slice(i, i + CHUNK);
+    let c = old[k];
+    if (!all && c && c.ids.length === ids.length && c.ids.every((id, j) => id === ids[j])) {
+      for (const id of ids) {
+        tile.chunkAt.set(id, c);
+        if (c.filled) tile.rows.set(id, rows.get(id));
+      }
+      if (c.filled) numberRows([...c.firstElementChild.children], i, s.order.length);
+    } else {
+      c ??= chunkOf();
+      c.ids = ids;
+      c.start = i;
+      c.filled = false;
+      c.firstElementChild.replaceChildren();
+      // its height until filled, and out of view until drawn
+      c.style.height = `${ids.length * ROW_REM}rem`;
+      c.style.containIntrinsicSize = `auto ${ids.length * ROW_REM}rem`;
+      for (const id of ids) tile.chunkAt.set(id, c);
+      // observed again: the observer then reports it afresh, in view or not
+      tile.near.unobserve(c);
+      tile.near.observe(c);
+    }
+    if (!c.filled) tile.unfilled++;
+    chunks.push(c);
+  }
+  for (const c of old.slice(chunks.length)) tile.near.unobserve(c);
+  tile.chunks = chunks;
+  if (chunks.length !== list.children.length || chunks.some((c, k) => list.children[k] !== c)) list.replaceChildren(...chunks);
+  idleFill(tile);
+}
+
+// Makes a chunk's rows. The observer and the idle filler may come between a new run's
+// events and its first frame: a chunk of tests the run does not have waits for that frame.
+function fillChunk(tile, s, c) {
+  if (c.filled || !c.ids.every((id) => s.tests.has(id))) return false;
+  const rows = c.ids.map((id) => testRow(s.tests.get(id)));
+  numberRows(rows, c.start, s.order.length);
+  c.firstElementChild.replaceChildren(...rows);
+  c.style.height = '';
+  c.filled = true;
+  tile.unfilled--;
+  for (const li of rows) {
+    tile.rows.set(li.dataset.id, li);
+    fillRow(li, s.tests.get(li.dataset.id));
+  }
+  return true;
+}
+
+// A row's place in the whole list, for assistive technology: the rows drawn are a
+// part of it (a chunk out of view is not in the accessibility tree).
+function numberRows(rows, start, total) {
+  const n = String(total);
+  rows.forEach((li, j) => {
+    li.setAttribute('aria-setsize', n);
+    li.setAttribute('aria-posinset', String(start + j + 1));
+  });
+}
+
+// Fills up to n unfilled chunks, first to last. -> whether it filled any.
+function fillChunks(tile, s, n) {
+  let any = false;
+  for (const c of tile.chunks) {
+    if (n <= 0 || !tile.unfilled) break;
+    if (!c.filled && fillChunk(tile, s, c)) { any = true; n--; }
+  }
+  return any;
+}
+
+// The chunks nobody has needed yet, filled while the page has nothing else to do.
+function idleFill(tile) {
+  if (tile.idle || typeof requestIdleCallback !== 'function') return;
+  tile.idle = requestIdleCallback(function more(deadline) {
+    tile.idle = 0;
+    const s = station.slots[station.tiles.indexOf(tile)];
+    if (!s) return;
+    while (tile.unfilled && deadline.timeRemaining() > 4) if (!fillChunks(tile, s, 1)) return;
+    if (tile.unfilled) tile.idle = requestIdleCallback(more);
+  });
 }
 
 // Sets a text only when it changed: an unchanged text costs no style or layout work.
@@ -340,20 +460,21 @@ function drawSlot(tile, s) {
   const list = $('.tests', tile);
   // tile.rows: test id -> its row, so that an event redraws one row without
   // searching the list (a search per event is O(tests), O(tests²) per run)
-  if (all || s.dirty.has('list')) {
-    // rows in run order, reusing the ones that exist
-    const have = tile.rows ?? new Map();
-    const rows = s.order.map((id) => have.get(id) ?? testRow(s.tests.get(id)));
-    list.replaceChildren(...rows);
-    tile.rows = new Map(rows.map((li) => [li.dataset.id, li]));
-    rows.forEach((li) => fillRow(li, s.tests.get(li.dataset.id)));
-  } else {
-    for (const id of s.dirty) {
-      const t = s.tests.get(id);
-      const li = t && tile.rows?.get(id);
-      if (li) fillRow(li, t);
+  if (all || s.dirty.has('list')) layoutList(tile, s, list, all);
+  for (const id of s.dirty) {
+    const t = s.tests.get(id);
+    if (!t) continue;
+    let li = tile.rows?.get(id);
+    if (!li) {
+      const c = tile.chunkAt.get(id);
+      if (!c || c.filled) continue;
+      fillChunk(tile, s, c);
+      li = tile.rows.get(id);
     }
+    fillRow(li, t);
   }
+  // a finished run's list is whole (as a page that reloads finds it)
+  if (s.state !== 'running' && tile.unfilled) fillChunks(tile, s, Infinity);
   if (all || s.dirty.has('head') || s.dirty.has('verdict') || s.dirty.has('list')) drawHead(tile, s);
   if (all || s.dirty.has('dialogs')) drawDialogs(tile, s);
   if (all || s.dirty.has('errors')) {

@@ -205,6 +205,25 @@ async function main() {
     // a list that did not follow would leave the running test tens of rows below the view
     check(follow.filter((f) => f.startsWith('in view')).length >= 3 && (await page.locator('.tests').evaluate((e) => e.scrollTop)) > 0,
       `the running test is kept in view (${follow.join(', ')})`);
+    // the rows sit in chunks drawn when needed: scrolled to the end mid-run, the rows of
+    // tests not reached yet are there (queued, named) within a few frames, not a blank
+    const atEnd = await page.evaluate(async () => {
+      const list = document.querySelector('.tests');
+      list.scrollTop = list.scrollHeight;
+      const frame = () => new Promise((r) => requestAnimationFrame(() => r()));
+      for (let i = 0; i < 10; i++) {
+        await frame();
+        const rows = [...list.querySelectorAll('li.test')].slice(-3); // the list's last rows
+        const all = list.querySelectorAll('li.test').length;
+        if (rows.length && rows.at(-1).getAttribute('aria-posinset') === rows.at(-1).getAttribute('aria-setsize')) {
+          return { frames: i + 1, rows: all, last: rows.map((li) => `${li.dataset.id}=${li.dataset.status}`).join(' '),
+            named: rows.every((li) => { const n = li.querySelector('.name').textContent; return n !== '' && li.dataset.id.endsWith(`::${n}`); }) };
+        }
+      }
+      return null;
+    });
+    check(atEnd && atEnd.named && atEnd.last.endsWith('=queued'),
+      `scrolled to the end mid-run, the list shows its last rows (${JSON.stringify(atEnd)})`);
     await page.locator('.stop-button:enabled').click();
     await page.locator('.verdict-word', { hasText: 'STOPPED' }).waitFor({ timeout: T });
     check(alerts.length === 0, 'no alert() ever ran (test text is never HTML)');
