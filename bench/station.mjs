@@ -3,7 +3,11 @@
 //   2. an N-test run's duration with no SSE client and with 20 (the quicker of two each), and
 //      the station's RSS
 //   3. the station's CPU while it idles
-// node bench/station.mjs HPLUA [--smoke]      (needs tests/browser's node_modules)
+// node bench/station.mjs HPLUA [--smoke] [--floor]      (needs tests/browser's node_modules)
+//   --floor: the latency with the least page any panel could be, in place of the panel (the
+//   station's /, routed by the browser): it parses each event and sets its row's status at
+//   once, with no frame, no text and no layout to speak of. What it measures is the way
+//   there (run, station, socket, browser) on this machine, which no panel can go below.
 import net from 'node:net';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -12,6 +16,7 @@ import { startStation, launch, api } from '../tests/browser/lib.mjs';
 
 const HPLUA = path.resolve(process.argv[2] ?? 'build/hplua');
 const SMOKE = process.argv.includes('--smoke');
+const FLOOR = process.argv.includes('--floor');
 const N = SMOKE ? 100 : 2000;
 const CLIENTS = SMOKE ? 3 : 20;
 const IDLE_S = SMOKE ? 1 : 10;
@@ -91,6 +96,46 @@ function sseLatency(url) {
   };
 }
 
+const FLOOR_PAGE = `<!doctype html><meta charset="utf-8"><title>floor</title>
+<span id="link"></span><p class="verdict-word"></p><ul id="slots"></ul>
+<script>
+(async () => {
+  const list = document.getElementById('slots');
+  const rows = new Map();
+  const r = await fetch('/api/events', { cache: 'no-store' });
+  document.getElementById('link').textContent = 'live';
+  const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+  let rest = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    const text = rest + value;
+    const end = text.lastIndexOf('\\n\\n');
+    if (end < 0) { rest = text; continue; }
+    rest = text.slice(end + 2);
+    for (const line of text.slice(0, end).split('\\n')) {
+      if (!line.startsWith('data: ')) continue;
+      const ev = JSON.parse(line.slice(6));
+      if (ev.type === 'run_started') {
+        rows.clear();
+        list.replaceChildren(...(ev.selected || []).map((id) => {
+          const li = document.createElement('li');
+          li.dataset.id = id;
+          rows.set(id, li);
+          return li;
+        }));
+        document.querySelector('.verdict-word').textContent = '';
+      } else if (ev.type === 'test_finished') {
+        const li = rows.get(ev.test);
+        if (li) { li.dataset.time = ev.time; li.dataset.status = ev.status; }
+      } else if (ev.type === 'run_finished') {
+        document.querySelector('.verdict-word').textContent = ev.status === 'passed' ? 'PASS' : 'FAIL';
+      }
+    }
+  }
+})();
+</script>`;
+
 function pct(sorted, p) { return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]; }
 
 async function main() {
@@ -122,6 +167,7 @@ async function main() {
         return new Response(r.body.pipeThrough(seen), { status: r.status, headers: r.headers });
       };
     });
+    if (FLOOR) await page.route((u) => u.pathname === '/', (route) => route.fulfill({ contentType: 'text/html', body: FLOOR_PAGE }));
     await page.goto(st.url);
     await page.locator('#link', { hasText: 'live' }).waitFor();
     await page.evaluate(() => {
