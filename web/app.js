@@ -311,7 +311,10 @@ function layoutList(tile, s, list, all) {
   if (!tile.near) {
     tile.near = new IntersectionObserver((entries) => {
       const slot = station.slots[station.tiles.indexOf(tile)];
-      for (const e of entries) if (e.isIntersecting && !e.target.filled && slot) fillChunk(tile, slot, e.target);
+      for (const e of entries) {
+        // (an entry queued before its chunk left the list may still come)
+        if (e.isIntersecting && !e.target.filled && slot && tile.chunks.includes(e.target)) fillChunk(tile, slot, e.target);
+      }
     }, { root: list, rootMargin: '100% 0px' });
   }
   const old = tile.chunks ?? [];
@@ -348,6 +351,7 @@ function layoutList(tile, s, list, all) {
   }
   for (const c of old.slice(chunks.length)) tile.near.unobserve(c);
   tile.chunks = chunks;
+  tile.shownCurrent = null; // the running test's row may be a new one: followed afresh
   if (chunks.length !== list.children.length || chunks.some((c, k) => list.children[k] !== c)) list.replaceChildren(...chunks);
   idleFill(tile);
 }
