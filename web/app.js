@@ -351,7 +351,6 @@ function layoutList(tile, s, list, all) {
   }
   for (const c of old.slice(chunks.length)) tile.near.unobserve(c);
   tile.chunks = chunks;
-  tile.shownCurrent = null; // the running test's row may be a new one: followed afresh
   if (chunks.length !== list.children.length || chunks.some((c, k) => list.children[k] !== c)) list.replaceChildren(...chunks);
   idleFill(tile);
 }
