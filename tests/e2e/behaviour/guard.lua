@@ -229,6 +229,41 @@ hp.test("SIGTERM: os.execute blocked in a child is stopped at once", stopped_at_
 hp.test("SIGINT: os.execute blocked in a child is stopped at once", stopped_at_once("execute", "INT"))
 hp.test("SIGTERM: io.popen blocked in a read is stopped at once", stopped_at_once("popen", "TERM"))
 
+-- After the run, lua_close runs the finalizers left: os.exit there raises (the exit
+-- status stays the run's), and one that loops ends with SIGTERM (exit 2) or after 5 s.
+local ATCLOSE = "guard/atclose/1_atclose.lua"
+hp.test("os.exit in a finalizer at the run's end does not change the exit status", function()
+  local res, rep = run.run({ ATCLOSE }, { env = { GUARD_ATCLOSE = "exit0" } })
+  hp.expect(rep.status).to_equal("failed")
+  hp.expect(res.exit_code, res.stdout .. res.stderr).to_equal(1)
+  res, rep = run.run({ ATCLOSE }, { env = { GUARD_ATCLOSE = "exit1" } })
+  hp.expect(rep.status).to_equal("passed")
+  hp.expect(res.exit_code, res.stdout .. res.stderr).to_equal(0)
+end)
+hp.test("a finalizer that loops at the run's end cannot hold the process", function()
+  local looping = false
+  local on_line = function(l) if l == "LOOPING" then looping = true end end
+  local p, report = run.start({ ATCLOSE }, { env = { GUARD_ATCLOSE = "loop" }, on_line = on_line })
+  run.wait_for(function() return looping or not p:alive() end, 30, "the finalizer to loop")
+  hp.sleep(0.2)
+  local t0 = hp.clock()
+  run.kill(p.pid, "TERM")
+  local res = p:wait(30)
+  hp.expect(hp.clock() - t0).to_be_less_than(2)
+  hp.expect(res.exit_code, res.stdout .. res.stderr).to_equal(2)
+  hp.expect(run.read_report(report).status).to_equal("passed") -- written before the finalizer
+  -- no signal: the deadline ends it, with the run's status
+  looping = false
+  p, report = run.start({ ATCLOSE }, { env = { GUARD_ATCLOSE = "loop" }, on_line = on_line })
+  run.wait_for(function() return looping or not p:alive() end, 30, "the finalizer to loop")
+  t0 = hp.clock()
+  res = p:wait(30)
+  hp.expect(hp.clock() - t0).to_be_less_than(8)
+  hp.expect(res.exit_code, res.stdout .. res.stderr).to_equal(0)
+  hp.expect(res.stderr).to_contain("a finalizer did not end within 5 s of the run's end")
+  os.remove(report)
+end)
+
 hp.test("SIGINT: a fixture teardown that loops cannot hold the run", function()
   local res, rep, took = stuck("teardown", { signal = "INT" })
   hp.expect(took).to_be_less_than(5)
