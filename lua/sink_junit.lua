@@ -20,7 +20,34 @@ local Junit = {}
 Junit.__index = Junit
 
 function M.new(path)
-  return setmetatable({ path = path, option = "--junit", suites = {}, spool = spool.new(), dut = {}, stand = {} }, Junit)
+  return setmetatable({ path = path, option = "--junit", suites = {}, spool = spool.new(), dut = {}, stand = {}, errors = {} },
+    Junit)
+end
+
+-- What went wrong outside any test (a file that did not load, a hook or a fixture's
+-- teardown that failed) is an <error> of a testsuite of the run's own ("hplua"), and
+-- so is a run stopped before any test was marked: a reader that counts failures and
+-- errors then sees every run that did not pass.
+function Junit:run_error(ev) self.errors[#self.errors + 1] = ev end
+Junit.collection_error = Junit.run_error
+
+function Junit:run_suite(ev)
+  local cases = {}
+  for i, e in ipairs(self.errors) do
+    local loc = type(e.file) == "string" and string.format("%s:%d: ", e.file, tonumber(e.line) or 0) or ""
+    local kind = e.type == "collection_error" and "collection" or (type(e.kind) == "string" and e.kind or "error")
+    cases[#cases + 1] = string.format('    <testcase classname="hplua" name="%s %d" time="0.000">\n' ..
+      '      <error message="%s" type="%s">%s</error>\n    </testcase>', e.type == "collection_error" and "collection error" or "run error",
+      i, xml(loc .. tostring(e.message)), xml(kind), xml_text(loc .. tostring(e.message)))
+  end
+  local sm = ev.summary
+  if ev.status == "stopped" and sm.failed + sm.stopped == 0 then
+    cases[#cases + 1] = '    <testcase classname="hplua" name="run stopped" time="0.000">\n' ..
+      '      <error message="the run was stopped before its end" type="interrupted"/>\n    </testcase>'
+  end
+  if #cases == 0 then return nil, 0 end
+  return string.format('  <testsuite name="hplua" tests="%d" failures="0" errors="%d" skipped="0" time="0.000" timestamp="%s">\n',
+    #cases, #cases, xml(ev.ended_at)) .. table.concat(cases, "\n") .. "\n  </testsuite>", #cases
 end
 
 function Junit:info(ev)
@@ -95,17 +122,19 @@ end
 function Junit:stream(ev, write)
   self:close_suite()
   local sm = ev.summary
+  local run_suite, nerr = self:run_suite(ev)
   local ok, err, code = write('<?xml version="1.0" encoding="UTF-8"?>\n' ..
-    string.format('<testsuites name="hplua" tests="%d" failures="%d" errors="0" time="%.3f">\n', sm.total,
-      sm.failed + sm.stopped, ev.duration))
+    string.format('<testsuites name="hplua" tests="%d" failures="%d" errors="%d" time="%.3f">\n', sm.total + nerr,
+      sm.failed + sm.stopped, nerr, ev.duration))
   for i, suite in ipairs(self.suites) do
     if not ok then break end
     ok, err, code = write(i > 1 and "\n" .. suite[1] or suite[1])
     if ok then ok, err, code = self.spool:copy(suite[2], suite[3], write) end
     if ok then ok, err, code = write("\n  </testsuite>") end
   end
+  if ok and run_suite then ok, err, code = write((#self.suites > 0 and "\n" or "") .. run_suite) end
   if not ok then return ok, err, code end
-  return write((#self.suites > 0 and "\n" or "") .. "</testsuites>\n")
+  return write((#self.suites > 0 or run_suite) and "\n</testsuites>\n" or "</testsuites>\n")
 end
 
 -- Written to a synced temporary before the run's final event, renamed at it

@@ -2,7 +2,7 @@
 
   check_report.py json REPORT.json SCHEMA.json     strict JSON (no NaN/Infinity, no repeated
                                                    keys, UTF-8), then the JSON Schema
-  check_report.py junit REPORT.xml T F S            parse with junitparser; expect totals
+  check_report.py junit REPORT.xml T F S [E]        parse with junitparser; expect totals (E: errors)
 """
 import json
 import sys
@@ -32,18 +32,21 @@ def check_json(report, schema):
     print("valid:", report)
 
 
-def check_junit(report, tests, failures, skipped):
-    from junitparser import JUnitXml, Failure, Skipped
+def check_junit(report, tests, failures, skipped, errors=None):
+    from junitparser import JUnitXml, Failure, Skipped, Error
     xml = JUnitXml.fromfile(report)
-    t = f = s = 0
+    t = f = s = e = 0
     for suite in xml:
         for case in suite:
             t += 1
             kinds = [type(r) for r in case.result]
             f += Failure in kinds
             s += Skipped in kinds
+            e += Error in kinds
     got = (t, f, s)
     want = (int(tests), int(failures), int(skipped))
+    if errors is not None:
+        got, want = got + (e,), want + (int(errors),)
     if got != want:
         sys.exit(f"junit counts {got} != expected {want}")
     print("junit counts", got)
@@ -53,4 +56,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "json":
         check_json(*sys.argv[2:4])
     else:
-        check_junit(*sys.argv[2:6])
+        check_junit(*sys.argv[2:7])

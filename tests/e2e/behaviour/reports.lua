@@ -75,13 +75,26 @@ hp.test("a failing run names the first failure", function()
 end)
 
 hp.test("a collection-error run: errors listed, nothing run", function()
-  local res, rep = run_checked({ "collect_errors" }, { 0, 0, 0 })
+  local res, rep = run_checked({ "collect_errors" }, { 7, 0, 0, 7 }) -- JUnit: an <error> each
   hp.expect(res.exit_code).to_equal(2)
   hp.expect(rep.status).to_equal("failed")
   hp.expect(#rep.collection_errors).to_equal(7)
   hp.expect(rep.collection_errors[1]).to_equal { file = "collect_errors/1_syntax.lua", line = 4,
     message = "unexpected symbol near '='" }
   hp.expect(#rep.modules).to_equal(0)
+end)
+
+hp.test("an error outside any test fails the run in JUnit too", function()
+  -- the test passed; its module's after_all failed: the run failed (exit 1), and a JUnit
+  -- reader that counts failures and errors must not see it green
+  local d = run.tmpdir()
+  run.write(d .. "/1_after.lua", 'local hp = require "hplua"\n' ..
+    'hp.after_all(function() error("the fixture could not be put away") end)\n' ..
+    'hp.test("passes", function() end)\n')
+  local res, rep = run_checked({ d }, { 2, 0, 0, 1 })
+  hp.expect(res.exit_code).to_equal(1)
+  hp.expect(rep.status).to_equal("failed")
+  os.execute("rm -rf '" .. d .. "'")
 end)
 
 hp.test("an interrupted run is complete and stopped", function()
