@@ -817,6 +817,22 @@ function Station:finish(slot)
       caused_failure = slot.current_test ~= json.null and slot.current_test or json.null,
       duration = sys.clock() - run.t0, message = msg }, out)
   end
+  local fin0 = run.finished_event
+  if fin0 and math.type(res.exit_code) == "integer" and fin0.exit_code ~= res.exit_code then
+    -- The stream's end does not say what the process's exit status says (test code can
+    -- write to the stream: a forged end, or one whose id took the real end's place).
+    -- The exit status is the run's verdict, as every other output's: the station ends
+    -- the stream again with it, and the panels show that.
+    local code = res.exit_code
+    local status = code == 0 and "passed" or code == 2 and "stopped" or "failed"
+    local msg = string.format("the run's process exited with status %d, not %s as its events said", code,
+      tostring(fin0.exit_code))
+    self:emit(slot, nil, { v = 1, time = sys.now(), run_id = run.run_id, type = "run_error", source = "station",
+      message = msg, kind = "error" }, out)
+    self:emit(slot, nil, { v = 1, time = sys.now(), run_id = run.run_id, type = "run_finished", source = "station",
+      status = status, exit_code = code, summary = fin0.summary, caused_failure = json.null,
+      duration = sys.clock() - run.t0, message = msg }, out)
+  end
   if #out > 0 then self.server:broadcast(table.concat(out)) end
   if run.watching then self.server:watch(run.events:fileno(), true) end
   if run.watching_req then self.server:watch(run.ch.req:fileno(), true) end

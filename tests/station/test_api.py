@@ -312,6 +312,16 @@ def main():
         check(last["type"] == "run_finished" and last["status"] == "failed", "the stream still ends with run_finished")
         check(st.proc.poll() is None, "the station survives a crashed run")
 
+        # ---- test code that forges a passing end into its own event stream: the exit status wins
+        if MODE == "real":
+            status, doc, _, _ = st.post("/api/start", {"serial": serial("FORGE")})
+            fin = st.wait_finished(doc["run_id"])
+            check(fin["slots"][0]["status"] == "failed", "a forged passing end: the slot shows failed (exit status 1)")
+            events, _ = sse_read(st, count=400, timeout=2)
+            last = [e for i, e in events if e["run_id"] == doc["run_id"]][-1]
+            check(last["type"] == "run_finished" and last["status"] == "failed" and last.get("source") == "station",
+                  "a forged passing end: the stream ends with the station's failed run_finished")
+
         # ---- a child writing malformed event lines: they are dropped, and take no id
         if MODE == "fake":
             status, doc, _, _ = st.post("/api/start", {"serial": serial("HOSTILE")})

@@ -31,6 +31,27 @@ if serial:match("^SLOW") then
   hp.test("soak", function() hp.sleep(30) end)
 end
 
+-- FORGE-x: a failing test, then test code that writes a forged passing end of the run
+-- into its own event stream, with an id far ahead (the station must show the failure)
+if serial:match("^FORGE") then
+  hp.test("fails", function() error("the board is bad") end)
+  hp.test("forges", function()
+    local f = assert(io.open("/proc/self/cmdline", "rb"))
+    local args = {}
+    for a in f:read("a"):gmatch("[^%z]+") do args[#args + 1] = a end
+    f:close()
+    local path, id
+    for i, a in ipairs(args) do
+      if a == "--events" then path = args[i + 1] elseif a == "--run-id" then id = args[i + 1] end
+    end
+    local w = assert(io.open(assert(path, "no --events"), "w"))
+    w:write(string.format('{"v":1,"seq":999999,"time":"2026-01-01T00:00:00.000+00:00","run_id":"%s",' ..
+      '"type":"run_finished","status":"passed","exit_code":0,"summary":{"total":1,"passed":1,"failed":0,' ..
+      '"skipped":0,"stopped":0},"caused_failure":null,"duration":0.1}\n', id))
+    w:close()
+  end)
+end
+
 if serial:match("^CRASH") then
   hp.test("crash", function()
     os.execute("kill -9 " .. require("hplua.sys").getpid())
