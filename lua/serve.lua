@@ -785,6 +785,17 @@ function Station:pump(slot, now)
   end
 end
 
+-- Ends the slot's stream from the station: a run_error saying why (msg, of kind), then a
+-- run_finished with fin's status, exit code, summary and failing test.
+function Station:end_stream(slot, out, kind, msg, fin)
+  local run = slot.run
+  self:emit(slot, nil, { v = 1, time = sys.now(), run_id = run.run_id, type = "run_error", source = "station",
+    message = msg, kind = kind }, out)
+  fin.v, fin.time, fin.run_id, fin.type, fin.source = 1, sys.now(), run.run_id, "run_finished", "station"
+  fin.duration, fin.message = sys.clock() - run.t0, msg
+  self:emit(slot, nil, fin, out)
+end
+
 -- The child has ended: close the stream (with the station's own events when the
 -- child could not), record the run, free the channel.
 function Station:finish(slot)
@@ -793,7 +804,8 @@ function Station:finish(slot)
   self:pump(slot, true)
   local res = run.handle:collect() or {}
   local out = {}
-  if not run.finished_event then
+  local fin0 = run.finished_event
+  if not fin0 then
     -- The child died without ending its stream (killed, crashed, or failed before
     -- starting it): the station ends it, so every panel sees a verdict.
     local status = run.stopped and "stopped" or "failed"
@@ -805,33 +817,23 @@ function Station:finish(slot)
       self:emit(slot, nil, { v = 1, time = sys.now(), run_id = run.run_id, type = "run_started", source = "station",
         serial = run.serial, selected = json.array({}), paths = json.array({ self.s.path }) }, out)
     end
-    self:emit(slot, nil, { v = 1, time = sys.now(), run_id = run.run_id, type = "run_error", source = "station",
-      message = msg, kind = run.stopped and "stopped" or "crash" }, out)
     local summary = { total = #slot.tests, passed = 0, failed = 0, skipped = 0, stopped = 0 }
     for _, t in ipairs(slot.tests) do
       if t.status == "running" then t.status = "stopped" end
       if summary[t.status] then summary[t.status] = summary[t.status] + 1 end
     end
-    self:emit(slot, nil, { v = 1, time = sys.now(), run_id = run.run_id, type = "run_finished", source = "station",
-      status = status, exit_code = run.stopped and 2 or 3, summary = summary,
-      caused_failure = slot.current_test ~= json.null and slot.current_test or json.null,
-      duration = sys.clock() - run.t0, message = msg }, out)
-  end
-  local fin0 = run.finished_event
-  if fin0 and math.type(res.exit_code) == "integer" and fin0.exit_code ~= res.exit_code then
+    self:end_stream(slot, out, run.stopped and "stopped" or "crash", msg, { status = status,
+      exit_code = run.stopped and 2 or 3, summary = summary,
+      caused_failure = slot.current_test ~= json.null and slot.current_test or json.null })
+  elseif math.type(res.exit_code) == "integer" and fin0.exit_code ~= res.exit_code then
     -- The stream's end does not say what the process's exit status says (test code can
     -- write to the stream: a forged end, or one whose id took the real end's place).
     -- The exit status is the run's verdict, as every other output's: the station ends
     -- the stream again with it, and the panels show that.
     local code = res.exit_code
-    local status = code == 0 and "passed" or code == 2 and "stopped" or "failed"
-    local msg = string.format("the run's process exited with status %d, not %s as its events said", code,
-      tostring(fin0.exit_code))
-    self:emit(slot, nil, { v = 1, time = sys.now(), run_id = run.run_id, type = "run_error", source = "station",
-      message = msg, kind = "error" }, out)
-    self:emit(slot, nil, { v = 1, time = sys.now(), run_id = run.run_id, type = "run_finished", source = "station",
-      status = status, exit_code = code, summary = fin0.summary, caused_failure = json.null,
-      duration = sys.clock() - run.t0, message = msg }, out)
+    self:end_stream(slot, out, "error", string.format("the run's process exited with status %d, not %s as its events said",
+      code, tostring(fin0.exit_code)), { status = code == 0 and "passed" or code == 2 and "stopped" or "failed",
+      exit_code = code, summary = fin0.summary, caused_failure = json.null })
   end
   if #out > 0 then self.server:broadcast(table.concat(out)) end
   if run.watching then self.server:watch(run.events:fileno(), true) end

@@ -314,6 +314,13 @@ def main():
 
         # ---- test code that forges a passing end into its own event stream: the exit status wins
         if MODE == "real":
+            status, doc, _, _ = st.post("/api/start", {"serial": serial("DIE")})
+            fin = st.wait_finished(doc["run_id"])
+            events, _ = sse_read(st, count=400, timeout=2)
+            ends = [e for i, e in events if e["run_id"] == doc["run_id"] and e["type"] == "run_finished"]
+            check(fin["slots"][0]["status"] == "failed" and len(ends) == 1 and ends[0]["status"] == "failed",
+                  "a run whose process exits before its stream ends gets one end, failed (%d)" % len(ends))
+
             status, doc, _, _ = st.post("/api/start", {"serial": serial("FORGE")})
             fin = st.wait_finished(doc["run_id"])
             check(fin["slots"][0]["status"] == "failed", "a forged passing end: the slot shows failed (exit status 1)")

@@ -52,6 +52,11 @@ if serial:match("^FORGE") then
   end)
 end
 
+-- DIE-x: the process ends with an exit status (not a signal) before its stream ends
+if serial:match("^DIE") then
+  hp.test("dies", function() package.loadlib("libc.so.6", "_exit")() end)
+end
+
 if serial:match("^CRASH") then
   hp.test("crash", function()
     os.execute("kill -9 " .. require("hplua.sys").getpid())
