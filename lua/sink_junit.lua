@@ -28,13 +28,18 @@ end
 -- teardown that failed) is an <error> of a testsuite of the run's own ("hplua"), and
 -- so is a run stopped before any test was marked: a reader that counts failures and
 -- errors then sees every run that did not pass.
+-- "file:line: " of an error or event that has a place, else "".
+local function place(e)
+  return type(e.file) == "string" and string.format("%s:%d: ", e.file, tonumber(e.line) or 0) or ""
+end
+
 function Junit:run_error(ev) self.errors[#self.errors + 1] = ev end
 Junit.collection_error = Junit.run_error
 
 function Junit:run_suite(ev)
   local cases = {}
   for i, e in ipairs(self.errors) do
-    local loc = type(e.file) == "string" and string.format("%s:%d: ", e.file, tonumber(e.line) or 0) or ""
+    local loc = place(e)
     local kind = e.type == "collection_error" and "collection" or (type(e.kind) == "string" and e.kind or "error")
     cases[#cases + 1] = string.format('    <testcase classname="hplua" name="%s %d" time="0.000">\n' ..
       '      <error message="%s" type="%s">%s</error>\n    </testcase>', e.type == "collection_error" and "collection error" or "run error",
@@ -102,7 +107,7 @@ function Junit:test_finished(ev)
   if ev.status == "failed" or ev.status == "stopped" then
     s.failures = s.failures + 1
     local e = ev.error ~= null and ev.error or { message = ev.status }
-    local loc = type(e.file) == "string" and string.format("%s:%d: ", e.file, tonumber(e.line) or 0) or ""
+    local loc = place(e)
     lines[#lines + 1] = string.format('      <failure message="%s" type="%s">%s%s</failure>', xml(loc .. e.message),
       ev.status, xml_text(loc .. e.message), e.traceback and ("\n" .. xml_text(e.traceback)) or "")
   elseif ev.status == "skipped" then
