@@ -470,8 +470,7 @@ function drawSlot(tile, s) {
     let li = tile.rows?.get(id);
     if (!li) {
       const c = tile.chunkAt.get(id);
-      if (!c || c.filled) continue;
-      fillChunk(tile, s, c);
+      if (!c || !fillChunk(tile, s, c)) continue;
       li = tile.rows.get(id);
     }
     fillRow(li, t);
