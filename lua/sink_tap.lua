@@ -50,15 +50,28 @@ function Tap:test_finished(ev)
   end
 end
 
-function Tap:run_error(ev)
-  out("# ERROR " .. (type(ev.file) == "string" and (ev.file .. ":" .. (tonumber(ev.line) or 0) .. ": ") or "") ..
-    desc(ev.message) .. "\n")
+-- What went wrong outside any test (a hook or a fixture's teardown that failed, an
+-- output that could not be written) is a "not ok" line of the run's own, and so is
+-- a run stopped before any test was marked, as in JUnit: a TAP file read on its own
+-- (a CI plugin, not prove, which also sees the exit status) must not read as a pass.
+local function not_ok(self, what, status, e)
+  self.n = self.n + 1
+  out(string.format("not ok %d - hplua: %s\n  ---\n  status: %s\n  message: %s\n", self.n, what, status,
+    yaml_string(e.message)))
+  if type(e.file) == "string" then out("  file: " .. yaml_string(e.file) .. "\n  line: " .. (tonumber(e.line) or 0) .. "\n") end
+  out("  ...\n")
 end
+
+function Tap:run_error(ev) not_ok(self, "run error", "error", ev) end
 
 function Tap:run_finished(ev)
   if ev.phase == "collection_error" then
     out("Bail out! collection failed\n")
     return
+  end
+  local sm = ev.summary
+  if ev.status == "stopped" and sm and sm.failed + sm.stopped == 0 then
+    not_ok(self, "run stopped", "stopped", { message = "the run was stopped before its end" })
   end
   out(string.format("1..%d\n", self.n))
   if ev.status == "stopped" then out("# run interrupted\n") end

@@ -97,6 +97,42 @@ hp.test("an error outside any test fails the run in JUnit too", function()
   os.execute("rm -rf '" .. d .. "'")
 end)
 
+hp.test("TAP and JUnit of a run that failed or stopped outside any test do not read as a pass", function()
+  -- every test passed; then the module's after_all failed (one run) or was stopped by
+  -- SIGTERM (the other): a TAP file read on its own, as a CI plugin reads it, counts a
+  -- "not ok", and JUnit an <error>, for each
+  local d = run.tmpdir()
+  local function tap_run(body, stop)
+    run.write(d .. "/1_after.lua", 'local hp = require "hplua"\nhp.after_all(function() ' .. body .. ' end)\n' ..
+      'hp.test("passes", function() end)\n')
+    local waiting = false
+    local p = hp.process.start("tap-" .. (stop and "stop" or "fail"),
+      { run.exe, "--no-history", "--tap", "--junit", d .. "/out.xml", d },
+      { timeout = 60, on_line = function(l) if l == "WAITING" then waiting = true end end })
+    if stop then
+      run.wait_for(function() return waiting end, 20, "the after_all")
+      run.kill(p.pid, "TERM")
+    end
+    local res = p:wait(30)
+    xmllint(d .. "/out.xml")
+    return res, res.stdout
+  end
+  local res, text = tap_run('error("the fixture could not be put away")')
+  hp.expect(res.exit_code).to_equal(1)
+  hp.expect(text).to_contain('ok 1 - 1_after::passes\nnot ok 2 - hplua: run error\n  ---\n  status: error\n' ..
+    '  message: "after_all failed: the fixture could not be put away"\n')
+  hp.expect(text).to_match("\n1%.%.2\n$")
+  python { "junit", d .. "/out.xml", 2, 0, 0, 1 }
+
+  res, text = tap_run('print("WAITING") io.stdout:flush() hp.sleep(30)', true)
+  hp.expect(res.exit_code).to_equal(2)
+  hp.expect(text).to_contain("not ok 2 - hplua: run error\n")
+  hp.expect(text).to_contain("not ok 3 - hplua: run stopped\n  ---\n  status: stopped\n")
+  hp.expect(text).to_match("\n1%.%.3\n# run interrupted\n$")
+  python { "junit", d .. "/out.xml", 3, 0, 0, 2 }
+  os.execute("rm -rf '" .. d .. "'")
+end)
+
 hp.test("an interrupted run is complete and stopped", function()
   local junit = os.tmpname()
   local waiting = false
