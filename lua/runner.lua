@@ -339,8 +339,15 @@ end
 function Run:emit(kind, ev) return self.bus:emit(kind, ev) end
 
 -- An output that could not be written: said on stderr, and a passing run fails.
+-- An output that failed (the --events stream on a full disk, say). Said on stderr at
+-- once; before the run's final event it becomes a run error (kind "report") so that
+-- the verdict and every other output say so (prepare_outputs); after it, the exit
+-- status alone can still change.
 function Run:output_error(message)
   io.stderr:write("hplua: error: " .. tostring(message) .. "\n")
+  local q = self.output_failures or {}
+  self.output_failures = q
+  q[#q + 1] = tostring(message)
   if self.exit_code == EXIT.ok then self.exit_code = EXIT.failed end
 end
 
@@ -758,6 +765,12 @@ end
 -- record. One that fails is a run error (kind "report"): a passing run fails, and
 -- the others are written again with that verdict — so all outputs agree.
 function Run:prepare_outputs(final, phase)
+  local failures = self.output_failures
+  if failures and #failures > 0 then
+    self.output_failures = {}
+    for _, message in ipairs(failures) do self:run_error(message, nil, nil, "report") end
+    final.exit_code, final.status = self:verdict(phase)
+  end
   local pending = {}
   for _, s in ipairs(self.bus.sinks) do
     if s.prepare then pending[#pending + 1] = s end

@@ -195,3 +195,15 @@ hp.test("an events file that cannot be opened is a usage error before anything r
   hp.expect(res.exit_code).to_equal(4)
   hp.expect(res.stderr).to_match("%-%-events: cannot open /nonexistent/dir/e.ndjson")
 end)
+
+hp.test("an events stream that cannot be written fails the run, and the report says so", function()
+  -- /dev/full takes the open and refuses every write (ENOSPC), as a full disk does;
+  -- a reader of the stream missed the run, so it cannot pass
+  local res, rep = run.run({ "--events", "/dev/full", "pass" })
+  hp.expect(res.exit_code).to_equal(1)
+  hp.expect(res.stderr).to_contain("hplua: error: --events /dev/full: write: No space left on device")
+  hp.expect(rep.status).to_equal("failed")
+  hp.expect(rep.summary.passed).to_equal(2)
+  hp.expect(rep.errors[1].kind).to_equal("report")
+  hp.expect(rep.errors[1].message).to_contain("--events /dev/full:")
+end)
