@@ -677,8 +677,15 @@ function Station:frame(slot, line, seq, has_slot, out)
 end
 
 -- Adds one event (a table) from the station itself, or decoded from the child's line.
-function Station:emit(slot, line, ev, out)
+-- release: the child's own end, held until its exit status agreed with it.
+function Station:emit(slot, line, ev, out, release)
   if type(ev) ~= "table" or type(ev.type) ~= "string" then return end
+  if line and ev.type == "run_finished" and not release then
+    -- The child's end waits for the child's exit (Station:finish): the exit status is
+    -- the verdict, and a panel must never show a PASS that it will take back.
+    slot.run.held_end = { line = line, ev = ev }
+    return
+  end
   local had_slot = ev.slot ~= nil
   if math.type(ev.seq) ~= "integer" then ev.seq = slot.run.seq + 1 end
   if not had_slot then ev.slot = slot.slot end
@@ -804,7 +811,9 @@ function Station:finish(slot)
   self:pump(slot, true)
   local res = run.handle:collect() or {}
   local out = {}
-  local fin0 = run.finished_event
+  local held = run.held_end
+  run.held_end = nil
+  local fin0 = run.finished_event or (held and held.ev)
   if not fin0 then
     -- The child died without ending its stream (killed, crashed, or failed before
     -- starting it): the station ends it, so every panel sees a verdict.
@@ -829,11 +838,13 @@ function Station:finish(slot)
     -- The stream's end does not say what the process's exit status says (test code can
     -- write to the stream: a forged end, or one whose id took the real end's place).
     -- The exit status is the run's verdict, as every other output's: the station ends
-    -- the stream again with it, and the panels show that.
+    -- the stream with it, and the panels never see the other.
     local code = res.exit_code
     self:end_stream(slot, out, "error", string.format("the run's process exited with status %d, not %s as its events said",
       code, tostring(fin0.exit_code)), { status = code == 0 and "passed" or code == 2 and "stopped" or "failed",
       exit_code = code, summary = fin0.summary, caused_failure = json.null })
+  elseif held then
+    self:emit(slot, held.line, held.ev, out, true)
   end
   if #out > 0 then self.server:broadcast(table.concat(out)) end
   if run.watching then self.server:watch(run.events:fileno(), true) end
@@ -1131,7 +1142,7 @@ function Station:next_timeout()
   for _, slot in ipairs(self.slots) do
     if slot.run then
       -- the stream has ended: the child exits any moment now
-      local poll = (slot.run.eof or slot.run.finished_event) and 0.02 or CHILD_POLL
+      local poll = (slot.run.eof or slot.run.held_end or slot.run.finished_event) and 0.02 or CHILD_POLL
       t = t and math.min(t, poll) or poll
       if slot.run.hold_until then t = math.min(t, slot.run.hold_until - sys.clock()) end
       if slot.run.stop_at then t = math.min(t, slot.run.stop_at - sys.clock()) end

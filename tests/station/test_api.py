@@ -325,9 +325,13 @@ def main():
             fin = st.wait_finished(doc["run_id"])
             check(fin["slots"][0]["status"] == "failed", "a forged passing end: the slot shows failed (exit status 1)")
             events, _ = sse_read(st, count=400, timeout=2)
-            last = [e for i, e in events if e["run_id"] == doc["run_id"]][-1]
-            check(last["type"] == "run_finished" and last["status"] == "failed" and last.get("source") == "station",
-                  "a forged passing end: the stream ends with the station's failed run_finished")
+            mine = [e for i, e in events if e["run_id"] == doc["run_id"]]
+            ends = [e for e in mine if e["type"] == "run_finished"]
+            # the child's own end waits for its exit: the forged one was never sent, and the
+            # real one (exit status 1) took its place
+            check(mine[-1]["type"] == "run_finished" and mine[-1]["status"] == "failed" and mine[-1]["exit_code"] == 1,
+                  "a forged passing end: the stream ends with a failed run_finished")
+            check(len(ends) == 1, "a forged passing end is never sent: %s" % [(e["status"], e.get("source")) for e in ends])
 
         # ---- a child writing malformed event lines: they are dropped, and take no id
         if MODE == "fake":
