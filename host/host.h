@@ -15,6 +15,8 @@ void guard_register(lua_State *L);
 
 /* Is a guarded call (test code) running, with the heap cap in force? */
 int guard_armed(void);
+/* Is a run on (exit() then comes from test code's native calls)? */
+int guard_exit_watched(void);
 
 int luaopen_hplua_sys(lua_State *L);
 int luaopen_hplua_process(lua_State *L);

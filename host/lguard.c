@@ -962,9 +962,24 @@ static int sys_atomic(lua_State *L)
     return lua_gettop(L);
 }
 
+/* ---- exit() while a run is on: os.exit raises then (lua/runner.lua), so an exit() is
+ * native code that test code reached (package.loadlib), or the main thread's end
+ * (pthread_exit), which runs the atexit handlers too: main.c's handler asks. */
+static int exit_watched;
+
+int guard_exit_watched(void) { return exit_watched; }
+
+/* sys.watch_exit(on): the runner's own switch, for the length of a run */
+static int watch_exit(lua_State *L)
+{
+    exit_watched = lua_toboolean(L, 1);
+    return 0;
+}
+
 void guard_register(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"run_guarded", run_guarded},
+                                   {"watch_exit", watch_exit},
                                    {"atomic", sys_atomic},
                                    {"interrupted", interrupted},
                                    {"caller", caller},

@@ -111,9 +111,36 @@ static void close_guarded(lua_State *L, int status)
     sigaction(SIGALRM, &old_alrm, NULL);
 }
 
+/* ---- A process ended by native code: test code that reaches libc (package.loadlib)
+ * can call exit() or end the main thread (pthread_exit), and the process would exit 0
+ * with no report. Both run the atexit handlers. During a run (os.exit raises then) the
+ * status becomes an internal error's; in lua_close's finalizers, the run's own status
+ * stands. _exit and signals do not run them: a parent (the station) sees those in the
+ * wait status. */
+static volatile sig_atomic_t closing = -1; /* the run's status, once Lua has returned it */
+static volatile sig_atomic_t returned;     /* main's own return: a plain exit */
+
+static void exit_check(void)
+{
+    if (returned)
+        return;
+    if (closing >= 0) {
+        fflush(NULL);
+        _exit(closing);
+    }
+    if (guard_exit_watched()) {
+        static const char msg[] = "hplua: error: test code ended the process (exit or pthread_exit from native "
+                                  "code) before the run's end: no verdict\n";
+        ssize_t n = write(2, msg, sizeof msg - 1);
+        (void)n;
+        _exit(EXIT_INTERNAL);
+    }
+}
+
 int main(int argc, char **argv)
 {
     evloop_init(); /* first: a SIGTERM during start-up must end the run like any other */
+    atexit(exit_check);
     /* The watchdog (orphans.c) is forked now, while this process is small: forked later,
      * from a Lua heap of megabytes, it would share every page copy-on-write, and each
      * later write to one would cost a fault and a copy for as long as the run lasts.
@@ -138,6 +165,7 @@ int main(int argc, char **argv)
     } else {
         fprintf(stderr, "hplua: internal error: %s\n", lua_tostring(L, -1));
     }
+    closing = status;
     monitor_stop(); /* no tick, no last resort from here on */
     fflush(stdout);
     close_guarded(L, status);
@@ -147,5 +175,6 @@ int main(int argc, char **argv)
         signal(resignal, SIG_DFL);
         raise(resignal);
     }
+    returned = 1;
     return status;
 }

@@ -595,6 +595,7 @@ end
 -- the attempt remembers it even when the test catches the error.
 local function install_exit_guard()
   local real_exit = os.exit
+  sys.watch_exit(true) -- and exit() from native code is the host's to catch (host/main.c)
   os.exit = function(code)
     local msg = string.format("os.exit(%s) called from test code: a test cannot end the run; use hp.fail or error",
       tostring(code))
@@ -605,7 +606,10 @@ local function install_exit_guard()
     end
     error(msg, 2)
   end
-  return function() os.exit = real_exit end
+  return function()
+    os.exit = real_exit
+    sys.watch_exit(false)
+  end
 end
 
 -- The run's verdict: exit status and report status (API 1 and 4).

@@ -240,6 +240,31 @@ hp.test("os.exit in a finalizer at the run's end does not change the exit status
   hp.expect(rep.status).to_equal("passed")
   hp.expect(res.exit_code, res.stdout .. res.stderr).to_equal(0)
 end)
+-- Native code can end the process where os.exit cannot: exit() from libc, or the main
+-- thread's end. During the run that is no verdict (exit 3, never 0); in a finalizer at
+-- the run's end, the run's own status stands.
+-- (ASan's runtime fails in its own teardown of a main thread that pthread_exit ended:
+-- those two cases are for the plain build.)
+local function under_asan()
+  for l in io.lines("/proc/self/maps") do
+    if l:find("libasan", 1, true) then return true end
+  end
+  return false
+end
+hp.test("exit or pthread_exit from native test code is never a pass", function()
+  local asan = under_asan()
+  for _, mode in ipairs(asan and { "native_exit" } or { "native_exit", "thread_exit" }) do
+    local res, rep = run.run({ ATCLOSE }, { env = { GUARD_ATCLOSE = mode } })
+    hp.expect(res.exit_code, mode .. ": " .. res.stdout .. res.stderr).to_equal(3)
+    hp.expect(res.stderr).to_contain("hplua: error: test code ended the process (exit or pthread_exit from native " ..
+      "code) before the run's end: no verdict")
+    hp.expect(rep).to_be_nil() -- no report: nothing says it passed
+  end
+  if asan then return end
+  local res, rep = run.run({ ATCLOSE }, { env = { GUARD_ATCLOSE = "thread_exit_at_close" } })
+  hp.expect(rep.status).to_equal("failed")
+  hp.expect(res.exit_code, res.stdout .. res.stderr).to_equal(1)
+end)
 hp.test("a finalizer that loops at the run's end cannot hold the process", function()
   local looping = false
   local on_line = function(l) if l == "LOOPING" then looping = true end end
