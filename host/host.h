@@ -10,7 +10,7 @@ void guard_install(lua_State *L);
 void guard_check(lua_State *L);
 /* Monotonic deadline of the running guarded call, 0 when none. */
 double guard_deadline(void);
-/* Adds run_guarded, interrupted, caller and set_rescue to the table on top of the stack. */
+/* Adds run_guarded, watch_exit, atomic, interrupted, caller and set_rescue to the table on top of the stack. */
 void guard_register(lua_State *L);
 
 /* Is a guarded call (test code) running, with the heap cap in force? */
