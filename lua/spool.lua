@@ -11,6 +11,7 @@ local sys = require "hplua.sys"
 local M = {}
 
 local CHUNK = 1 << 20
+local BUFFER = 1 << 18 -- the temporary file's stdio buffer: one write(2) per 256 KiB
 
 local Spool = {}
 Spool.__index = Spool
@@ -19,8 +20,7 @@ Spool.__index = Spool
 -- the history's recorder: read back from a file, the text would be copied twice
 -- more into fresh memory at the end, where the run waits for it).
 function M.new(opts)
-  local f = not (opts and opts.memory) and sys.tmpfile() or nil -- io.tmpfile, not inherited by children
-  if f then f:setvbuf("full", 1 << 16) end
+  local f = not (opts and opts.memory) and sys.tmpfile(BUFFER) or nil -- io.tmpfile, not inherited by children
   local s = setmetatable({ file = f, size = 0 }, Spool)
   if not f then s.pieces, s.ends = {}, {} end
   return s

@@ -75,6 +75,26 @@ describe("hplua.spool", function()
     assert.are.equal("tail", s:read(m, s:mark()))
     s:close()
   end)
+
+  it("gives its temporary file a stdio buffer of the size asked, freed with the file", function()
+    local sys = require "hplua.sys"
+    for _, size in ipairs { 0, 1, 4096, 1 << 18 } do
+      local f = assert(sys.tmpfile(size))
+      local piece = string.rep("x", 99) .. "\n"
+      for _ = 1, 5000 do assert(f:write(piece)) end
+      assert(f:seek("set", 0))
+      local text = f:read("a")
+      assert.are.equal(500000, #text)
+      assert.are.equal(piece, text:sub(-100))
+      assert(f:close())
+    end
+    local dropped = assert(sys.tmpfile(1 << 16)) -- never closed: its __gc closes and frees
+    dropped:write("x")
+    dropped = nil
+    collectgarbage()
+    assert.has_error(function() sys.tmpfile(-1) end)
+    assert.has_error(function() sys.tmpfile(1 << 30) end)
+  end)
 end)
 
 describe("hplua.json encoding paths", function()
