@@ -128,8 +128,9 @@ if want(1) then
   row("start-up", "s", h, hr, "python3 -c 'import pytest'", p, pr, "", "lower")
 end
 
--- 2. trivial tests and a dependency chain, vs pytest
-if want(2) then
+-- 2. trivial tests and a dependency chain, vs pytest (the suites are written whatever
+-- the sections: 10 and 11 run the flat one too)
+do
   local n = size.tests
   local lua, py, luac, pyc = {}, {}, {}, {}
   lua[1] = 'local hp = require "hplua"'
@@ -149,6 +150,9 @@ if want(2) then
   write(tmp .. "/flat/test_trivial.py", table.concat(py, "\n") .. "\n")
   write(tmp .. "/chain/chain.lua", table.concat(luac, "\n") .. "\n")
   write(tmp .. "/chain/test_chain.py", table.concat(pyc, "\n") .. "\n")
+end
+if want(2) then
+  local n = size.tests
   for _, case in ipairs { { "flat", "trivial", "trivial tests" }, { "chain", "chain", "tests in a dependency chain" } } do
     local dir = tmp .. "/" .. case[1]
     local h, hr = time_cmd({ HPLUA, "-q", dir .. "/" .. case[2] .. ".lua" }, size.test_runs)
