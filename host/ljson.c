@@ -59,12 +59,11 @@ static char *utf8_repair(const char *s, size_t len)
 
 /* A table marked by json.array (its metatable is the registry's ARRAY_MT), or one
  * whose keys are exactly 1..n. */
-static int is_array(lua_State *L, int idx, lua_Integer *n)
+static int is_array(lua_State *L, int idx, lua_Integer *n, const void *array_mt)
 {
     if (lua_getmetatable(L, idx)) {
-        luaL_getmetatable(L, ARRAY_MT);
-        int arr = lua_rawequal(L, -1, -2);
-        lua_pop(L, 2);
+        int arr = lua_topointer(L, -1) == array_mt;
+        lua_pop(L, 1);
         if (arr) {
             *n = (lua_Integer)lua_rawlen(L, idx);
             return 1;
@@ -131,8 +130,18 @@ typedef struct {
     shape *shapes; /* SHAPES entries, or NULL */
     int pretty;
     size_t budget, cost;
-    char err[160]; /* set on failure */
+    const void *array_mt; /* json.array's metatable (array_mt()) */
+    char err[160];        /* set on failure */
 } encoder;
+
+/* json.array's metatable, looked up once an encoding, not once a table. */
+static const void *array_mt(lua_State *L)
+{
+    luaL_getmetatable(L, ARRAY_MT);
+    const void *p = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    return p;
+}
 
 static int jbuf_gc(lua_State *L)
 {
@@ -682,7 +691,7 @@ static int put_value(encoder *e, int idx, int depth)
         }
         luaL_checkstack(L, 8, "json");
         lua_Integer n;
-        if (is_array(L, idx, &n))
+        if (is_array(L, idx, &n, e->array_mt))
             return put_array(e, idx, n, depth);
         return put_object(e, idx, depth);
     }
@@ -709,7 +718,11 @@ static size_t default_budget(void)
 static int json_encode(lua_State *L)
 {
     lua_settop(L, 3);
-    encoder e = {.L = L, .pretty = lua_toboolean(L, 2), .budget = default_budget(), .shapes = shape_cache(L)};
+    encoder e = {.L = L,
+                 .pretty = lua_toboolean(L, 2),
+                 .budget = default_budget(),
+                 .shapes = shape_cache(L),
+                 .array_mt = array_mt(L)};
     if (!lua_isnil(L, 3)) {
         lua_Number mb = luaL_checknumber(L, 3);
         luaL_argcheck(L, mb >= 0, 3, "must not be negative");
@@ -774,7 +787,7 @@ static int lines_add(lua_State *L)
     luaL_checkany(L, 2);
     lua_settop(L, 2);
     size_t before = b->len;
-    encoder e = {.L = L, .b = b, .budget = default_budget(), .shapes = shape_cache(L)};
+    encoder e = {.L = L, .b = b, .budget = default_budget(), .shapes = shape_cache(L), .array_mt = array_mt(L)};
     if (put_value(&e, 2, 0) && PUTLIT(&e, "\n")) {
         lua_pushboolean(L, 1);
         return 1;
@@ -835,9 +848,8 @@ static int pack_value(encoder *e, int idx, int depth)
         char head[5];
         int marked = 0;
         if (lua_getmetatable(L, idx)) {
-            luaL_getmetatable(L, ARRAY_MT);
-            marked = lua_rawequal(L, -1, -2);
-            lua_pop(L, 2);
+            marked = lua_topointer(L, -1) == e->array_mt;
+            lua_pop(L, 1);
         }
         if (marked) {
             lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
@@ -898,7 +910,7 @@ static int lines_pack(lua_State *L)
     luaL_checkany(L, 2);
     lua_settop(L, 2);
     size_t before = b->len;
-    encoder e = {.L = L, .b = b, .budget = SIZE_MAX};
+    encoder e = {.L = L, .b = b, .budget = SIZE_MAX, .array_mt = array_mt(L)};
     static const char room[4] = {0};
     if (put(&e, room, 4) && pack_value(&e, 2, 0)) {
         size_t n = b->len - before - 4;
