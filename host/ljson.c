@@ -179,6 +179,43 @@ static jbuf *scratch_buffer(lua_State *L)
     return b;
 }
 
+/* One buffer serves every encoding to a string (kept in the registry, freed with the
+ * state); a call made while it is busy (an error escaped mid-encode) gets its own,
+ * anchored on the stack. */
+static jbuf *scratch_take(lua_State *L, int *own)
+{
+    jbuf *b = scratch_buffer(L);
+    *own = b->busy;
+    if (*own) {
+        b = lua_newuserdatauv(L, sizeof(jbuf), 0);
+        memset(b, 0, sizeof *b);
+        luaL_setmetatable(L, "hplua.json.buffer");
+    }
+    b->busy = 1;
+    b->len = 0;
+    return b;
+}
+
+/* Ends an encoding into the scratch buffer: -> the text, or nil and the error. */
+static int scratch_give(lua_State *L, encoder *e, int own, int ok)
+{
+    jbuf *b = e->b;
+    if (ok)
+        lua_pushlstring(L, b->p ? b->p : "", b->len);
+    b->busy = 0;
+    if (own || b->cap > SCRATCH_KEEP) { /* a large text's buffer goes now, not at a collection */
+        free(b->p);
+        b->p = NULL;
+        b->len = b->cap = 0;
+    }
+    if (!ok) {
+        lua_pushnil(L);
+        lua_pushstring(L, e->err);
+        return 2;
+    }
+    return 1;
+}
+
 static char SHAPES_KEY;
 
 /* The state's shape cache (created on first use; NULL when memory is short). */
@@ -728,33 +765,95 @@ static int json_encode(lua_State *L)
         luaL_argcheck(L, mb >= 0, 3, "must not be negative");
         e.budget = mb >= 0x1p63 ? SIZE_MAX : (size_t)mb;
     }
-    /* One buffer serves every call (kept in the registry, freed with the state);
-     * a call made while it is busy (an error escaped mid-encode) gets its own. */
-    jbuf *b = scratch_buffer(L);
-    int own = b->busy;
-    if (own) {
-        b = lua_newuserdatauv(L, sizeof(jbuf), 0);
-        memset(b, 0, sizeof *b);
-        luaL_setmetatable(L, "hplua.json.buffer");
+    int own;
+    e.b = scratch_take(L, &own);
+    return scratch_give(L, &e, own, put_value(&e, 1, 0));
+}
+
+/* ---- Fields: an object's keys, sorted and written out once, for a record the host
+ * encodes again and again (a test's record in the JSON report). Its values are given
+ * in the keys' order; a nil one is left out, as from a table. No table is filled,
+ * walked or sorted for each record. */
+#define FIELDS_MT "hplua.json.fields"
+
+typedef struct {
+    int n;
+    unsigned char arg[SMALL_OBJECT];      /* the i-th key in sorted order is argument arg[i] */
+    unsigned short seg[SMALL_OBJECT + 1]; /* where the i-th key's text ("key":) starts */
+    char text[TEMPLATE];
+} fields;
+
+/* fields(keys) -> a template for objects with (some of) these string keys */
+static int json_fields(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 1);
+    luaL_argcheck(L, n >= 1 && n <= SMALL_OBJECT, 1, "must hold 1 to 48 keys");
+    keyref refs[SMALL_OBJECT];
+    for (lua_Integer i = 0; i < n; i++) {
+        if (lua_rawgeti(L, 1, i + 1) != LUA_TSTRING)
+            return luaL_argerror(L, 1, "keys must be strings");
+        refs[i].s = lua_tolstring(L, -1, &refs[i].len); /* stays anchored in the keys' table */
+        refs[i].idx = i;
+        lua_pop(L, 1);
     }
-    b->busy = 1;
-    b->len = 0;
-    e.b = b;
-    int ok = put_value(&e, 1, 0);
-    if (ok)
-        lua_pushlstring(L, b->p ? b->p : "", b->len);
-    b->busy = 0;
-    if (own || b->cap > SCRATCH_KEEP) { /* a large text's buffer goes now, not at a collection */
-        free(b->p);
-        b->p = NULL;
-        b->len = b->cap = 0;
+    sort_refs(refs, n);
+    fields *f = lua_newuserdatauv(L, sizeof(fields), 0);
+    jbuf b = {0};
+    encoder e = {.L = L, .b = &b, .budget = SIZE_MAX};
+    int ok = 1;
+    for (lua_Integer i = 0; ok && i < n; i++) {
+        if (i > 0 && cmp_keyref(&refs[i - 1], &refs[i]) == 0) {
+            free(b.p);
+            return luaL_argerror(L, 1, "keys must differ");
+        }
+        f->arg[i] = (unsigned char)refs[i].idx;
+        f->seg[i] = (unsigned short)b.len;
+        ok = put_string(&e, refs[i].s, refs[i].len) && PUTLIT(&e, ":") && b.len <= TEMPLATE;
     }
     if (!ok) {
-        lua_pushnil(L);
-        lua_pushstring(L, e.err);
-        return 2;
+        free(b.p);
+        return luaL_argerror(L, 1, "keys too long");
     }
+    f->seg[n] = (unsigned short)b.len;
+    f->n = (int)n;
+    memcpy(f->text, b.p, b.len);
+    free(b.p);
+    luaL_setmetatable(L, FIELDS_MT);
     return 1;
+}
+
+/* fields:encode(v1, ..., vn) -> string | nil, err: the object whose keys are the
+ * template's, in the order given to json.fields, with these values (a nil value's
+ * key is left out): the same text as json.encode of that table with no bound. */
+static int fields_encode(lua_State *L)
+{
+    const fields *f = luaL_checkudata(L, 1, FIELDS_MT);
+    lua_settop(L, f->n + 1);
+    luaL_checkstack(L, 8, "json");
+    encoder e = {.L = L, .budget = SIZE_MAX, .shapes = shape_cache(L), .array_mt = array_mt(L)};
+    int own;
+    e.b = scratch_take(L, &own);
+    int ok = PUTLIT(&e, "{"), first = 1;
+    for (int i = 0; ok && i < f->n; i++) {
+        int idx = 2 + f->arg[i];
+        if (lua_isnil(L, idx))
+            continue;
+        ok = (first || PUTLIT(&e, ",")) && put(&e, f->text + f->seg[i], (size_t)(f->seg[i + 1] - f->seg[i])) &&
+             charge(&e, VALUE_COST) && put_value(&e, idx, 1);
+        first = 0;
+    }
+    ok = ok && PUTLIT(&e, "}");
+    return scratch_give(L, &e, own, ok);
+}
+
+static void fields_register(lua_State *L)
+{
+    static const luaL_Reg methods[] = {{"encode", fields_encode}, {NULL, NULL}};
+    luaL_newmetatable(L, FIELDS_MT);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
 }
 
 /* ---- Lines: a buffer of NDJSON lines that outputs share (the events file, the
@@ -1878,11 +1977,13 @@ int luaopen_hplua_json(lua_State *L)
                                    {"utf8_repair", json_utf8_repair},
                                    {"lines", json_lines},
                                    {"unpack", json_unpack},
+                                   {"fields", json_fields},
                                    {NULL, NULL}};
     luaL_newmetatable(L, ARRAY_MT);
     lua_pop(L, 1);
     atomic_register(L);
     lines_register(L);
+    fields_register(L);
     luaL_newlib(L, fns);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");

@@ -100,8 +100,10 @@ end
 
 local RANK = { passed = 1, skipped = 0, failed = 2, stopped = 3 }
 
--- A test's record and its only attempt, filled for each test in turn (Report:test_finished)
-local RECORD = {}
+-- A test's record: its keys, sorted once (json.fields); and its only attempt, filled
+-- for each test in turn (Report:test_finished)
+local RECORD = json.fields { "artifacts", "attachments", "attempt_results", "attempts", "duration", "ended_at", "error",
+  "id", "measurements", "messages", "name", "skip_reason", "started_at", "status" }
 local ONE_ATTEMPT = arr({ { attempt = 1 } })
 
 function Report:close_module()
@@ -123,7 +125,8 @@ function Report:test_finished(ev)
       started_at = ev.started_at, duration = 0, from = self.spool:mark(), count = 0 }
     self.module = m
   end
-  local msgs, meas = ev.messages or NONE, measurements(ev.measurements or NONE)
+  local msgs, meas = ev.messages or NONE, ev.measurements
+  meas = meas and measurements(meas) or NONE
   local attempts
   if ev.attempt_results then
     attempts = arr()
@@ -138,26 +141,21 @@ function Report:test_finished(ev)
   else
     attempts = NONE
   end
-  -- the record is encoded at once and not kept: one table serves every test
-  local rec = RECORD
-  rec.id, rec.name, rec.status, rec.started_at, rec.ended_at = ev.test, ev.name, ev.status, ev.started_at, ev.ended_at
-  rec.duration, rec.attempts, rec.error, rec.skip_reason = ev.duration, ev.attempts, ev.error, ev.skip_reason
-  rec.messages, rec.measurements, rec.artifacts = msgs, meas, ev.artifacts or NO_ARTIFACTS
-  rec.attachments, rec.attempt_results = ev.attachments or NONE, attempts
-  local text, err = json.encode(rec, false, math.huge)
+  -- the record is encoded at once and not kept
+  local attachments = ev.attachments or NONE
+  local text, err = RECORD:encode(ev.artifacts or NO_ARTIFACTS, attachments, attempts, ev.attempts, ev.duration,
+    ev.ended_at, ev.error, ev.test, meas, msgs, ev.name, ev.skip_reason, ev.started_at, ev.status)
   if not text then
-    rec.artifacts = { error = "not encodable: " .. tostring(err) }
-    text = assert(json.encode(rec, false, math.huge))
+    text = assert(RECORD:encode({ error = "not encodable: " .. tostring(err) }, attachments, attempts, ev.attempts,
+      ev.duration, ev.ended_at, ev.error, ev.test, meas, msgs, ev.name, ev.skip_reason, ev.started_at, ev.status))
   end
-  -- what the record holds belongs to the event: let it go with the event
-  rec.error, rec.messages, rec.measurements, rec.artifacts, rec.attachments, rec.attempt_results = nil
+  -- what the attempt holds belongs to the event: let it go with the event
   if attempts == ONE_ATTEMPT then
     local a = attempts[1]
     a.error, a.messages, a.measurements = nil
   end
   m.count = m.count + 1
-  if m.count > 1 then self.spool:append(",") end
-  self.spool:append(text)
+  self.spool:append(text, m.count > 1)
   m.ended_at = ev.ended_at
   m.duration = m.duration + (ev.duration or 0)
   local st = ev.status

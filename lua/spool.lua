@@ -38,14 +38,22 @@ function Spool:to_memory()
   self.pieces, self.ends = { text }, { self.size }
 end
 
-function Spool:append(s)
-  if self.file then
-    if self.file:write(s) then
+-- comma: a "," goes first (between a list's items), in the same call
+function Spool:append(s, comma)
+  local f = self.file
+  if f then
+    if comma then
+      if f:write(",", s) then
+        self.size = self.size + #s + 1
+        return
+      end
+    elseif f:write(s) then
       self.size = self.size + #s
       return
     end
-    self:to_memory()
+    self:to_memory() -- what the file took of this piece is past its size, and dropped
   end
+  if comma then s = "," .. s end
   local n = #self.pieces + 1
   self.pieces[n] = s
   self.size = self.size + #s

@@ -222,6 +222,34 @@ describe("hplua.json encoding of nasty values", function()
     end
   end)
 
+  it("writes an object through json.fields as json.encode writes the same table", function()
+    local keys = { "zeta", "a", "key with space", 'qu"ote', "back\\slash", "ctl\1", "\u{e9}t\u{e9}", "m", "ab", "b" }
+    local f = json.fields(keys)
+    local seed = 11
+    local function rand(n) seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n + 1 end
+    local choices = { function() return nil end, function() return json.null end, function() return rand(1000) end,
+      function() return rand(1000) / 7 end, function() return "s\n\"" .. rand(9) end, function() return json.array() end,
+      function() return {} end, function() return { x = { 1, 2, { y = "z" } }, [1] = nil } end,
+      function() return json.array({ { k = 1 }, "t", json.null }) end, function() return rand(2) == 1 end }
+    for _ = 1, 2000 do
+      local t, vals = {}, {}
+      for i, k in ipairs(keys) do
+        vals[i] = choices[rand(#choices)]()
+        t[k] = vals[i]
+      end
+      assert.are.equal(json.encode(t, false, math.huge), f:encode(table.unpack(vals, 1, #keys)))
+    end
+    assert.are.equal("{}", f:encode())
+    assert.are.equal('{"a":1}', f:encode(nil, 1))
+    local bad, err = f:encode(function() end)
+    assert.is_nil(bad)
+    assert.matches("cannot encode a function", err)
+    assert.has_error(function() json.fields {} end)
+    assert.has_error(function() json.fields { "a", "a" } end)
+    assert.has_error(function() json.fields { "a", 1 } end)
+    assert.has_error(function() json.fields { string.rep("k", 1100) } end)
+  end)
+
   it("sorts keys and writes pretty text with two-space indents", function()
     assert.are.equal('{"a":[1,{}],"b":true,"c":null}', enc({ c = json.null, b = true, a = { 1, {} } }))
     assert.are.equal('{\n  "a": [\n    1\n  ],\n  "b": {}\n}', json.encode({ b = {}, a = { 1 } }, true))
