@@ -29,7 +29,7 @@ local size = {
   startup_runs = S and 3 or 30, tests = S and 50 or 2000, test_runs = S and 1 or 9, pytest_runs = S and 1 or 3,
   children = S and 20 or 500, spawn_runs = S and 1 or 5, latency = S and 10 or 200, poll_latency = S and 5 or 200,
   capture = S and (1 << 20) or (256 << 20), capture_both = S and (1 << 20) or (64 << 20), capture_runs = S and 1 or 3,
-  big_suite = S and 500 or 100000, big_runs = S and 1 or 3, keyed = S and 2000 or 40000,
+  big_suite = S and 500 or 100000, big_runs = S and 1 or 5, keyed = S and 2000 or 40000,
   keyed_small = S and 1000 or 100000, keyed_large = S and 10000 or 1000000,
   history_runs = S and 1000 or 100000, history_query_runs = S and 3 or 9,
   round_trips = S and 200 or 10000, rt_runs = S and 1 or 5,
@@ -87,6 +87,20 @@ local function time_cmd(argv, runs, o)
     rss = math.max(rss, r.max_rss_kb)
   end
   return median(ts), rss
+end
+
+-- Two commands run in turn (a, b, a, b, ...): on a machine whose speed drifts, the
+-- ratio of their medians is steadier than from runs of one and then the other.
+-- -> median and peak RSS of a, then of b.
+local function time_pair(a, b, runs)
+  local ta, tb, ra, rb = {}, {}, 0, 0
+  for _ = 1, runs do
+    local r = run(a)
+    ta[#ta + 1], ra = r.duration, math.max(ra, r.max_rss_kb)
+    r = run(b)
+    tb[#tb + 1], rb = r.duration, math.max(rb, r.max_rss_kb)
+  end
+  return median(ta), ra, median(tb), rb
 end
 
 -- Runs a program that prints its own elapsed seconds; median of those.
@@ -226,17 +240,15 @@ end
 if want(10) then
   local flat = tmp .. "/flat/trivial.lua"
   local ev = tmp .. "/events.ndjson"
-  local plain = time_cmd({ HPLUA, "-q", flat }, size.test_runs)
-  local with_events = time_cmd({ HPLUA, "-q", "--events", ev, flat }, size.test_runs)
+  local plain, _, with_events = time_pair({ HPLUA, "-q", flat }, { HPLUA, "-q", "--events", ev, flat }, size.test_runs)
   row(string.format("%d trivial tests --events", size.tests), "s", with_events, nil, "the same without --events",
     plain, nil, "<= 1.10x", "lower")
 
   local lua = { 'local hp = require "hplua"' }
   for i = 1, size.big_suite do lua[#lua + 1] = string.format('hp.test("t%d", function() end)', i) end
   write(tmp .. "/big.lua", table.concat(lua, "\n") .. "\n")
-  local bare, bare_rss = time_cmd({ HPLUA, "-q", tmp .. "/big.lua" }, size.big_runs)
-  local rep, rep_rss = time_cmd({ HPLUA, "-q", "--json", tmp .. "/big.json", "--junit", tmp .. "/big.xml",
-    tmp .. "/big.lua" }, size.big_runs)
+  local bare, bare_rss, rep, rep_rss = time_pair({ HPLUA, "-q", tmp .. "/big.lua" },
+    { HPLUA, "-q", "--json", tmp .. "/big.json", "--junit", tmp .. "/big.xml", tmp .. "/big.lua" }, size.big_runs)
   row(string.format("%d tests --json --junit", size.big_suite), "s", rep, rep_rss, "the same without reports",
     bare, bare_rss, "<= 1.3x time and RSS", "lower")
 
