@@ -249,7 +249,16 @@ static struct {
     int donor_tag, probe_tag;
     size_t probed;
     int taken;
+    size_t dropping; /* after heap_exiting: how many more bytes a free may drop */
 } heap;
+
+#define DROP_MAX ((size_t)256 << 20) /* a finalizer that makes garbage in a loop is still freed after */
+
+void heap_exiting(void)
+{
+    if (POOL_MAX > 0 && pool_on())
+        heap.dropping = DROP_MAX;
+}
 
 void *heap_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
@@ -272,6 +281,11 @@ void *heap_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
             heap.used += nsize;
         }
         return np;
+    }
+    if (nsize == 0 && ptr && heap.dropping >= old) {
+        heap.dropping -= old;
+        heap.used -= old;
+        return NULL;
     }
     void *np = block_realloc(ptr, old, nsize);
     if (np || nsize == 0)

@@ -23,6 +23,12 @@ int heap_donate_end(void);
 void heap_probe(int tag);
 size_t heap_probe_end(void);
 
+/* From now on frees are dropped, up to 256 MiB of them: the process is about to
+ * exit, which gives its memory back at once, and lua_close then walks the state's
+ * objects without freeing each (a fifth of the time for 100,000 tests). Not with
+ * the pool off (valgrind, ASan): their checks see every free. */
+void heap_exiting(void);
+
 /* The limit of --max-memory in bytes (0: none). */
 void heap_set_limit(size_t bytes);
 size_t heap_limit(void);

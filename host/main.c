@@ -103,6 +103,7 @@ static void close_guarded(lua_State *L, int status)
     sigaddset(&set, SIGALRM);
     sigprocmask(SIG_UNBLOCK, &set, &old_mask);
     alarm(CLOSE_S);
+    heap_exiting(); /* the finalizers run; the memory goes back with the process */
     lua_close(L);
     alarm(0);
     sigprocmask(SIG_SETMASK, &old_mask, NULL);
