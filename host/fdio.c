@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 int fd_write_all(int fd, const char *p, size_t n)
@@ -21,4 +23,38 @@ int fd_write_all(int fd, const char *p, size_t n)
         n -= (size_t)w;
     }
     return 0;
+}
+
+int fd_copy_range(int fd, int in, long long off, size_t n)
+{
+    off_t pos = (off_t)off;
+    while (n > 0) { /* a page cache to a page cache: no copy through this process */
+        ssize_t w = sendfile(fd, in, &pos, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) /* EAGAIN (a full pipe), EINVAL (a descriptor sendfile cannot take), the end */
+            break;
+        n -= (size_t)w;
+    }
+    if (n == 0)
+        return 0;
+    enum { BUF = 1 << 18 };
+    char *buf = malloc(BUF);
+    if (!buf)
+        return ENOMEM;
+    int err = 0;
+    while (n > 0 && !err) {
+        ssize_t r = pread(in, buf, n < BUF ? n : BUF, pos);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            err = r < 0 ? errno : EIO;
+            break;
+        }
+        err = fd_write_all(fd, buf, (size_t)r);
+        pos += r;
+        n -= (size_t)r;
+    }
+    free(buf);
+    return err;
 }

@@ -9,4 +9,9 @@
  * the errno value of the write that failed. */
 int fd_write_all(int fd, const char *p, size_t n);
 
+/* Copies n bytes of in from offset off to fd (in's own offset unchanged): in the
+ * kernel (sendfile) where it can, else through a buffer (fd_write_all). Returns 0,
+ * the errno value of the call that failed, or EIO when in ends before n bytes. */
+int fd_copy_range(int fd, int in, long long off, size_t n);
+
 #endif

@@ -1850,6 +1850,24 @@ static int atomic_write(lua_State *L)
     return push_atomic_result(L, a, a->err);
 }
 
+/* handle:copy(file, offset, length) -> true | nil, err, code: length bytes of an open
+ * file (a spool's temporary) from offset, copied in the kernel where it can, with
+ * no string made of them */
+static int atomic_copy(lua_State *L)
+{
+    atomic *a = check_open(L);
+    luaL_Stream *f = luaL_checkudata(L, 2, LUA_FILEHANDLE);
+    lua_Integer off = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
+    luaL_argcheck(L, f->closef != NULL, 2, "the file is closed");
+    luaL_argcheck(L, off >= 0, 3, "must not be negative");
+    luaL_argcheck(L, len >= 0, 4, "must not be negative");
+    if (!a->open)
+        return closed_error(L, a);
+    if (!a->err && len > 0)
+        a->err = fflush(f->f) != 0 ? errno : fd_copy_range(a->fd, fileno(f->f), off, (size_t)len);
+    return push_atomic_result(L, a, a->err);
+}
+
 /* handle:sync() -> true | nil, err, code: on disk now (before committing several) */
 static int atomic_sync_l(lua_State *L)
 {
@@ -1903,6 +1921,7 @@ static int json_write_atomic(lua_State *L)
 static void atomic_register(lua_State *L)
 {
     static const luaL_Reg methods[] = {{"write", atomic_write},
+                                       {"copy", atomic_copy},
                                        {"sync", atomic_sync_l},
                                        {"commit", atomic_commit_l},
                                        {"abort", atomic_abort_l},

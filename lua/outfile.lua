@@ -11,14 +11,15 @@ function M.prepare(target, text)
   return M.prepare_stream(target, function(write) return write(text) end)
 end
 
--- The same, for text produced in pieces: produce(write) calls write(piece) for each
--- and returns true, or what a failed write returned.
+-- The same, for text produced in pieces: produce(write, handle) calls write(piece)
+-- for each (or has handle copy them from a spool's file: hplua.spool) and returns
+-- true, or what a failed write returned.
 function M.prepare_stream(target, produce)
   M.abort(target)
   local h, err = json.open_atomic(target.path)
   local ok = h ~= nil
   if ok then
-    local pok, pres, perr = pcall(produce, function(piece) return h:write(piece) end)
+    local pok, pres, perr = pcall(produce, function(piece) return h:write(piece) end, h)
     if pok then ok, err = pres, perr else ok, err = nil, tostring(pres) end
   end
   if ok then ok, err = h:sync() end

@@ -16,7 +16,7 @@ end
 
 -- The report for the final record ev, to a synced temporary; nil, message on failure.
 function Writer:prepare(ev, run)
-  return outfile.prepare_stream(self, function(write) return run.report:stream(ev, write) end)
+  return outfile.prepare_stream(self, function(write, handle) return run.report:stream(ev, write, handle) end)
 end
 function Writer:abort() outfile.abort(self) end
 function Writer:run_finished(_, run) outfile.commit(self, run) end

@@ -124,7 +124,7 @@ end
 
 -- The document for the final record ev, handed to write(piece) in order; stops at
 -- the first write that does not return true and returns what it returned.
-function Junit:stream(ev, write)
+function Junit:stream(ev, write, handle)
   self:close_suite()
   local sm = ev.summary
   local run_suite, nerr = self:run_suite(ev)
@@ -134,7 +134,7 @@ function Junit:stream(ev, write)
   for i, suite in ipairs(self.suites) do
     if not ok then break end
     ok, err, code = write(i > 1 and "\n" .. suite[1] or suite[1])
-    if ok then ok, err, code = self.spool:copy(suite[2], suite[3], write) end
+    if ok then ok, err, code = self.spool:copy(suite[2], suite[3], write, handle) end
     if ok then ok, err, code = write("\n  </testsuite>") end
   end
   if ok and run_suite then ok, err, code = write((#self.suites > 0 and "\n" or "") .. run_suite) end
@@ -145,7 +145,7 @@ end
 -- Written to a synced temporary before the run's final event, renamed at it
 -- (hplua.outfile: every output agrees with the exit status).
 function Junit:prepare(ev)
-  return outfile.prepare_stream(self, function(write) return self:stream(ev, write) end)
+  return outfile.prepare_stream(self, function(write, handle) return self:stream(ev, write, handle) end)
 end
 function Junit:abort() outfile.abort(self) end
 function Junit:run_finished(_, run) outfile.commit(self, run) end

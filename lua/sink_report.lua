@@ -166,7 +166,7 @@ end
 -- The report for the run's final record (the fields of run_finished), handed to
 -- write(piece) in order; stops at the first write that does not return true and
 -- returns what it returned (true when all went out).
-function Report:stream(ev, write)
+function Report:stream(ev, write, handle)
   self:close_module()
   self.final = ev
   local top = {
@@ -182,7 +182,7 @@ function Report:stream(ev, write)
   for i, part in ipairs(self.parts) do
     if not ok then break end
     ok, err, code = write(i > 1 and "," .. part[1] or part[1])
-    if ok then ok, err, code = self.spool:copy(part[2], part[3], write) end
+    if ok then ok, err, code = self.spool:copy(part[2], part[3], write, handle) end
     if ok then ok, err, code = write("]}") end
   end
   if not ok then return ok, err, code end

@@ -66,9 +66,12 @@ end
 
 -- Calls write(chunk) for the text between marks from and to; stops at the first
 -- call that does not return true and returns what it returned (true when all went).
-function Spool:copy(from, to, write)
+-- handle (optional): a report's atomic file (json.open_atomic), which takes the text
+-- from the temporary file itself (handle:copy, in the kernel), not through strings.
+function Spool:copy(from, to, write, handle)
   if self.file and not self.file:flush() then self:to_memory() end
   local f = self.file
+  if f and handle then return handle:copy(f, from, to - from) end
   if f then
     local pos = from
     while pos < to do

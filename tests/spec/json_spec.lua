@@ -384,6 +384,51 @@ describe("hplua.json report files", function()
     assert.are.equal("s.json", entries())
   end)
 
+  it("copies a range of an open file into the report (handle:copy), to a file and to a FIFO", function()
+    local src = assert(sys.tmpfile(4096))
+    local text = {}
+    for i = 1, 20000 do text[i] = string.format("%05d,", i) end
+    text = table.concat(text)
+    src:write(text) -- still in the stdio buffer in part: copy flushes it first
+    local p = dir .. "/c.json"
+    local h = assert(json.open_atomic(p))
+    assert.is_true(h:write("["))
+    assert.is_true(h:copy(src, 6, #text - 7)) -- from "00002" to before the last ","
+    assert.is_true(h:copy(src, 0, 0))
+    assert.is_true(h:write("]"))
+    assert.is_true(h:commit())
+    assert.are.equal("[" .. text:sub(7, -2) .. "]", read(p))
+    os.remove(p)
+    -- past the file's end: an error, and the handle keeps it
+    h = assert(json.open_atomic(p))
+    local v, err, code = h:copy(src, #text - 3, 10)
+    assert.is_nil(v)
+    assert.are.equal("EIO", code)
+    assert.matches("cannot write", err)
+    h:abort()
+    assert.has_error(function() h:copy(src, -1, 1) end)
+    -- a FIFO (a pipe: no page cache to copy from, into)
+    local fifo = dir .. "/cf"
+    sh("mkfifo " .. fifo)
+    local hp = require "hplua"
+    local reader = hp.process.start("copy-reader", { "cat", fifo })
+    local w
+    for _ = 1, 200 do
+      w = json.open_atomic(fifo)
+      if w then break end
+      hp.sleep(0.02)
+    end
+    assert(w, "the reader never opened the FIFO")
+    assert.is_true(w:copy(src, 0, #text))
+    assert.is_true(w:commit())
+    assert.are.equal(text, reader:wait(10).stdout)
+    src:close()
+    assert.has_error(function() json.open_atomic(dir .. "/x"):copy(src, 0, 1) end)
+    os.remove(fifo)
+    collectgarbage()
+    assert.are.equal("", entries())
+  end)
+
   it("writes into its own stdout directly (what /dev/stdout resolves to)", function()
     -- a private link to /proc/self/fd/1, not /dev/stdout itself: a broken build must
     -- not be able to replace a system file
