@@ -17,6 +17,8 @@ void guard_register(lua_State *L);
 int guard_armed(void);
 /* Is a run on (exit() then comes from test code's native calls)? */
 int guard_exit_watched(void);
+/* The run's exit status once its verdict is out (sys.watch_exit(status)), else -1. */
+int guard_exit_verdict(void);
 
 int luaopen_hplua_sys(lua_State *L);
 int luaopen_hplua_process(lua_State *L);

@@ -966,13 +966,25 @@ static int sys_atomic(lua_State *L)
  * native code that test code reached (package.loadlib), or the main thread's end
  * (pthread_exit), which runs the atexit handlers too: main.c's handler asks. */
 static int exit_watched;
+static int exit_verdict = -1;
 
 int guard_exit_watched(void) { return exit_watched; }
+int guard_exit_verdict(void) { return exit_verdict; }
 
-/* sys.watch_exit(on): the runner's own switch, for the length of a run */
+/* sys.watch_exit(on | status): the runner's own switch, from the run's start to the
+ * process's end. true: no verdict yet; an integer: the verdict is out (its exit
+ * status, which an exit() then keeps); false: off. */
 static int watch_exit(lua_State *L)
 {
-    exit_watched = lua_toboolean(L, 1);
+    if (lua_type(L, 1) == LUA_TNUMBER) {
+        lua_Integer status = luaL_checkinteger(L, 1);
+        luaL_argcheck(L, status >= 0 && status <= 255, 1, "must be an exit status (0 to 255)");
+        exit_watched = 1;
+        exit_verdict = (int)status;
+    } else {
+        exit_watched = lua_toboolean(L, 1);
+        exit_verdict = -1;
+    }
     return 0;
 }
 

@@ -115,9 +115,9 @@ static void close_guarded(lua_State *L, int status)
 /* ---- A process ended by native code: test code that reaches libc (package.loadlib)
  * can call exit() or end the main thread (pthread_exit), and the process would exit 0
  * with no report. Both run the atexit handlers. During a run (os.exit raises then) the
- * status becomes an internal error's; in lua_close's finalizers, the run's own status
- * stands. _exit and signals do not run them: a parent (the station) sees those in the
- * wait status. */
+ * status becomes an internal error's; once the run's verdict is out (its outputs
+ * closing, lua_close's finalizers), the run's own status stands. _exit and signals do
+ * not run them: a parent (the station) sees those in the wait status. */
 static volatile sig_atomic_t closing = -1; /* the run's status, once Lua has returned it */
 static volatile sig_atomic_t returned;     /* main's own return: a plain exit */
 
@@ -128,6 +128,11 @@ static void exit_check(void)
     if (closing >= 0) {
         fflush(NULL);
         _exit(closing);
+    }
+    int verdict = guard_exit_verdict(); /* after the run's end, while its outputs close */
+    if (verdict >= 0) {
+        fflush(NULL);
+        _exit(verdict);
     }
     if (guard_exit_watched()) {
         static const char msg[] = "hplua: error: test code ended the process (exit or pthread_exit from native "

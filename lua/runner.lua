@@ -338,7 +338,6 @@ end
 
 function Run:emit(kind, ev) return self.bus:emit(kind, ev) end
 
--- An output that could not be written: said on stderr, and a passing run fails.
 -- An output that failed (the --events stream on a full disk, say). Said on stderr at
 -- once; before the run's final event it becomes a run error (kind "report") so that
 -- the verdict and every other output say so (prepare_outputs); after it, the exit
@@ -349,6 +348,7 @@ function Run:output_error(message)
   self.output_failures = q
   q[#q + 1] = tostring(message)
   if self.exit_code == EXIT.ok then self.exit_code = EXIT.failed end
+  if self.verdict_out then sys.watch_exit(self.exit_code) end
 end
 
 -- The JSON report's text, once the run has finished (needs the report builder).
@@ -592,9 +592,10 @@ function Run:teardown()
 end
 
 -- os.exit in test code fails the test (or the collection) instead of ending the run;
--- the attempt remembers it even when the test catches the error.
+-- the attempt remembers it even when the test catches the error. It stays so to the
+-- process's end: test code's finalizers run at any collection, the run's outputs
+-- being written among them, and then in lua_close (host/main.c).
 local function install_exit_guard()
-  local real_exit = os.exit
   sys.watch_exit(true) -- and exit() from native code is the host's to catch (host/main.c)
   os.exit = function(code)
     local msg = string.format("os.exit(%s) called from test code: a test cannot end the run; use hp.fail or error",
@@ -605,10 +606,6 @@ local function install_exit_guard()
       cur.exit_called = { message = msg, file = file, line = line, kind = "error" }
     end
     error(msg, 2)
-  end
-  return function()
-    os.exit = real_exit
-    sys.watch_exit(false)
   end
 end
 
@@ -638,7 +635,7 @@ end
 -- selected), "list" (--list) or "run".
 function Run:main(paths, keywords)
   local opts = self.opts
-  local restore_exit = install_exit_guard()
+  install_exit_guard()
   ctx.run_messages = self.messages
   ctx.run_info = { dut = self.dut, stand = self.stand, instruments = self.instruments }
   -- what suite.lua and test files record while they load follows run_started
@@ -658,7 +655,7 @@ function Run:main(paths, keywords)
     if not files[t.module] then files[t.module] = true; nfiles = nfiles + 1 end
   end
   if opts.list and plan and #plan.errors == 0 then
-    restore_exit()
+    sys.watch_exit(EXIT.ok) -- an exit() from now on: the listing's status
     ctx.bus = nil
     return nil, selected
   end
@@ -700,7 +697,6 @@ function Run:main(paths, keywords)
     end
     if sys.interrupted() then self.interrupted = true end
   end
-  restore_exit()
   self.duration = seconds(sys.clock() - self.started)
   local final = { summary = self.summary, caused_failure = self.caused_failure or null, duration = self.duration,
     phase = phase, warnings = phase == "run" and json.array(require("hplua.measure").unused_warnings()) or nil,
@@ -709,6 +705,8 @@ function Run:main(paths, keywords)
   self:prepare_outputs(final, phase)
   self.exit_code, self.status = final.exit_code, final.status
   self:emit("run_finished", final)
+  self.verdict_out = true
+  sys.watch_exit(self.exit_code) -- an exit() from now on (a finalizer): the run's status
   return self.exit_code
 end
 

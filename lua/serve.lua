@@ -834,7 +834,16 @@ function Station:finish(slot)
     self:end_stream(slot, out, run.stopped and "stopped" or "crash", msg, { status = status,
       exit_code = run.stopped and 2 or 3, summary = summary,
       caused_failure = slot.current_test ~= json.null and slot.current_test or json.null })
-  elseif math.type(res.exit_code) == "integer" and fin0.exit_code ~= res.exit_code then
+  elseif math.type(res.exit_code) ~= "integer" then
+    -- Killed by a signal after its stream's end (which test code may have forged): no
+    -- exit status agrees with that end, so it is never sent; the station ends the stream.
+    local code = run.stopped and 2 or 3
+    local how = res.signal and ("was killed by signal " .. res.signal) or "ended without an exit status"
+    self:end_stream(slot, out, run.stopped and "stopped" or "crash", string.format("the run's process %s after its "
+      .. "events said %s (exit status %s)", how, tostring(fin0.status), tostring(fin0.exit_code)),
+      { status = run.stopped and "stopped" or "failed", exit_code = code, summary = fin0.summary,
+        caused_failure = json.null })
+  elseif fin0.exit_code ~= res.exit_code then
     -- The stream's end does not say what the process's exit status says (test code can
     -- write to the stream: a forged end, or one whose id took the real end's place).
     -- The exit status is the run's verdict, as every other output's: the station ends
@@ -845,6 +854,14 @@ function Station:finish(slot)
       exit_code = code, summary = fin0.summary, caused_failure = json.null })
   elseif held then
     self:emit(slot, held.line, held.ev, out, true)
+    if not run.finished_event then
+      -- its id was taken (test code wrote an event with an id far ahead): the verdict
+      -- stands, and the station sends it under the next id
+      local ev = held.ev
+      self:end_stream(slot, out, "error", string.format("the run's end came under an id already sent (%s)",
+        tostring(ev.seq)), { status = ev.status, exit_code = ev.exit_code, summary = ev.summary,
+        caused_failure = ev.caused_failure })
+    end
   end
   if #out > 0 then self.server:broadcast(table.concat(out)) end
   if run.watching then self.server:watch(run.events:fileno(), true) end

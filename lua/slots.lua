@@ -21,7 +21,7 @@ local esc = require("hplua.text").escape_control
 
 local M = {}
 
-local EXIT_USAGE, EXIT_INTERRUPTED, EXIT_INTERNAL = 4, 2, 3
+local EXIT_USAGE, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_FAILED = 4, 2, 3, 1
 local CHILD_POLL = 0.5  -- seconds between liveness checks of the children
 local STOP_GRACE = 4    -- seconds an interrupted slot gets before SIGKILL (Ctrl-C ends all in 5 s)
 local REDRAW = 0.1      -- seconds between redraws of the live lines
@@ -357,7 +357,14 @@ function Sup:pump_events(slot, ended)
   end
   if copy and #copy > 0 then
     copy[#copy + 1] = ""
-    sys.write(self.events_fd, table.concat(copy, "\n"))
+    local ok, werr = sys.write(self.events_fd, table.concat(copy, "\n"))
+    if not ok then
+      -- a full disk, a reader gone: said once, no more written, and the run fails (the
+      -- slots' own reports are theirs; the exit status is the supervisor's)
+      io.stderr:write("hplua: error: --events " .. self.opts.events .. ": " .. tostring(werr) .. "\n")
+      if self.events_owned then sys.close(self.events_fd) end
+      self.events_fd, self.events_owned, self.events_failed = nil, false, true
+    end
   end
   self:note_ending(slot)
 end
@@ -621,6 +628,11 @@ function Sup:summary()
       out[#out + 1] = string.format("    %s %s%s", f.status:upper(), esc(f.test),
         f.message and (": " .. esc((tostring(f.message):gsub("\n.*", "")))) or "")
     end
+  end
+  if self.events_failed then
+    -- the slots' own verdicts stand in their reports; the run's copy of their events failed
+    out[#out + 1] = "ERROR   --events " .. esc(self.opts.events) .. " could not be written: the run fails"
+    worst = worse(worst, EXIT_FAILED)
   end
   local parts = {}
   for _, st in ipairs { "passed", "failed", "stopped", "aborted", "none", "error" } do

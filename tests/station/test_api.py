@@ -333,6 +333,30 @@ def main():
                   "a forged passing end: the stream ends with a failed run_finished")
             check(len(ends) == 1, "a forged passing end is never sent: %s" % [(e["status"], e.get("source")) for e in ends])
 
+            # a forged passing end, then the process is killed by a signal: no exit status
+            # says "passed", so that end is never sent, and the history has no pass
+            status, doc, _, _ = st.post("/api/start", {"serial": serial("KILLFORGED")})
+            fin = st.wait_finished(doc["run_id"])
+            events, _ = sse_read(st, count=400, timeout=2)
+            ends = [e for i, e in events if e["run_id"] == doc["run_id"] and e["type"] == "run_finished"]
+            check(fin["slots"][0]["status"] == "failed" and len(ends) == 1 and ends[0]["status"] == "failed",
+                  "a forged passing end, then killed: one end, failed: %s" % [(e["status"], e.get("source")) for e in ends])
+            rec = [r for r in st.get("/api/runs")[1] if r["run_id"] == doc["run_id"]]
+            check(len(rec) == 1 and rec[0]["status"] in ("failed", "aborted"),
+                  "a forged passing end, then killed: the history has no pass: %s" % [r["status"] for r in rec])
+
+            # test code writes an event with an id far ahead: the real end's id is taken, and
+            # the station still ends the stream (with the run's verdict) and goes on
+            status, doc, _, _ = st.post("/api/start", {"serial": serial("IDJUMP")})
+            fin = st.wait_finished(doc["run_id"])
+            check(st.proc.poll() is None, "an event with an id far ahead: the station goes on")
+            events, _ = sse_read(st, count=400, timeout=2)
+            mine = [(i, e) for i, e in events if e["run_id"] == doc["run_id"]]
+            seqs = [int(i.split(":")[1]) for i, _ in mine]
+            check(mine[-1][1]["type"] == "run_finished" and mine[-1][1]["exit_code"] == 0
+                  and fin["slots"][0]["status"] == "passed" and seqs == sorted(set(seqs)),
+                  "an event with an id far ahead: the stream still ends with the run's verdict (passed), ids increasing")
+
         # ---- a child writing malformed event lines: they are dropped, and take no id
         if MODE == "fake":
             status, doc, _, _ = st.post("/api/start", {"serial": serial("HOSTILE")})

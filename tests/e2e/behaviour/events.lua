@@ -207,3 +207,16 @@ hp.test("an events stream that cannot be written fails the run, and the report s
   hp.expect(rep.errors[1].kind).to_equal("report")
   hp.expect(rep.errors[1].message).to_contain("--events /dev/full:")
 end)
+
+hp.test("with --slots, an events stream that cannot be written fails the run too, said once", function()
+  -- the supervisor copies every slot's events to --events: the slots' own reports were
+  -- theirs to write, but the exit status is the supervisor's (it had been 0, said nowhere)
+  local d = run.tmpdir()
+  local p = hp.process.start("slots-full", { run.exe, "--no-history", "--slots", "2", "--events", "/dev/full",
+    "--json", d .. "/r-{slot}.json", "pass" }, { cwd = run.fixtures, timeout = 60 })
+  local res = p:wait()
+  hp.expect(res.exit_code, res.stdout .. res.stderr).to_equal(1)
+  local said = select(2, res.stderr:gsub("hplua: error: %-%-events /dev/full: write: No space left on device", ""))
+  hp.expect(said, res.stderr).to_equal(1)
+  os.execute("rm -rf '" .. d .. "'")
+end)

@@ -265,6 +265,15 @@ hp.test("exit or pthread_exit from native test code is never a pass", function()
   hp.expect(rep.status).to_equal("failed")
   hp.expect(res.exit_code, res.stdout .. res.stderr).to_equal(1)
 end)
+hp.test("os.exit or exit() in a finalizer while the outputs are written does not change the verdict", function()
+  -- the run's end, its reports, its history: a finalizer of test code can run at any
+  -- collection there, before the state closes (it had exited 0, with no report)
+  for _, mode in ipairs { "exit_at_end", "native_exit_at_end" } do
+    local res, rep = run.run({ ATCLOSE }, { env = { GUARD_ATCLOSE = mode } })
+    hp.expect(res.exit_code, mode .. ": " .. res.stdout .. res.stderr).to_equal(1)
+    hp.expect(rep and rep.status, mode).to_equal("failed")
+  end
+end)
 hp.test("a finalizer that loops at the run's end cannot hold the process", function()
   local looping = false
   local on_line = function(l) if l == "LOOPING" then looping = true end end

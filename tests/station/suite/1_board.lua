@@ -31,24 +31,47 @@ if serial:match("^SLOW") then
   hp.test("soak", function() hp.sleep(30) end)
 end
 
+-- Writes one line into the run's own event stream, as test code can (its --events
+-- FIFO and --run-id are on its command line); %s in line is the run's id.
+local function forge(line)
+  local f = assert(io.open("/proc/self/cmdline", "rb"))
+  local args = {}
+  for a in f:read("a"):gmatch("[^%z]+") do args[#args + 1] = a end
+  f:close()
+  local path, id
+  for i, a in ipairs(args) do
+    if a == "--events" then path = args[i + 1] elseif a == "--run-id" then id = args[i + 1] end
+  end
+  local w = assert(io.open(assert(path, "no --events"), "w"))
+  w:write(string.format(line, id))
+  w:close()
+end
+local FORGED_PASS = '{"v":1,"seq":999999,"time":"2026-01-01T00:00:00.000+00:00","run_id":"%s",' ..
+  '"type":"run_finished","status":"passed","exit_code":0,"summary":{"total":1,"passed":1,"failed":0,' ..
+  '"skipped":0,"stopped":0},"caused_failure":null,"duration":0.1}\n'
+
 -- FORGE-x: a failing test, then test code that writes a forged passing end of the run
 -- into its own event stream, with an id far ahead (the station must show the failure)
 if serial:match("^FORGE") then
   hp.test("fails", function() error("the board is bad") end)
-  hp.test("forges", function()
-    local f = assert(io.open("/proc/self/cmdline", "rb"))
-    local args = {}
-    for a in f:read("a"):gmatch("[^%z]+") do args[#args + 1] = a end
-    f:close()
-    local path, id
-    for i, a in ipairs(args) do
-      if a == "--events" then path = args[i + 1] elseif a == "--run-id" then id = args[i + 1] end
-    end
-    local w = assert(io.open(assert(path, "no --events"), "w"))
-    w:write(string.format('{"v":1,"seq":999999,"time":"2026-01-01T00:00:00.000+00:00","run_id":"%s",' ..
-      '"type":"run_finished","status":"passed","exit_code":0,"summary":{"total":1,"passed":1,"failed":0,' ..
-      '"skipped":0,"stopped":0},"caused_failure":null,"duration":0.1}\n', id))
-    w:close()
+  hp.test("forges", function() forge(FORGED_PASS) end)
+end
+
+-- KILLFORGED-x: test code forges a passing end, then the process is killed (SIGKILL):
+-- no exit status agrees with that end, so it is never shown
+if serial:match("^KILLFORGED") then
+  hp.test("forges and dies", function()
+    forge(FORGED_PASS)
+    os.execute("kill -9 " .. require("hplua.sys").getpid())
+    hp.sleep(10)
+  end)
+end
+
+-- IDJUMP-x: test code writes an event of its own (not an end) with an id far ahead
+-- into its stream: the run's real events after it take no id, its real end among them
+if serial:match("^IDJUMP") then
+  hp.test("forges an id", function()
+    forge('{"v":1,"seq":999999,"time":"2026-01-01T00:00:00.000+00:00","run_id":"%s","type":"info","text":"forged"}\n')
   end)
 end
 
