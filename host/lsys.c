@@ -204,6 +204,33 @@ static int sys_tmpfile(lua_State *L)
     return 1;
 }
 
+/* pread(file, offset, length) -> string | nil, message, code: length bytes of an open
+ * Lua file from offset, read from its descriptor (past its stdio buffer, whatever
+ * state a failed write left that in); fewer where the file ends. */
+static int sys_pread(lua_State *L)
+{
+    luaL_Stream *f = luaL_checkudata(L, 1, LUA_FILEHANDLE);
+    lua_Integer off = luaL_checkinteger(L, 2), len = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, f->closef != NULL, 1, "the file is closed");
+    luaL_argcheck(L, off >= 0, 2, "must not be negative");
+    luaL_argcheck(L, len >= 0, 3, "must not be negative");
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, (size_t)len);
+    size_t got = 0;
+    while (got < (size_t)len) {
+        ssize_t n = pread(fileno(f->f), p + got, (size_t)len - got, (off_t)(off + (lua_Integer)got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return push_fail(L, "read", errno);
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    luaL_pushresultsize(&b, got);
+    return 1;
+}
+
 /* write(fd, s, [tail]) -> true | nil, message, code: all of s (then tail), across
  * partial writes. */
 static int sys_write(lua_State *L)
@@ -567,6 +594,7 @@ int luaopen_hplua_sys(lua_State *L)
                                    {"tmpfile", sys_tmpfile},
                                    {"write", sys_write},
                                    {"read", sys_read},
+                                   {"pread", sys_pread},
                                    {"close", sys_close},
                                    {"realpath", sys_realpath},
                                    {"stat", sys_stat},

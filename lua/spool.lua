@@ -1,8 +1,9 @@
 -- hplua.spool: text appended piece by piece and read back in ranges, kept in an
 -- unnamed temporary file (sys.tmpfile) so that a report of 100,000 tests does not
 -- hold every record in the run's memory until the run ends. Without a temporary file
--- (no writable /tmp, or a write to it fails), and in the history's recorder (a
--- process of its own: new{memory = true}), the text is kept in memory.
+-- (no writable /tmp, or a write to it fails: a full disk, a file size limit), and in
+-- the history's recorder (a process of its own: new{memory = true}), the text is
+-- kept in memory, all of it.
 -- Marks are byte offsets: copy(from, to, write) hands the text between two marks
 -- to write in chunks of at most CHUNK bytes.
 local math, table, error, setmetatable = math, table, error, setmetatable -- test code may replace globals
@@ -19,39 +20,70 @@ Spool.__index = Spool
 -- opts.memory: kept in memory from the start (a process whose memory is its own,
 -- the history's recorder: read back from a file, the text would be copied twice
 -- more into fresh memory at the end, where the run waits for it).
+-- With a file: flushed is how much of it is known to be in the file (a flush said
+-- so); the pieces after that are kept in pending[1..held] (references, not copies)
+-- until the next flush, since a write that fails leaves the stdio buffer in no known
+-- state. The list is reused: what it held past held is left for the next pieces.
 function M.new(opts)
   local f = not (opts and opts.memory) and sys.tmpfile(BUFFER) or nil -- io.tmpfile, not inherited by children
-  local s = setmetatable({ file = f, size = 0 }, Spool)
+  local s = setmetatable({ file = f, size = 0, flushed = 0, pending = {}, held = 0 }, Spool)
   if not f then s.pieces, s.ends = {}, {} end
   return s
 end
 
--- From the file to memory: what the file holds so far becomes the first piece.
+-- From the file to memory (a write or flush failed: a full disk, a file size limit):
+-- what the file is known to hold, read from its descriptor, and then what was
+-- pending become the first pieces. Nothing appended is lost.
 function Spool:to_memory()
   local f, text = self.file, ""
   self.file = nil
-  if self.size > 0 then
-    text = f:seek("set", 0) and f:read(self.size)
-    if not text or #text ~= self.size then error("hplua.spool: cannot read back the temporary file", 0) end
+  if self.flushed > 0 then
+    text = sys.pread(f, 0, self.flushed)
+    if not text or #text ~= self.flushed then error("hplua.spool: cannot read back the temporary file", 0) end
   end
-  f:close()
-  self.pieces, self.ends = { text }, { self.size }
+  pcall(f.close, f) -- its buffer cannot be written either
+  local rest = table.concat(self.pending, "", 1, self.held)
+  self.pending, self.held = nil, 0
+  if rest == "" then
+    self.pieces, self.ends = { text }, { self.flushed }
+  else
+    self.pieces, self.ends = { text, rest }, { self.flushed, self.flushed + #rest }
+  end
+end
+
+-- Flushes the file; -> true, or false once the spool has moved to memory.
+function Spool:flush()
+  if self.file:flush() then
+    self.flushed, self.held = self.size, 0
+    return true
+  end
+  self:to_memory()
+  return false
 end
 
 -- comma: a "," goes first (between a list's items), in the same call
 function Spool:append(s, comma)
   local f = self.file
   if f then
+    local pending, held, size, ok = self.pending, self.held, self.size, nil
     if comma then
-      if f:write(",", s) then
-        self.size = self.size + #s + 1
-        return
-      end
-    elseif f:write(s) then
-      self.size = self.size + #s
-      return
+      held = held + 1
+      pending[held] = ","
+      size = size + 1
+      ok = f:write(",", s)
+    else
+      ok = f:write(s)
     end
-    self:to_memory() -- what the file took of this piece is past its size, and dropped
+    held = held + 1
+    pending[held] = s
+    size = size + #s
+    self.held, self.size = held, size
+    if not ok then
+      self:to_memory()
+    elseif size - self.flushed >= BUFFER then
+      self:flush() -- what the buffer held is known to be in the file now
+    end
+    return
   end
   if comma then s = "," .. s end
   local n = #self.pieces + 1
@@ -69,20 +101,19 @@ end
 -- handle (optional): a report's atomic file (json.open_atomic), which takes the text
 -- from the temporary file itself (handle:copy, in the kernel), not through strings.
 function Spool:copy(from, to, write, handle)
-  if self.file and not self.file:flush() then self:to_memory() end
+  if self.file then self:flush() end
   local f = self.file
   if f and handle then return handle:copy(f, from, to - from) end
   if f then
     local pos = from
     while pos < to do
       local n = math.min(CHUNK, to - pos)
-      local s = f:seek("set", pos) and f:read(n)
+      local s = sys.pread(f, pos, n)
       if not s or #s ~= n then error("hplua.spool: cannot read back the temporary file", 0) end
       local ok, err, code = write(s)
       if not ok then return ok, err, code end
       pos = pos + n
     end
-    f:seek("end")
     return true
   end
   -- in memory: the first piece ending after from (binary search), then on

@@ -275,6 +275,27 @@ hp.test("a report that fails at the end fails the run, and the other report says
   os.execute("rm -rf '" .. d .. "'")
 end)
 
+hp.test("a temporary file that stops growing mid-run loses nothing from the reports", function()
+  -- the reports' spools live in temporary files; a file size limit (as a full disk)
+  -- stops their writes mid-run: what they hold moves to memory, and every record
+  -- reaches the reports (written to pipes here, which the limit does not reach)
+  local d = tmpdir()
+  local lines = { 'local hp = require "hplua"' }
+  for i = 1, 400 do lines[#lines + 1] = string.format('hp.test("t%d", function() hp.set_message(string.rep("m", 1000)) end)', i) end
+  run.write(d .. "/1_big.lua", table.concat(lines, "\n") .. "\n")
+  local r = hp.process.start("fsize", { "sh", "-c", 'trap "" XFSZ; ulimit -f 100; exec 3>&1; exec "$0" --no-history ' ..
+    '-q --json /dev/fd/3 --junit /dev/stderr "$1" >/dev/null', run.exe, d }, { timeout = 60 }):wait(60)
+  hp.expect(r.exit_code, r.stderr:sub(-2000)).to_equal(0)
+  local rep = json.decode(r.stdout)
+  hp.expect(rep.status).to_equal("passed")
+  hp.expect(#rep.modules[1].tests).to_equal(400)
+  hp.expect(rep.modules[1].tests[400].messages[1].text).to_equal(string.rep("m", 1000))
+  run.write(d .. "/out.xml", r.stderr)
+  xmllint(d .. "/out.xml")
+  python { "junit", d .. "/out.xml", 400, 0, 0, 0 }
+  os.execute("rm -rf '" .. d .. "'")
+end)
+
 hp.test("reports go into a FIFO and through links; temporaries never stay", function()
   local d = tmpdir()
   assert(os.execute("mkfifo " .. d .. "/fifo"))
