@@ -46,7 +46,14 @@ async function record() {
       if ((await api(st.url, 'GET', `/api/runs?serial=${serial}`)).doc.length) break;
       await new Promise((res) => setTimeout(res, 100));
     }
-    await new Promise((res) => setTimeout(res, 300));
+    // the run's end reaches the stream once the run's process has exited (the station
+    // holds it until then): wait for it, not for a fixed time (a slow build's station
+    // may send it later than the run's record)
+    for (let waited = 0; !text.includes('"type":"run_finished"'); waited += 50) {
+      if (waited > 30000) throw new Error('the recorded stream has no run_finished');
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    await new Promise((res) => setTimeout(res, 100));
     req.destroy();
     // the SSE body, chunked: its frames are "id: ...\ndata: {...}\n\n"
     const frames = [...text.matchAll(/id: [^\n]*\ndata: [^\n]*\n\n/g)].map((m) => m[0]);

@@ -21,6 +21,14 @@ function M.start(args, opts)
   return p, report
 end
 
+-- Is this (the suite's own hplua, the same build as the one it runs) the ASan build?
+function M.under_asan()
+  for l in io.lines("/proc/self/maps") do
+    if l:find("libasan", 1, true) then return true end
+  end
+  return false
+end
+
 -- A new empty folder under the temporary directory.
 function M.tmpdir()
   local d = os.tmpname()

@@ -245,14 +245,8 @@ end)
 -- the run's end, the run's own status stands.
 -- (ASan's runtime fails in its own teardown of a main thread that pthread_exit ended:
 -- those two cases are for the plain build.)
-local function under_asan()
-  for l in io.lines("/proc/self/maps") do
-    if l:find("libasan", 1, true) then return true end
-  end
-  return false
-end
 hp.test("exit or pthread_exit from native test code is never a pass", function()
-  local asan = under_asan()
+  local asan = run.under_asan()
   for _, mode in ipairs(asan and { "native_exit" } or { "native_exit", "thread_exit" }) do
     local res, rep = run.run({ ATCLOSE }, { env = { GUARD_ATCLOSE = mode } })
     hp.expect(res.exit_code, mode .. ": " .. res.stdout .. res.stderr).to_equal(3)

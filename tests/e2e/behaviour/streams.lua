@@ -269,13 +269,6 @@ local function hwm_kb()
   end
 end
 
-local function under_asan()
-  for l in io.lines("/proc/self/maps") do
-    if l:find("asan", 1, true) then return true end
-  end
-  return false
-end
-
 hp.test("tcp: 100 MB from the peer read by lines in bounded memory", function()
   local dev <close>, port = tcp_device()
   local s <close> = assert(hp.tcp.connect("127.0.0.1", port, { timeout = 30, max_line = 4096 }))
@@ -293,7 +286,7 @@ hp.test("tcp: 100 MB from the peer read by lines in bounded memory", function()
   hp.expect(bytes).to_equal(100000000)
   -- the stream's buffer lives on the Lua heap: it never held more than a line and a read
   hp.expect(heap_peak).to_be_less_than(16 * 1024)
-  if not under_asan() then -- ASan keeps freed memory in quarantine
+  if not run.under_asan() then -- ASan keeps freed memory in quarantine
     hp.expect(hwm_kb() - hwm0).to_be_less_than(32 * 1024)
   end
   -- a peer that never ends its line: refused at max_line, the memory stays bounded
