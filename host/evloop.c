@@ -11,6 +11,7 @@ static volatile sig_atomic_t interrupts;
 static volatile sig_atomic_t sigchlds;
 static volatile sig_atomic_t last_signal;
 static void (*interrupt_cb)(int);
+static void (*xfsz_given)(int) = SIG_DFL; /* SIGXFSZ as hplua was started with */
 
 static void on_signal(int sig)
 {
@@ -56,6 +57,12 @@ int evloop_init(void)
     if (err)
         return err;
     signal(SIGPIPE, SIG_IGN);
+    /* A file size limit (ulimit -f) fails a write with EFBIG, which the spools and
+     * reports handle, rather than ending the process with no report. The children get
+     * the disposition hplua was given. */
+    xfsz_given = signal(SIGXFSZ, SIG_IGN);
+    if (xfsz_given == SIG_ERR)
+        xfsz_given = SIG_DFL;
     return 0;
 }
 
@@ -82,6 +89,7 @@ void evloop_reset_child_signals(void)
     signal(SIGTERM, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
     signal(SIGPIPE, SIG_DFL);
+    signal(SIGXFSZ, xfsz_given);
 }
 
 const char *evloop_signal_name(int sig) { return sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGINT"; }

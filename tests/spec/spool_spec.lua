@@ -95,6 +95,69 @@ describe("hplua.spool", function()
     assert.has_error(function() sys.tmpfile(-1) end)
     assert.has_error(function() sys.tmpfile(1 << 30) end)
   end)
+
+  it("loses and repeats nothing when the k-th write or flush of its file fails, for every k", function()
+    -- the temporary file wrapped: its k-th write puts half of what it was given into
+    -- the file (a disk that fills mid-write) and fails; its k-th flush fails
+    local sys = require "hplua.sys"
+    local real_tmpfile, real_pread = sys.tmpfile, sys.pread
+    local fail_at, calls, failed
+    local Wrap = {}
+    Wrap.__index = Wrap
+    function Wrap:write(...)
+      calls = calls + 1
+      if calls ~= fail_at then return self.f:write(...) end
+      failed = true
+      local s = table.concat { ... }
+      self.f:write(s:sub(1, #s // 2))
+      self.f:flush()
+      return nil, "File too large", 27
+    end
+    function Wrap:flush()
+      calls = calls + 1
+      if calls ~= fail_at then return self.f:flush() end
+      failed = true
+      return nil, "No space left on device", 28
+    end
+    function Wrap:close() return self.f:close() end
+    sys.tmpfile = function(n) return setmetatable({ f = real_tmpfile(n) }, Wrap) end
+    sys.pread = function(f, off, len) return real_pread(getmetatable(f) == Wrap and f.f or f, off, len) end
+    local ok, err = pcall(function()
+      local k = 0
+      repeat
+        k = k + 1
+        fail_at, calls, failed = k, 0, false
+        local seed = 7
+        local function rand(n)
+          seed = (seed * 1103515245 + 12345) % 2147483648
+          return seed % n + 1
+        end
+        local s = spool.new()
+        local all, marks = {}, { 0 }
+        for i = 1, 100 do
+          local piece = string.rep(string.char(65 + i % 26), rand(5) == 1 and 0 or rand(12000))
+          local comma = i > 1 and rand(2) == 1
+          s:append(piece, comma)
+          all[#all + 1] = (comma and "," or "") .. piece
+          if rand(8) == 1 then marks[#marks + 1] = s:mark() end
+          if rand(30) == 1 then -- a read mid-run flushes too
+            local m = marks[rand(#marks)]
+            assert.are.equal(table.concat(all):sub(m + 1), s:read(m, s:mark()))
+          end
+        end
+        local whole = table.concat(all)
+        assert.are.equal(#whole, s:mark())
+        for _, m in ipairs(marks) do
+          assert.are.equal(whole:sub(m + 1), s:read(m, s:mark()), "k " .. k .. ", from " .. m)
+        end
+        assert.are.equal(failed, s.file == nil) -- in memory exactly when a call failed
+        s:close()
+      until not failed
+      assert.is_true(k > 20)
+    end)
+    sys.tmpfile, sys.pread = real_tmpfile, real_pread
+    assert(ok, err)
+  end)
 end)
 
 describe("hplua.json encoding paths", function()

@@ -283,7 +283,8 @@ hp.test("a temporary file that stops growing mid-run loses nothing from the repo
   local lines = { 'local hp = require "hplua"' }
   for i = 1, 400 do lines[#lines + 1] = string.format('hp.test("t%d", function() hp.set_message(string.rep("m", 1000)) end)', i) end
   run.write(d .. "/1_big.lua", table.concat(lines, "\n") .. "\n")
-  local r = hp.process.start("fsize", { "sh", "-c", 'trap "" XFSZ; ulimit -f 100; exec 3>&1; exec "$0" --no-history ' ..
+  -- SIGXFSZ at its default, as a shell with `ulimit -f` leaves it: hplua must not die of it
+  local r = hp.process.start("fsize", { "sh", "-c", 'trap - XFSZ; ulimit -f 100; exec 3>&1; exec "$0" --no-history ' ..
     '-q --json /dev/fd/3 --junit /dev/stderr "$1" >/dev/null', run.exe, d }, { timeout = 60 }):wait(60)
   hp.expect(r.exit_code, r.stderr:sub(-2000)).to_equal(0)
   local rep = json.decode(r.stdout)
@@ -293,6 +294,32 @@ hp.test("a temporary file that stops growing mid-run loses nothing from the repo
   run.write(d .. "/out.xml", r.stderr)
   xmllint(d .. "/out.xml")
   python { "junit", d .. "/out.xml", 400, 0, 0, 0 }
+  os.execute("rm -rf '" .. d .. "'")
+end)
+
+hp.test("a file size limit fails a report's write (EFBIG), and the children still get SIGXFSZ", function()
+  -- hplua ignores SIGXFSZ for its own writes; what it starts has the disposition hplua was given
+  local d = tmpdir()
+  run.write(d .. "/1_child.lua", table.concat({
+    'local hp = require "hplua"',
+    'hp.test("big", function()',
+    '  local r = hp.process.start("dd", { "sh", "-c", "exec head -c 300000 /dev/zero > ' .. d .. '/big" }):wait(30)',
+    '  hp.expect(r.signal).to_equal(25) -- SIGXFSZ',
+    'end)' }, "\n") .. "\n")
+  local r = hp.process.start("fsize-child", { "sh", "-c", 'trap - XFSZ; ulimit -f 100; exec "$0" --no-history ' ..
+    '-q --json "$1/out.json" "$1"', run.exe, d }, { timeout = 60 }):wait(60)
+  hp.expect(r.exit_code, r.stdout .. r.stderr).to_equal(0)
+  local rep = json.decode(read(d .. "/out.json"))
+  hp.expect(rep.status).to_equal("passed")
+  -- a report bigger than the limit: the write fails, said, and the run fails (no signal)
+  local lines = { 'local hp = require "hplua"' }
+  for i = 1, 200 do lines[#lines + 1] = string.format('hp.test("t%d", function() hp.set_message(string.rep("m", 1000)) end)', i) end
+  run.write(d .. "/2_big.lua", table.concat(lines, "\n") .. "\n")
+  r = hp.process.start("fsize-report", { "sh", "-c", 'trap - XFSZ; ulimit -f 100; exec "$0" --no-history ' ..
+    '-q --json "$1/big.json" "$1/2_big.lua"', run.exe, d }, { timeout = 60 }):wait(60)
+  hp.expect(r.signal, r.stderr).to_equal(nil)
+  hp.expect(r.exit_code, r.stderr).to_equal(1)
+  hp.expect(r.stderr).to_contain("--json: cannot write " .. d .. "/big.json: File too large")
   os.execute("rm -rf '" .. d .. "'")
 end)
 
