@@ -1,6 +1,7 @@
 #include "fdio.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/sendfile.h>
@@ -58,3 +59,17 @@ int fd_copy_range(int fd, int in, long long off, size_t n)
     free(buf);
     return err;
 }
+
+#define NOTED 1024
+static unsigned char given[NOTED]; /* 0: not open at start, 1: open, 2: open for writing */
+
+void fd_note_inherited(void)
+{
+    for (int fd = 0; fd < NOTED; fd++) {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl >= 0)
+            given[fd] = (fl & O_ACCMODE) == O_RDONLY ? 1 : 2;
+    }
+}
+
+int fd_inherited(int fd, int w) { return fd >= 0 && fd < NOTED && given[fd] >= (w ? 2 : 1); }

@@ -14,4 +14,10 @@ int fd_write_all(int fd, const char *p, size_t n);
  * the errno value of the call that failed, or EIO when in ends before n bytes. */
 int fd_copy_range(int fd, int in, long long off, size_t n);
 
+/* Notes which descriptors below 1024 are open when the process starts (call it first
+ * thing in main, before anything is opened); fd_inherited then tells whether fd was one
+ * of them, open for writing (w) or at all. */
+void fd_note_inherited(void);
+int fd_inherited(int fd, int w);
+
 #endif

@@ -204,6 +204,13 @@ static int sys_tmpfile(lua_State *L)
     return 1;
 }
 
+/* inherited(fd, [writable]) -> boolean: was fd open when hplua started (for writing)? */
+static int sys_inherited(lua_State *L)
+{
+    lua_pushboolean(L, fd_inherited((int)luaL_checkinteger(L, 1), lua_toboolean(L, 2)));
+    return 1;
+}
+
 /* pread(file, offset, length) -> string | nil, message, code: length bytes of an open
  * Lua file from offset, read from its descriptor (past its stdio buffer, whatever
  * state a failed write left that in); fewer where the file ends. */
@@ -595,6 +602,7 @@ int luaopen_hplua_sys(lua_State *L)
                                    {"write", sys_write},
                                    {"read", sys_read},
                                    {"pread", sys_pread},
+                                   {"inherited", sys_inherited},
                                    {"close", sys_close},
                                    {"realpath", sys_realpath},
                                    {"stat", sys_stat},

@@ -1,6 +1,7 @@
 /* hplua: main only creates the Lua state and runs everything else protected,
  * in pmain, as lua.c does. The CLI itself is Lua (lua/cli.lua). */
 #include "evloop.h"
+#include "fdio.h"
 #include "heap.h"
 #include "host.h"
 #include "loop.h"
@@ -145,6 +146,7 @@ static void exit_check(void)
 
 int main(int argc, char **argv)
 {
+    fd_note_inherited(); /* before anything is opened: which descriptors the caller gave */
     evloop_init(); /* first: a SIGTERM during start-up must end the run like any other */
     atexit(exit_check);
     /* The watchdog (orphans.c) is forked now, while this process is small: forked later,

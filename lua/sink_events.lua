@@ -11,7 +11,17 @@ Events.__index = Events
 -- target: a path, or "fd:N" for an inherited descriptor. Returns the sink or nil, message.
 function M.open(target)
   local n = target:match("^fd:(%d+)$")
-  if n then return setmetatable({ fd = tonumber(n), owned = false, target = target, lines = json.lines(), held = 0 }, Events) end
+  if n then
+    -- a descriptor hplua was not given (one of its own, or none), or was given for
+    -- reading only, is found now (a usage error), not at the first event
+    if not sys.inherited(tonumber(n)) then
+      return nil, "--events " .. target .. ": descriptor " .. n .. " was not given to hplua (not open when it started)"
+    end
+    if not sys.inherited(tonumber(n), true) then
+      return nil, "--events " .. target .. ": descriptor " .. n .. " is open for reading only"
+    end
+    return setmetatable({ fd = tonumber(n), owned = false, target = target, lines = json.lines(), held = 0 }, Events)
+  end
   local fd, err = sys.open(target, "w")
   if not fd then return nil, "--events: cannot open " .. err end
   return setmetatable({ fd = fd, owned = true, target = target, lines = json.lines(), held = 0 }, Events)

@@ -194,6 +194,16 @@ hp.test("an events file that cannot be opened is a usage error before anything r
   local res = run.run({ "--events", "/nonexistent/dir/e.ndjson", "pass" })
   hp.expect(res.exit_code).to_equal(4)
   hp.expect(res.stderr).to_match("%-%-events: cannot open /nonexistent/dir/e.ndjson")
+  -- an inherited descriptor that is not open, or open for reading only
+  local r = hp.process.start("fd9-closed", { "sh", "-c", 'exec "$0" --events fd:9 -q pass 9>&-', run.exe },
+    { cwd = run.fixtures }):wait(60)
+  hp.expect(r.exit_code).to_equal(4)
+  hp.expect(r.stderr).to_contain("--events fd:9: descriptor 9 was not given to hplua (not open when it started)")
+  hp.expect(r.stdout).never.to_contain("passed")
+  r = hp.process.start("fd9-read", { "sh", "-c", 'exec "$0" --events fd:9 -q pass 9</dev/null', run.exe },
+    { cwd = run.fixtures }):wait(60)
+  hp.expect(r.exit_code).to_equal(4)
+  hp.expect(r.stderr).to_contain("--events fd:9: descriptor 9 is open for reading only")
 end)
 
 hp.test("an events stream that cannot be written fails the run, and the report says so", function()
