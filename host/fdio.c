@@ -1,5 +1,6 @@
 #include "fdio.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -63,13 +64,31 @@ int fd_copy_range(int fd, int in, long long off, size_t n)
 #define NOTED 1024
 static unsigned char given[NOTED]; /* 0: not open at start, 1: open, 2: open for writing */
 
+static void note(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && fd < NOTED)
+        given[fd] = (fl & O_ACCMODE) == O_RDONLY ? 1 : 2;
+}
+
+/* The open descriptors as /proc lists them (a few system calls), else each in turn */
 void fd_note_inherited(void)
 {
-    for (int fd = 0; fd < NOTED; fd++) {
-        int fl = fcntl(fd, F_GETFL);
-        if (fl >= 0)
-            given[fd] = (fl & O_ACCMODE) == O_RDONLY ? 1 : 2;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) {
+        for (int fd = 0; fd < NOTED; fd++)
+            note(fd);
+        return;
     }
+    int own = dirfd(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+        if (*end == '\0' && end != e->d_name && fd >= 0 && fd < NOTED && fd != own)
+            note((int)fd);
+    }
+    closedir(d);
 }
 
 int fd_inherited(int fd, int w) { return fd >= 0 && fd < NOTED && given[fd] >= (w ? 2 : 1); }
