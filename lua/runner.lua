@@ -767,12 +767,19 @@ end
 -- record. One that fails is a run error (kind "report"): a passing run fails, and
 -- the others are written again with that verdict — so all outputs agree.
 function Run:prepare_outputs(final, phase)
-  local failures = self.output_failures
-  if failures and #failures > 0 then
-    self.output_failures = {}
-    for _, message in ipairs(failures) do self:run_error(message, nil, nil, "report") end
+  -- output failures said so far become run errors; sending those (or a report's own
+  -- failure, below) may make another output fail (the --events stream): again until
+  -- none is left, so every failure is in the verdict and the reports
+  local function drain()
+    local failures = self.output_failures
+    while failures and #failures > 0 do
+      self.output_failures = {}
+      for _, message in ipairs(failures) do self:run_error(message, nil, nil, "report") end
+      failures = self.output_failures
+    end
     final.exit_code, final.status = self:verdict(phase)
   end
+  drain()
   local pending = {}
   for _, s in ipairs(self.bus.sinks) do
     if s.prepare then pending[#pending + 1] = s end
@@ -791,7 +798,7 @@ function Run:prepare_outputs(final, phase)
     local what = (sink.option or "report") .. ": " .. message
     io.stderr:write("hplua: error: " .. what .. "\n")
     self:run_error(what, nil, nil, "report")
-    final.exit_code, final.status = self:verdict(phase)
+    drain()
   end
 end
 

@@ -230,3 +230,25 @@ hp.test("with --slots, an events stream that cannot be written fails the run too
   hp.expect(said, res.stderr).to_equal(1)
   os.execute("rm -rf '" .. d .. "'")
 end)
+
+hp.test("an events stream whose reader leaves, and a report that cannot be written: both are in the report", function()
+  -- the reader leaves once the last test has started; the stream's next write, at the
+  -- run's end, fails, and so does the JUnit report (a FIFO nobody reads): each is a run
+  -- error in the JSON report, not only in the exit status
+  local d = run.tmpdir()
+  run.write(d .. "/1_three.lua", 'local hp = require "hplua"\nhp.test("t1", function() end)\n' ..
+    'hp.test("t2", function() end)\nhp.test("t3", function() hp.sleep(0.5) end)\n')
+  assert(os.execute(string.format("mkfifo '%s/ev' '%s/junit'", d, d)))
+  local reader = hp.process.start("ev-reader", { "sh", "-c",
+    'while read -r l; do case "$l" in *::t3*test_started*) exit 0;; esac; done < "$0"', d .. "/ev" })
+  local res, rep = run.run({ "--events", d .. "/ev", "--junit", d .. "/junit", d })
+  reader:wait(10)
+  hp.expect(res.exit_code).to_equal(1)
+  local messages = {}
+  for _, e in ipairs(rep.errors) do messages[#messages + 1] = e.kind .. ": " .. e.message end
+  table.sort(messages)
+  hp.expect(#messages, table.concat(messages, "\n")).to_equal(2)
+  hp.expect(messages[1]).to_contain("report: --events " .. d .. "/ev:")
+  hp.expect(messages[2]).to_contain("report: --junit: cannot write " .. d .. "/junit")
+  os.execute("rm -rf '" .. d .. "'")
+end)
