@@ -618,7 +618,9 @@ function Sup:summary()
     if slot.skipped > 0 then line = line .. ", " .. slot.skipped .. " skipped" end
     if slot.stopped > 0 then line = line .. ", " .. slot.stopped .. " stopped" end
     line = line .. string.format(" of %d in %.2f s", slot.total, slot.duration or 0)
-    if slot.json then line = line .. "  (report " .. slot.json .. ")" end
+    if slot.json then -- an aborted slot has one only when its history gave it (after_loss)
+      line = line .. (sys.stat(slot.json) and "  (report " .. slot.json .. ")" or "  (no report)")
+    end
     out[#out + 1] = line
     if slot.abort_reason then
       out[#out + 1] = "    aborted: " .. slot.abort_reason

@@ -55,7 +55,7 @@ hp.test("4 slots, slot 3 SIGKILLed mid-run: the others finish, slot 3 is aborted
     hp.expect(rep.summary.passed).to_equal(3)
     hp.expect(out).to_match("slot " .. i .. " SN" .. i .. ": PASSED  3 passed, 0 failed of 3")
   end
-  hp.expect(out).to_match("slot 3 SN3: ABORTED  1 passed, 0 failed of 3")
+  hp.expect(out).to_match("slot 3 SN3: ABORTED  1 passed, 0 failed of 3 in [%d.]+ s  %(report " .. dir:gsub("%p", "%%%0") .. "/r%-3%.json%)")
   hp.expect(out).to_match("its process was killed by SIGKILL; it was running 1_dut::firmware")
   hp.expect(out).to_match("4 slots: 3 passed, 1 aborted %(exit status 2%)")
   -- slot 3's report is rebuilt from its history: what it finished, then aborted
@@ -98,9 +98,13 @@ hp.test("4 slots share a lock: hold intervals never overlap and nobody starves",
 end)
 
 hp.test("a lock held by a slot that dies is released: the waiter proceeds", function()
-  local r, out = hplua({ "--no-history", "--slots", "2", "-v", "dies" })
+  local dir = tmpdir()
+  local r, out = hplua({ "--no-history", "--slots", "2", "-v", "--json", dir .. "/r-{slot}.json", "dies" })
   hp.expect(r.exit_code, out).to_equal(2)
-  hp.expect(out).to_match("slot 1: ABORTED  0 passed, 0 failed of 1")
+  -- no history to rebuild its report from: the summary says it has none
+  hp.expect(out).to_match("slot 1: ABORTED  0 passed, 0 failed of 1 in [%d.]+ s  %(no report%)")
+  hp.expect(read(dir .. "/r-1.json")).to_be_nil()
+  hp.expect(out).to_match("slot 2: PASSED  1 passed, 0 failed of 1 in [%d.]+ s  %(report " .. dir:gsub("%p", "%%%0") .. "/r%-2%.json%)")
   hp.expect(out).to_match("slot 2: PASSED  1 passed")
   hp.expect(out).to_match("1 passed, 1 aborted")
 end)
