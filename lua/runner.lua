@@ -509,6 +509,17 @@ function Run:skip_reason(t)
   end
 end
 
+-- What a finished test keeps for its dependents: its verdict, in one table a status
+-- (shared, never changed).
+local VERDICT = {}
+for _, st in ipairs { "passed", "failed", "skipped", "stopped" } do
+  VERDICT[st] = setmetatable({ status = st }, { __newindex = function() error("a verdict is shared", 2) end })
+end
+
+-- The lists of a test that did not run (skipped): empty, shared, never changed (an
+-- attempt's own lists replace them when it runs).
+local NONE = setmetatable({}, { __newindex = function() error("shared empty list", 2) end })
+
 function Run:finish_test(t, result)
   local s = self.summary
   s.total = s.total + 1
@@ -536,12 +547,12 @@ function Run:finish_test(t, result)
     attachments = #result.attachments > 0 and json.array(result.attachments) or nil,
     attempt_results = attempts, max_attempts = t.attempts > 1 and t.attempts or nil, dependency = t.as_dependency })
   -- the outputs have it all now: a finished test keeps only its verdict (for its dependents)
-  t.result = { status = result.status }
+  t.result = VERDICT[result.status] or { status = result.status }
 end
 
 function Run:run_test(t)
   local result = { test = t, id = t.id, name = t.name, status = "skipped", attempts = 0, attempt_results = {},
-    messages = {}, measurements = {}, artifacts = {}, attachments = {} }
+    messages = NONE, measurements = NONE, artifacts = NONE, attachments = NONE }
   t.result = result
   if sys.interrupted() and not self.stop_reason then
     self.interrupted = true
