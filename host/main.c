@@ -56,7 +56,8 @@ static int traceback(lua_State *L)
  * process: SIGINT or SIGTERM end it (exit 2), and so does a deadline of CLOSE_S seconds
  * (with the run's own status: every output has given the verdict by then). */
 #define CLOSE_S 5
-static volatile sig_atomic_t close_status;
+static volatile sig_atomic_t closing = -1; /* the run's status, once Lua has returned it */
+static volatile sig_atomic_t returned;     /* main's own return: a plain exit */
 
 static void close_deadline(int sig)
 {
@@ -64,7 +65,7 @@ static void close_deadline(int sig)
     static const char msg[] = "hplua: a finalizer did not end within 5 s of the run's end; exiting\n";
     ssize_t n = write(2, msg, sizeof msg - 1);
     (void)n;
-    _exit(close_status);
+    _exit(closing);
 }
 
 static void close_interrupted(int sig)
@@ -78,7 +79,7 @@ static int exit_after_run(lua_State *L)
     return luaL_error(L, "os.exit after the run has ended: the exit status is the run's");
 }
 
-static void close_guarded(lua_State *L, int status)
+static void close_guarded(lua_State *L)
 {
     if (lua_getglobal(L, "os") == LUA_TTABLE && lua_getfield(L, -1, "exit") != LUA_TNIL) {
         lua_pop(L, 1);
@@ -88,7 +89,6 @@ static void close_guarded(lua_State *L, int status)
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    close_status = status;
     struct sigaction sa, old_int, old_term, old_alrm;
     memset(&sa, 0, sizeof sa);
     sigemptyset(&sa.sa_mask);
@@ -119,21 +119,17 @@ static void close_guarded(lua_State *L, int status)
  * status becomes an internal error's; once the run's verdict is out (its outputs
  * closing, lua_close's finalizers), the run's own status stands. _exit and signals do
  * not run them: a parent (the station) sees those in the wait status. */
-static volatile sig_atomic_t closing = -1; /* the run's status, once Lua has returned it */
-static volatile sig_atomic_t returned;     /* main's own return: a plain exit */
 
 static void exit_check(void)
 {
     if (returned)
         return;
-    if (closing >= 0) {
+    /* the run's status once Lua returned it; before that, once its verdict was out
+     * (its outputs closing) */
+    int status = closing >= 0 ? closing : guard_exit_verdict();
+    if (status >= 0) {
         fflush(NULL);
-        _exit(closing);
-    }
-    int verdict = guard_exit_verdict(); /* after the run's end, while its outputs close */
-    if (verdict >= 0) {
-        fflush(NULL);
-        _exit(verdict);
+        _exit(status);
     }
     if (guard_exit_watched()) {
         static const char msg[] = "hplua: error: test code ended the process (exit or pthread_exit from native "
@@ -176,7 +172,7 @@ int main(int argc, char **argv)
     closing = status;
     monitor_stop(); /* no tick, no last resort from here on */
     fflush(stdout);
-    close_guarded(L, status);
+    close_guarded(L);
     /* Whatever way the run ended, no child outlives the host. */
     loop_shutdown();
     if (resignal) {
