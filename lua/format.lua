@@ -45,6 +45,14 @@ local function numeric(m)
   return false
 end
 
+-- Was the run (its final event, run_finished) stopped before any test was marked
+-- failed or stopped? TAP and JUnit then add an entry of the run's own, so that a
+-- reader of either sees that it did not pass.
+function M.stopped_unmarked(ev)
+  local sm = ev.summary
+  return ev.status == "stopped" and type(sm) == "table" and sm.failed + sm.stopped == 0
+end
+
 -- "vcc = 3.31 V (3.2 … 3.4 V) ok"
 function M.measurement(m)
   local limits = M.limits(m)

@@ -45,8 +45,7 @@ function Junit:run_suite(ev)
       '      <error message="%s" type="%s">%s</error>\n    </testcase>', e.type == "collection_error" and "collection error" or "run error",
       i, xml(loc .. tostring(e.message)), xml(kind), xml_text(loc .. tostring(e.message)))
   end
-  local sm = ev.summary
-  if ev.status == "stopped" and sm.failed + sm.stopped == 0 then
+  if format.stopped_unmarked(ev) then
     cases[#cases + 1] = '    <testcase classname="hplua" name="run stopped" time="0.000">\n' ..
       '      <error message="the run was stopped before its end" type="interrupted"/>\n    </testcase>'
   end

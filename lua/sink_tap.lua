@@ -69,8 +69,7 @@ function Tap:run_finished(ev)
     out("Bail out! collection failed\n")
     return
   end
-  local sm = ev.summary
-  if ev.status == "stopped" and sm and sm.failed + sm.stopped == 0 then
+  if format.stopped_unmarked(ev) then
     not_ok(self, "run stopped", "stopped", { message = "the run was stopped before its end" })
   end
   out(string.format("1..%d\n", self.n))
