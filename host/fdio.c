@@ -27,6 +27,22 @@ int fd_write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+long long fd_pread_full(int fd, char *p, size_t n, long long off)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, p + got, n - got, (off_t)(off + (long long)got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    return (long long)got;
+}
+
 int fd_copy_range(int fd, int in, long long off, size_t n)
 {
     off_t pos = (off_t)off;
@@ -46,11 +62,9 @@ int fd_copy_range(int fd, int in, long long off, size_t n)
         return ENOMEM;
     int err = 0;
     while (n > 0 && !err) {
-        ssize_t r = pread(in, buf, n < BUF ? n : BUF, pos);
-        if (r < 0 && errno == EINTR)
-            continue;
+        long long r = fd_pread_full(in, buf, n < BUF ? n : BUF, pos);
         if (r <= 0) {
-            err = r < 0 ? errno : EIO;
+            err = r < 0 ? (int)-r : EIO;
             break;
         }
         err = fd_write_all(fd, buf, (size_t)r);

@@ -9,6 +9,10 @@
  * the errno value of the write that failed. */
 int fd_write_all(int fd, const char *p, size_t n);
 
+/* Reads up to n bytes of fd at offset off into p, again after EINTR and short reads;
+ * fewer only where the file ends. Returns the count, or -errno. */
+long long fd_pread_full(int fd, char *p, size_t n, long long off);
+
 /* Copies n bytes of in from offset off to fd (in's own offset unchanged): in the
  * kernel (sendfile) where it can, else through a buffer (fd_write_all). Returns 0,
  * the errno value of the call that failed, or EIO when in ends before n bytes. */

@@ -223,18 +223,10 @@ static int sys_pread(lua_State *L)
     luaL_argcheck(L, len >= 0, 3, "must not be negative");
     luaL_Buffer b;
     char *p = luaL_buffinitsize(L, &b, (size_t)len);
-    size_t got = 0;
-    while (got < (size_t)len) {
-        ssize_t n = pread(fileno(f->f), p + got, (size_t)len - got, (off_t)(off + (lua_Integer)got));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return push_fail(L, "read", errno);
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    luaL_pushresultsize(&b, got);
+    long long got = fd_pread_full(fileno(f->f), p, (size_t)len, off);
+    if (got < 0)
+        return push_fail(L, "read", (int)-got);
+    luaL_pushresultsize(&b, (size_t)got);
     return 1;
 }
 
